@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/shop"
+	"github.com/streamfold/streamfold/views"
+)
+
+// newHTTP wires the shop's views and commands onto the query API.
+func newHTTP(rt *streamfold.Runtime, log *slog.Logger) http.Handler {
+	customers := views.New(rt.Engine(), shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+	api := queryapi.New(
+		queryapi.WithLogger(log),
+		queryapi.WithReadiness(readiness{rt}),
+		queryapi.WithMetrics(metrics{rt}),
+	)
+	api.Resource("customers", viewReader[shop.Customer]{customers}, customerLister{customers})
+	c := customerCommands{rt: rt, view: customers, emit: streamfold.NewEmitter(rt, shop.CustomerEvents)}
+	api.Handle(http.MethodPost, "/customers", c.register)
+	api.Handle(http.MethodPatch, "/customers/{id}", c.update)
+	api.Handle(http.MethodDelete, "/customers/{id}", c.delete)
+	return api
+}
+
+// viewReader serves a view's values as JSON (the framework's bookkeeping stripped).
+type viewReader[V any] struct{ v *views.View[V] }
+
+func (r viewReader[V]) Get(ctx context.Context, key string) (json.RawMessage, error) {
+	val, err := r.v.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(val)
+}
+
+// customerLister answers GET /customers?state=active|deleted from the state index.
+type customerLister struct{ v *views.View[shop.Customer] }
+
+func (l customerLister) List(ctx context.Context, q queryapi.ListQuery) (queryapi.Page, error) {
+	var index, term string
+	for k, v := range q.Filters {
+		switch {
+		case k == "state" && (v == shop.StateActive || v == shop.StateDeleted):
+			index, term = "state", v
+		case k == "state":
+			return queryapi.Page{}, queryapi.BadRequest(fmt.Sprintf("state must be %q or %q, got %q", shop.StateActive, shop.StateDeleted, v))
+		default:
+			return queryapi.Page{}, queryapi.BadRequest(fmt.Sprintf("unknown filter %q (supported: state)", k))
+		}
+	}
+	page, err := l.v.List(ctx, index, term, q.Cursor, q.Limit)
+	if errors.Is(err, views.ErrBadCursor) {
+		return queryapi.Page{}, queryapi.BadRequest("cursor is not one this API handed out")
+	}
+	if err != nil {
+		return queryapi.Page{}, err
+	}
+	out := queryapi.Page{Next: page.Next, Items: make([]json.RawMessage, 0, len(page.Items))}
+	for _, it := range page.Items {
+		b, err := json.Marshal(it.Value)
+		if err != nil {
+			return queryapi.Page{}, err
+		}
+		out.Items = append(out.Items, b)
+	}
+	return out, nil
+}
+
+type customerCommands struct {
+	rt   *streamfold.Runtime
+	view *views.View[shop.Customer]
+	emit *streamfold.Emitter[codecs.Event]
+}
+
+// accepted is the answer to a command: the event is in the log; the view will
+// show it once the customers group has folded it.
+type accepted struct {
+	ID       string              `json:"id"`
+	EventID  string              `json:"eventId"`
+	Type     string              `json:"type"`
+	Position streamfold.Position `json:"position"`
+}
+
+func (c customerCommands) register(r *http.Request) (int, any, error) {
+	var cmd shop.RegisterCustomer
+	if err := queryapi.DecodeJSON(r, &cmd); err != nil {
+		return 0, nil, err
+	}
+	ev, err := shop.RegisterEvent(cmd)
+	if err != nil {
+		return 0, nil, validationProblem(err)
+	}
+	if cmd.ID != "" {
+		if cur, err := c.view.Get(r.Context(), cmd.ID); err == nil && cur.State == shop.StateActive {
+			return 0, nil, queryapi.Conflict(fmt.Sprintf("customer %q is already registered", cmd.ID), map[string]any{"version": cur.Version})
+		}
+	}
+	return c.send(r.Context(), ev, http.StatusAccepted)
+}
+
+func (c customerCommands) update(r *http.Request) (int, any, error) {
+	id := queryapi.Vars(r)["id"]
+	var cmd shop.UpdateCustomer
+	if err := queryapi.DecodeJSON(r, &cmd); err != nil {
+		return 0, nil, err
+	}
+	ev, err := shop.UpdateEvent(id, cmd)
+	if err != nil {
+		return 0, nil, validationProblem(err)
+	}
+	if err := c.mustExist(r.Context(), id); err != nil {
+		return 0, nil, err
+	}
+	return c.send(r.Context(), ev, http.StatusAccepted)
+}
+
+func (c customerCommands) delete(r *http.Request) (int, any, error) {
+	id := queryapi.Vars(r)["id"]
+	erase := false
+	if v := r.URL.Query().Get("erase"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return 0, nil, queryapi.BadRequest(fmt.Sprintf("erase must be true or false, got %q", v))
+		}
+		erase = b
+	}
+	if err := c.mustExist(r.Context(), id); err != nil {
+		return 0, nil, err
+	}
+	ev, err := shop.DeleteEvent(id, erase)
+	if err != nil {
+		return 0, nil, err
+	}
+	return c.send(r.Context(), ev, http.StatusAccepted)
+}
+
+// mustExist answers 404 for a customer the (caught-up) view does not have, and
+// 503 while the view is restoring.
+func (c customerCommands) mustExist(ctx context.Context, id string) error {
+	_, err := c.view.GetRaw(ctx, id)
+	return err
+}
+
+func (c customerCommands) send(ctx context.Context, ev codecs.Event, status int) (int, any, error) {
+	pos, err := c.emit.Emit(ctx, ev.Subject, ev)
+	if err != nil {
+		return 0, nil, err
+	}
+	h := http.Header{}
+	h.Set("Location", "/customers/"+ev.Subject)
+	return status, queryapi.WithHeaders(accepted{ID: ev.Subject, EventID: ev.ID, Type: ev.Type, Position: pos}, h), nil
+}
+
+func validationProblem(err error) error {
+	if verr, ok := errors.AsType[*shop.ValidationError](err); ok {
+		return queryapi.Unprocessable(verr.Error(), map[string]any{"fields": verr.Fields})
+	}
+	return err
+}
+
+type readiness struct{ rt *streamfold.Runtime }
+
+func (r readiness) Ready(context.Context) (bool, any) {
+	return r.rt.Recovered(), map[string]any{"tables": r.rt.Progress(), "groups": r.rt.Stats()}
+}
+
+type metrics struct{ rt *streamfold.Runtime }
+
+func (m metrics) WriteMetrics(w io.Writer) error {
+	for group, s := range m.rt.Stats() {
+		fmt.Fprintf(w, "streamfold_records_processed_total{group=%q} %d\n", group, s.Processed)
+		fmt.Fprintf(w, "streamfold_records_applied_total{group=%q} %d\n", group, s.Applied)
+		fmt.Fprintf(w, "streamfold_records_duplicate_total{group=%q} %d\n", group, s.Duplicates)
+		for class, n := range s.DeadLetters {
+			fmt.Fprintf(w, "streamfold_dead_letters_total{group=%q,class=%q} %d\n", group, class, n)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,17 @@
+// Package processors is the typed DSL over goka and the building blocks made
+// with it.
+//
+// A Group declares one goka processor group: its input streams, its table
+// (<group>-table, a compacted changelog backed by the tables storage engine),
+// its outputs and its dead-letter topic (<group>-dlq). Typed helpers such as
+// Project adapt user functions to goka's untyped callbacks in exactly one place
+// (record.go): goka only ever sees bytes, so an undecodable record is
+// dead-lettered by us instead of stopping the partition the way goka's own
+// decode errors do.
+//
+// Handlers return errors and never need to panic. The framework turns a
+// returned error, a recovered panic, an undecodable record and a record that
+// arrived on the wrong partition for its key into a dead letter carrying the
+// record's coordinates; the partition keeps flowing and the input offset is
+// committed only after the dead letter (and every table write) is acknowledged.
+package processors

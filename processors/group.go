@@ -1,0 +1,217 @@
+package processors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+
+	"github.com/streamfold/streamfold/tables"
+)
+
+// ErrInvalidGroup is returned by Validate for a group that cannot run.
+var ErrInvalidGroup = errors.New("invalid group")
+
+// Role says how a group uses a topic.
+type Role string
+
+const (
+	RoleInput  Role = "input"
+	RoleTable  Role = "table"
+	RoleOutput Role = "output"
+	RoleLookup Role = "lookup"
+	RoleDLQ    Role = "dlq"
+)
+
+// Edge is one topic a group reads or writes, for the topology's description.
+type Edge struct {
+	Role Role
+	Spec tables.Spec
+}
+
+// Group declares one processor group. Declare it completely (Project, Output,
+// Lookup) before handing it to a topology; after that it is read-only, and the
+// handlers it runs are called by goka, one goroutine per partition.
+type Group struct {
+	name    string
+	log     *slog.Logger
+	table   tables.Topic
+	indexes []tables.Index
+	inputs  []input
+	outputs []tables.Topic
+	lookups []tables.Topic
+	errs    []error
+
+	mu         sync.Mutex
+	partitions map[string]int // partition count per input topic, bound before running
+
+	stats *Stats
+}
+
+type input struct {
+	topic  tables.Topic
+	handle func(r *recordCtx) error
+}
+
+// GroupOption configures a Group.
+type GroupOption func(*Group)
+
+// WithLogger sets the group's logger; nil discards.
+func WithLogger(l *slog.Logger) GroupOption {
+	return func(g *Group) { g.log = l }
+}
+
+// NewGroup declares a processor group named name. Its table topic, if it has
+// one, is <name>-table; its dead-letter topic is <name>-dlq.
+func NewGroup(name string, opts ...GroupOption) *Group {
+	g := &Group{name: name, stats: newStats()}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.log = g.log.With("group", name)
+	return g
+}
+
+// Name is the group's (and its consumer group's) name.
+func (g *Group) Name() string { return g.name }
+
+// TableTopic is the group's changelog topic, <group>-table.
+func (g *Group) TableTopic() string { return string(goka.GroupTable(goka.Group(g.name))) }
+
+// DLQTopic is the group's dead-letter topic, <group>-dlq.
+func (g *Group) DLQTopic() string { return g.name + "-dlq" }
+
+// DLQ is the dead-letter stream's handle: raw bytes, exactly as they arrived.
+func (g *Group) DLQ() tables.Stream[[]byte] {
+	return tables.Stream[[]byte]{Name: g.DLQTopic()}
+}
+
+// Stats are the group's counters.
+func (g *Group) Stats() *Stats { return g.stats }
+
+// Output declares a stream the group's handlers emit to.
+func Output[V any](g *Group, s tables.Stream[V]) {
+	g.outputs = append(g.outputs, s)
+}
+
+// Lookup declares a table the group's handlers read by key (need not be
+// co-partitioned).
+func Lookup[V any](g *Group, t tables.Table[V]) {
+	g.lookups = append(g.lookups, t)
+}
+
+func (g *Group) setTable(t tables.Topic, indexes []tables.Index) {
+	if g.table != nil && g.table.Spec().Name != t.Spec().Name {
+		g.errs = append(g.errs, fmt.Errorf("group %s: two tables %s and %s", g.name, g.table.Spec().Name, t.Spec().Name))
+		return
+	}
+	g.table, g.indexes = t, indexes
+}
+
+func (g *Group) addInput(t tables.Topic, h func(*recordCtx) error) {
+	g.inputs = append(g.inputs, input{topic: t, handle: h})
+}
+
+// Table is the group's table spec, or false for a stateless group.
+func (g *Group) Table() (tables.Spec, []tables.Index, bool) {
+	if g.table == nil {
+		return tables.Spec{}, nil, false
+	}
+	return g.table.Spec(), g.indexes, true
+}
+
+// Edges lists every topic the group touches, with its role.
+func (g *Group) Edges() []Edge {
+	var es []Edge
+	for _, in := range g.inputs {
+		es = append(es, Edge{RoleInput, in.topic.Spec()})
+	}
+	if g.table != nil {
+		es = append(es, Edge{RoleTable, g.table.Spec()})
+	}
+	for _, o := range g.outputs {
+		es = append(es, Edge{RoleOutput, o.Spec()})
+	}
+	for _, l := range g.lookups {
+		es = append(es, Edge{RoleLookup, l.Spec()})
+	}
+	es = append(es, Edge{RoleDLQ, g.DLQ().Spec()})
+	return es
+}
+
+// Validate reports what would stop the group from running.
+func (g *Group) Validate() error {
+	errs := slices.Clone(g.errs)
+	if g.name == "" {
+		errs = append(errs, errors.New("group has no name"))
+	}
+	if len(g.inputs) == 0 {
+		errs = append(errs, fmt.Errorf("group %s has no inputs", g.name))
+	}
+	if g.table != nil && g.table.Spec().Name != g.TableTopic() {
+		errs = append(errs, fmt.Errorf("group %s: table must be named %s, not %s", g.name, g.TableTopic(), g.table.Spec().Name))
+	}
+	seen := map[string]bool{}
+	for _, in := range g.inputs {
+		n := in.topic.Spec().Name
+		if seen[n] {
+			errs = append(errs, fmt.Errorf("group %s reads %s twice", g.name, n))
+		}
+		seen[n] = true
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidGroup, errors.Join(errs...))
+}
+
+// Bind records each input topic's partition count, used to detect records
+// produced to the wrong partition for their key. The topology calls it after it
+// has created or checked the topics.
+func (g *Group) Bind(partitions map[string]int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.partitions = maps.Clone(partitions)
+}
+
+func (g *Group) partitionsOf(topic string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.partitions[topic]
+}
+
+// Graph builds the goka group graph. Every edge uses raw bytes: decoding happens
+// in our adapter so a poison record is dead-lettered instead of stopping goka.
+func (g *Group) Graph() (*goka.GroupGraph, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	raw := new(codec.Bytes)
+	var edges []goka.Edge
+	for _, in := range g.inputs {
+		edges = append(edges, goka.Input(goka.Stream(in.topic.Spec().Name), raw, g.callback(in)))
+	}
+	if g.table != nil {
+		edges = append(edges, goka.Persist(raw))
+	}
+	for _, o := range g.outputs {
+		edges = append(edges, goka.Output(goka.Stream(o.Spec().Name), raw))
+	}
+	for _, l := range g.lookups {
+		edges = append(edges, goka.Lookup(goka.Table(l.Spec().Name), raw))
+	}
+	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw))
+	gg := goka.DefineGroup(goka.Group(g.name), edges...)
+	if err := gg.Validate(); err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.name, err)
+	}
+	return gg, nil
+}

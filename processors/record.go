@@ -1,0 +1,155 @@
+package processors
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Error classes, as written to a dead letter's kafka_dlt-exception-fqcn header
+// and counted in Stats.
+const (
+	ClassDecode         = "decode"          // the record (or the stored state) could not be decoded
+	ClassWrongPartition = "wrong-partition" // the key does not hash to the partition it arrived on
+	ClassMissingKey     = "missing-key"     // a keyed topic got a record without a key
+	ClassHandler        = "handler"         // the handler returned an error
+	ClassPanic          = "panic"           // the handler panicked
+)
+
+// Dead-letter headers. The names are Spring Kafka's (DeadLetterPublishingRecoverer),
+// so tooling that reads those reads ours; values are UTF-8 text (decimal numbers,
+// RFC 3339 times) so that kcat and humans can read them too.
+const (
+	HeaderOriginalTopic     = "kafka_dlt-original-topic"
+	HeaderOriginalPartition = "kafka_dlt-original-partition"
+	HeaderOriginalOffset    = "kafka_dlt-original-offset"
+	HeaderOriginalTimestamp = "kafka_dlt-original-timestamp"
+	HeaderOriginalGroup     = "kafka_dlt-original-consumer-group"
+	HeaderOriginalKey       = "kafka_dlt-original-key"
+	HeaderExceptionClass    = "kafka_dlt-exception-fqcn"
+	HeaderExceptionMessage  = "kafka_dlt-exception-message"
+	HeaderAttempts          = "streamfold-attempts"
+	HeaderFirstFailure      = "streamfold-first-failure"
+)
+
+// recordCtx is one record in flight: the goka context plus the raw bytes goka
+// handed over. Only the partition's goroutine touches it.
+type recordCtx struct {
+	g       *Group
+	gctx    goka.Context
+	value   []byte // nil for a Kafka tombstone
+	headers []codecs.Header
+}
+
+func (r *recordCtx) topic() string { return string(r.gctx.Topic()) }
+
+// failure is an error with the class it is dead-lettered under.
+type failure struct {
+	class string
+	err   error
+}
+
+func (f *failure) Error() string { return f.class + ": " + f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+func fail(class string, err error) error { return &failure{class: class, err: err} }
+
+func classify(err error) string {
+	if f, ok := errors.AsType[*failure](err); ok {
+		return f.class
+	}
+	if _, ok := errors.AsType[*codecs.DecodeError](err); ok {
+		return ClassDecode
+	}
+	return ClassHandler
+}
+
+// callback adapts one input's untyped handler to goka. It never lets a record
+// stop the partition: every failure becomes a dead letter.
+func (g *Group) callback(in input) goka.ProcessCallback {
+	topic := in.topic.Spec().Name
+	return func(gctx goka.Context, msg any) {
+		value, _ := msg.([]byte)
+		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers())}
+		g.stats.processed.Add(1)
+		key := gctx.Key()
+		if key == "" {
+			g.deadLetter(r, fail(ClassMissingKey, errors.New("record has no key")))
+			return
+		}
+		if n := g.partitionsOf(topic); n > 0 {
+			if want := tables.PartitionFor(key, n); want != gctx.Partition() {
+				g.deadLetter(r, fail(ClassWrongPartition, fmt.Errorf("key %q belongs on partition %d of %d (murmur2), arrived on %d", key, want, n, gctx.Partition())))
+				return
+			}
+		}
+		if err := in.handle(r); err != nil {
+			g.deadLetter(r, err)
+		}
+	}
+}
+
+// deadLetter writes the record, as it arrived, to <group>-dlq with headers
+// naming where it came from and why. goka commits the input offset only after
+// this emit is acknowledged, so a crash in between repeats the dead letter
+// rather than losing it.
+func (g *Group) deadLetter(r *recordCtx, err error) {
+	class := classify(err)
+	g.stats.deadLetter(class)
+	gctx := r.gctx
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	h := goka.Headers{}
+	for _, hd := range r.headers {
+		h[hd.Key] = hd.Value
+	}
+	h[HeaderOriginalTopic] = []byte(r.topic())
+	h[HeaderOriginalPartition] = []byte(strconv.Itoa(int(gctx.Partition())))
+	h[HeaderOriginalOffset] = []byte(strconv.FormatInt(gctx.Offset(), 10))
+	h[HeaderOriginalTimestamp] = []byte(gctx.Timestamp().UTC().Format(time.RFC3339Nano))
+	h[HeaderOriginalGroup] = []byte(g.name)
+	h[HeaderOriginalKey] = []byte(gctx.Key())
+	h[HeaderExceptionClass] = []byte(class)
+	h[HeaderExceptionMessage] = []byte(err.Error())
+	if _, ok := h[HeaderAttempts]; !ok {
+		h[HeaderAttempts] = []byte("1")
+	}
+	if _, ok := h[HeaderFirstFailure]; !ok {
+		h[HeaderFirstFailure] = []byte(now)
+	}
+	g.log.Warn("dead-lettered record",
+		"topic", r.topic(), "partition", gctx.Partition(), "offset", gctx.Offset(),
+		"key", gctx.Key(), "class", class, "err", err)
+	var value any
+	if r.value != nil {
+		value = r.value
+	}
+	gctx.Emit(goka.Stream(g.DLQTopic()), gctx.Key(), value, goka.WithCtxEmitHeaders(h))
+}
+
+// safely runs user code, turning a panic into an error of class panic.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fail(ClassPanic, fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack()))
+		}
+	}()
+	return fn()
+}
+
+func toHeaders(h goka.Headers) []codecs.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make([]codecs.Header, 0, len(h))
+	for k, v := range h {
+		out = append(out, codecs.Header{Key: k, Value: v})
+	}
+	return out
+}

@@ -1,0 +1,49 @@
+package processors
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats are a group's counters. Safe for concurrent use.
+type Stats struct {
+	processed  atomic.Int64
+	applied    atomic.Int64
+	duplicates atomic.Int64
+	deleted    atomic.Int64
+
+	mu          sync.Mutex
+	deadLetters map[string]int64
+}
+
+func newStats() *Stats { return &Stats{deadLetters: map[string]int64{}} }
+
+func (s *Stats) deadLetter(class string) {
+	s.mu.Lock()
+	s.deadLetters[class]++
+	s.mu.Unlock()
+}
+
+// Snapshot is a point-in-time copy of a group's counters.
+type Snapshot struct {
+	Processed   int64            `json:"processed"`
+	Applied     int64            `json:"applied"`
+	Duplicates  int64            `json:"duplicates"`
+	Deleted     int64            `json:"deleted"`
+	DeadLetters map[string]int64 `json:"deadLetters"`
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() Snapshot {
+	s.mu.Lock()
+	dl := maps.Clone(s.deadLetters)
+	s.mu.Unlock()
+	return Snapshot{
+		Processed:   s.processed.Load(),
+		Applied:     s.applied.Load(),
+		Duplicates:  s.duplicates.Load(),
+		Deleted:     s.deleted.Load(),
+		DeadLetters: dl,
+	}
+}

@@ -1,0 +1,548 @@
+package queryapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+)
+
+// Reader serves one keyed resource from a local view. The returned bytes are
+// a JSON document. Get is called concurrently from many requests.
+type Reader interface {
+	Get(ctx context.Context, key string) (json.RawMessage, error)
+}
+
+// Lister pages through a resource, optionally filtered (e.g. state=deleted
+// answered from a secondary index). It may reject a filter it cannot answer
+// by returning BadRequest. List is called concurrently from many requests.
+type Lister interface {
+	List(ctx context.Context, q ListQuery) (Page, error)
+}
+
+// ListQuery is what a GET /{name} request asks of a Lister.
+type ListQuery struct {
+	// Filters holds every query parameter other than limit and cursor, one
+	// value each. Never nil.
+	Filters map[string]string
+	// Limit is the page size, 1..MaxLimit (DefaultLimit when not given).
+	Limit int
+	// Cursor is the Next of the previous page, verbatim; empty for the first.
+	Cursor string
+}
+
+// Page is one page of a listing. Next is empty on the last page.
+type Page struct {
+	Items []json.RawMessage `json:"items"`
+	Next  string            `json:"next,omitempty"`
+}
+
+// Readiness reports whether every table is restored and caught up, with
+// details (restore progress) to show. Ready is called concurrently.
+type Readiness interface {
+	Ready(ctx context.Context) (ready bool, details any)
+}
+
+// Metrics writes metrics in Prometheus text exposition format. WriteMetrics is
+// called concurrently, once per scrape.
+type Metrics interface {
+	WriteMetrics(w io.Writer) error
+}
+
+// HandlerFunc answers a request. A nil err and a nil body answer with no
+// content (status 204 when status is 0); otherwise body is marshalled as JSON
+// (status 200 when 0). If body implements Headers() http.Header those headers
+// are added to the response (see WithHeaders). A non-nil err is answered as a
+// problem, classified as described in the package documentation; returning a
+// status of 400 or more with a nil err answers a bare Problem of that status
+// (use a *Problem error to say more).
+type HandlerFunc func(r *http.Request) (status int, body any, err error)
+
+// Page size limits of GET /{name}.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+// notReadyRetryAfter is the Retry-After of GET /readyz while not ready.
+const notReadyRetryAfter = 5 * time.Second
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	ready   Readiness
+	metrics Metrics
+}
+
+// WithLogger sets the logger. nil (the default) discards. Each request is
+// logged at Debug (method, path, route, status, duration); 5xx answers at
+// Error with their cause, except 503s that carry Retry-After (a view still
+// restoring is an expected state), which are logged at Warn.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithReadiness makes GET /readyz ask r. Without it /readyz always answers
+// ready.
+func WithReadiness(r Readiness) Option { return func(o *options) { o.ready = r } }
+
+// WithMetrics adds m's output to GET /metrics, ahead of queryapi's own
+// request metrics (which are served with or without this option).
+func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// API is an http.Handler serving resources and command handlers as JSON.
+//
+// Concurrency: register every route (Resource, Handle) before the API serves
+// its first request, from one goroutine; registering afterwards panics. Once
+// serving, ServeHTTP is safe for any number of concurrent requests.
+type API struct {
+	router   *mux.Router
+	log      *slog.Logger
+	ready    Readiness
+	metrics  Metrics
+	requests *requestMetrics
+	serving  atomic.Bool
+}
+
+// New returns an API with the built-in routes GET /healthz, GET /readyz and
+// GET /metrics.
+func New(opts ...Option) *API {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{
+		log:      o.log,
+		ready:    o.ready,
+		metrics:  o.metrics,
+		requests: newRequestMetrics(),
+	}
+	// Encoded paths let keys contain '/' (as %2F); Vars unescapes.
+	r := mux.NewRouter().UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(a.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(a.methodNotAllowed)
+	r.Use(recordRoute)
+	a.router = r
+
+	a.handle(http.MethodGet, "/healthz", a.adapt(func(*http.Request) (int, any, error) {
+		return http.StatusOK, map[string]string{"status": "ok"}, nil
+	}))
+	a.handle(http.MethodGet, "/readyz", a.adapt(a.readyz))
+	a.handle(http.MethodGet, "/metrics", http.HandlerFunc(a.serveMetrics))
+	return a
+}
+
+var reservedNames = map[string]bool{"healthz": true, "readyz": true, "metrics": true}
+
+var resourceName = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
+
+// Resource serves GET /{name}/{id} from r and GET /{name} from l; either may
+// be nil to leave its route out.
+//
+// The list route takes limit (1..MaxLimit, default DefaultLimit; anything
+// else is a 400 problem) and cursor; every other query parameter becomes a
+// filter, given at most once.
+//
+// Resource panics on a name that is not a plain path segment
+// ([A-Za-z0-9._~-]+), that is reserved (healthz, readyz, metrics), or when
+// called after the API started serving: these are programming errors.
+func (a *API) Resource(name string, r Reader, l Lister) {
+	a.mustBeConfiguring("Resource")
+	if !resourceName.MatchString(name) || reservedNames[name] {
+		panic(fmt.Sprintf("queryapi: invalid resource name %q", name))
+	}
+	if r != nil {
+		a.handle(http.MethodGet, "/"+name+"/{id}", a.adapt(func(req *http.Request) (int, any, error) {
+			doc, err := r.Get(req.Context(), Vars(req)["id"])
+			if err != nil {
+				return 0, nil, err
+			}
+			if len(doc) == 0 {
+				return 0, nil, fmt.Errorf("reader of %q returned neither a document nor an error", name)
+			}
+			return http.StatusOK, doc, nil
+		}))
+	}
+	if l != nil {
+		a.handle(http.MethodGet, "/"+name, a.adapt(func(req *http.Request) (int, any, error) {
+			q, err := parseListQuery(req.URL.RawQuery)
+			if err != nil {
+				return 0, nil, err
+			}
+			page, err := l.List(req.Context(), q)
+			if err != nil {
+				return 0, nil, err
+			}
+			if page.Items == nil {
+				page.Items = []json.RawMessage{}
+			}
+			return http.StatusOK, page, nil
+		}))
+	}
+}
+
+// Handle serves method requests on path, a gorilla/mux path template such as
+// "/carts/{id}/commands". Templates match the escaped path; Vars returns
+// unescaped values. Handle panics on an empty method, a path not starting
+// with '/', a nil h, or when called after the API started serving.
+func (a *API) Handle(method, path string, h HandlerFunc) {
+	a.mustBeConfiguring("Handle")
+	if method == "" || len(path) == 0 || path[0] != '/' || h == nil {
+		panic(fmt.Sprintf("queryapi: invalid route %q %q", method, path))
+	}
+	a.handle(method, path, a.adapt(h))
+}
+
+func (a *API) mustBeConfiguring(what string) {
+	if a.serving.Load() {
+		panic("queryapi: " + what + " called after the API started serving")
+	}
+}
+
+func (a *API) handle(method, path string, h http.Handler) {
+	a.router.Handle(path, h).Methods(method)
+}
+
+// Vars returns the route variables of r, unescaped.
+func Vars(r *http.Request) map[string]string {
+	raw := mux.Vars(r)
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// WithHeaders returns a body for HandlerFunc that marshals as body and adds
+// h to the response, e.g. Location after a create or ETag. A nil body still
+// answers with no content.
+func WithHeaders(body any, h http.Header) any { return headed{body: body, header: h} }
+
+type headed struct {
+	body   any
+	header http.Header
+}
+
+func (h headed) Headers() http.Header         { return h.header }
+func (h headed) MarshalJSON() ([]byte, error) { return json.Marshal(h.body) }
+
+func parseListQuery(raw string) (ListQuery, error) {
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return ListQuery{}, BadRequest("query: " + err.Error())
+	}
+	q := ListQuery{Filters: make(map[string]string, len(vals)), Limit: DefaultLimit}
+	for k, vs := range vals {
+		if len(vs) > 1 {
+			return ListQuery{}, BadRequest(fmt.Sprintf("query: parameter %q given %d times, at most once allowed", k, len(vs)))
+		}
+		v := vs[0]
+		switch k {
+		case "":
+			return ListQuery{}, BadRequest("query: parameter with an empty name")
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxLimit {
+				return ListQuery{}, BadRequest(fmt.Sprintf("query: limit must be an integer from 1 to %d, got %q", MaxLimit, v))
+			}
+			q.Limit = n
+		case "cursor":
+			q.Cursor = v
+		default:
+			q.Filters[k] = v
+		}
+	}
+	return q, nil
+}
+
+// notReady is the error /readyz answers with while the Readiness says no.
+type notReady struct{ details any }
+
+func (notReady) Error() string { return "not ready: tables are restoring or catching up" }
+
+func (n notReady) RetryAfter() time.Duration {
+	if ra, ok := n.details.(interface{ RetryAfter() time.Duration }); ok {
+		return ra.RetryAfter()
+	}
+	return notReadyRetryAfter
+}
+
+func (n notReady) ProblemExtras() map[string]any {
+	return map[string]any{"ready": false, "details": n.details}
+}
+
+type readyBody struct {
+	Ready   bool `json:"ready"`
+	Details any  `json:"details,omitempty"`
+}
+
+func (a *API) readyz(r *http.Request) (int, any, error) {
+	if a.ready == nil {
+		return http.StatusOK, readyBody{Ready: true}, nil
+	}
+	ok, details := a.ready.Ready(r.Context())
+	if !ok {
+		return 0, nil, notReady{details: details}
+	}
+	return http.StatusOK, readyBody{Ready: true, Details: details}, nil
+}
+
+func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	var buf bytes.Buffer
+	if a.metrics != nil {
+		if err := a.metrics.WriteMetrics(&buf); err != nil {
+			a.writeError(w, r, fmt.Errorf("write metrics: %w", err))
+			return
+		}
+		if n := buf.Len(); n > 0 && buf.Bytes()[n-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+	}
+	if err := a.requests.writeTo(&buf); err != nil {
+		a.writeError(w, r, fmt.Errorf("write request metrics: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
+	a.writeProblem(w, r, NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.EscapedPath())), 0)
+}
+
+func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	_ = a.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		var m mux.RouteMatch
+		if route.Match(r, &m) || errors.Is(m.MatchErr, mux.ErrMethodMismatch) {
+			if ms, err := route.GetMethods(); err == nil {
+				allow = append(allow, ms...)
+			}
+		}
+		return nil
+	})
+	slices.Sort(allow)
+	allow = slices.Compact(allow)
+	for _, m := range allow {
+		w.Header().Add("Allow", m)
+	}
+	a.writeProblem(w, r, &Problem{
+		Status: http.StatusMethodNotAllowed,
+		Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.EscapedPath()),
+		Extras: map[string]any{"allow": allow},
+	}, 0)
+}
+
+// adapt turns a HandlerFunc into an http.Handler writing JSON or problems.
+func (a *API) adapt(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := h(r)
+		a.respond(w, r, status, body, err)
+	})
+}
+
+func (a *API) respond(w http.ResponseWriter, r *http.Request, status int, body any, err error) {
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if status != 0 && (status < 200 || status > 599) {
+		a.writeError(w, r, fmt.Errorf("handler returned status %d", status))
+		return
+	}
+	if status >= 400 {
+		a.writeProblem(w, r, &Problem{Status: status}, 0)
+		return
+	}
+	var header http.Header
+	if hb, ok := body.(interface{ Headers() http.Header }); ok {
+		header = hb.Headers()
+	}
+	if h, ok := body.(headed); ok {
+		body = h.body
+	}
+	if body == nil || status == http.StatusNoContent || status == http.StatusNotModified {
+		copyHeader(w.Header(), header)
+		if status == 0 {
+			status = http.StatusNoContent
+		}
+		w.WriteHeader(status)
+		return
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("encode response body: %w", err))
+		return
+	}
+	copyHeader(w.Header(), header)
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
+	}
+}
+
+// writeError classifies err and writes it as a problem; the cause is kept for
+// the request log.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	c := classify(r.Context(), err)
+	if info := infoOf(r); info != nil {
+		info.cause = err
+		info.retryable = c.retryAfter > 0
+	}
+	a.writeProblem(w, r, c.problem, c.retryAfter)
+}
+
+func (a *API) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem, retryAfter time.Duration) {
+	cp := *p
+	if cp.Instance == "" {
+		cp.Instance = r.URL.EscapedPath()
+	}
+	b, err := cp.MarshalJSON()
+	if err != nil {
+		// An extra that does not marshal must not turn a 4xx into a broken
+		// response; say what we can without it.
+		a.log.ErrorContext(r.Context(), "encode problem extras", "path", r.URL.Path, "error", err)
+		cp.Extras = nil
+		b, _ = cp.MarshalJSON()
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	if retryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(retryAfter), 10))
+	}
+	w.WriteHeader(cp.status())
+	_, _ = w.Write(b)
+}
+
+// requestInfo travels in the request context from ServeHTTP to the handlers
+// (one goroutine) and carries back what the log and metrics need.
+type requestInfo struct {
+	route     string
+	cause     error
+	retryable bool
+}
+
+type infoKey struct{}
+
+func infoOf(r *http.Request) *requestInfo {
+	info, _ := r.Context().Value(infoKey{}).(*requestInfo)
+	return info
+}
+
+// recordRoute is mux middleware: it runs only for matched routes, so the
+// metrics are labelled by template, never by raw path.
+func recordRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoOf(r); info != nil {
+			if t, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
+				info.route = t
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ServeHTTP implements http.Handler. A panic in a handler is recovered into a
+// 500 problem (if nothing was written yet) and logged with its stack, except
+// http.ErrAbortHandler, which is re-raised for net/http to abort the
+// response as documented.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.serving.Store(true)
+	start := time.Now()
+	info := &requestInfo{route: routeUnmatched}
+	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	rec := &recorder{ResponseWriter: w}
+	a.requests.start()
+	defer func() {
+		p := recover()
+		if p != nil && p != http.ErrAbortHandler {
+			info.cause = fmt.Errorf("panic: %v", p)
+			a.log.ErrorContext(r.Context(), "handler panicked",
+				"method", r.Method, "path", r.URL.Path, "route", info.route,
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !rec.wroteHeader {
+				a.writeProblem(rec, r, NewProblem(http.StatusInternalServerError, genericDetail), 0)
+			}
+		}
+		status := rec.status
+		if !rec.wroteHeader {
+			status = http.StatusOK // what net/http sends for a handler that wrote nothing
+			if p != nil {
+				status = http.StatusInternalServerError
+			}
+		}
+		d := time.Since(start)
+		a.requests.done(r.Method, info.route, status, d)
+		a.logRequest(r, info, status, d)
+		if p != nil && p == http.ErrAbortHandler {
+			panic(p)
+		}
+	}()
+	a.router.ServeHTTP(rec, r)
+}
+
+func (a *API) logRequest(r *http.Request, info *requestInfo, status int, d time.Duration) {
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", info.route, "status", status, "duration", d}
+	switch {
+	case status >= 500 && info.retryable:
+		a.log.WarnContext(r.Context(), "request unavailable", append(attrs, "error", info.cause)...)
+	case status >= 500:
+		a.log.ErrorContext(r.Context(), "request failed", append(attrs, "error", info.cause)...)
+	default:
+		a.log.DebugContext(r.Context(), "request", attrs...)
+	}
+}
+
+// recorder remembers the status written, for the log and the metrics.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,55 @@
+// Package queryapi is the HTTP face of a streamfold service: it serves
+// resources read from local views and command handlers as JSON, and answers
+// every error as an RFC 9457 problem (application/problem+json).
+//
+// It knows no domain and imports no other streamfold package: it defines the
+// small interfaces it consumes (Reader, Lister, Readiness, Metrics) and
+// cmd/ wires views and command handlers onto an API:
+//
+//	api := queryapi.New(queryapi.WithLogger(log), queryapi.WithReadiness(views))
+//	api.Resource("customers", customers, customers)   // GET /customers/{id}, GET /customers
+//	api.Handle(http.MethodPost, "/carts/{id}/commands", submit)
+//	err := queryapi.Serve(ctx, ":8080", api, log)     // until ctx is done, then graceful shutdown
+//
+// # Errors
+//
+// Readers, listers and handlers return plain errors. Implementations live in
+// other packages, so errors are classified by the methods they have, anywhere
+// in their wrap tree:
+//
+//   - *Problem: its Status, as given.
+//   - context.DeadlineExceeded: 504.
+//   - NotFound() bool (true): 404.
+//   - RetryAfter() time.Duration: 503 with a Retry-After header in whole
+//     seconds (rounded up, at least 1); Progress() any, if present, is added
+//     to the body as "progress".
+//   - Conflict() bool (true): 409.
+//   - anything else: 500 with a generic detail; the cause is logged, never
+//     sent.
+//
+// For 404, 409 and 503 the error's text is the problem's detail, and
+// ProblemExtras() map[string]any, if present, adds members to the body.
+// A request whose client went away (context.Canceled with the request context
+// done) is recorded as 499.
+//
+// # Built-in routes
+//
+// GET /healthz answers {"status":"ok"}. GET /readyz answers
+// {"ready":true,"details":...} or, while the Readiness says no, a 503 problem
+// with Retry-After and the members "ready": false and "details". GET /metrics
+// writes the Metrics given to WithMetrics followed by queryapi's own
+// request counters and latency histogram, labelled by method, route template
+// and status. Unknown routes answer a 404 problem, a known route with the
+// wrong method a 405 problem with Allow. A panicking handler answers a 500
+// problem; the process keeps running.
+//
+// Every success is application/json, every error application/problem+json
+// (the /metrics text format is the one exception).
+//
+// # Concurrency
+//
+// Build the API (New, Resource, Handle) in one goroutine before serving;
+// afterwards ServeHTTP may be called concurrently without limit, and so the
+// Reader, Lister, Readiness and Metrics given to it must be safe for
+// concurrent use.
+package queryapi

@@ -1,0 +1,322 @@
+package streamfold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Config is what Open needs to run a topology. The application fills it (from
+// flags, env) in its main package; the library reads no environment.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// StateDir holds the local table stores; required (no temp-dir default).
+	StateDir string
+	// Replication is the replication factor of topics we create (1 on the
+	// embedded broker, the cluster's setting — usually 3 — on real Kafka).
+	Replication int
+	// ClientID prefixes every Kafka client's id; default "streamfold".
+	ClientID string
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Validate reports what is missing.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("no brokers"))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("no state directory"))
+	}
+	if c.Replication < 1 {
+		errs = append(errs, fmt.Errorf("replication must be at least 1, got %d", c.Replication))
+	}
+	return errors.Join(errs...)
+}
+
+// Runtime is a topology connected to Kafka: topics exist, the storage engine is
+// open. Run supervises the processor groups. Its methods are safe for concurrent
+// use; Run is called once.
+type Runtime struct {
+	topo       *Topology
+	cfg        Config
+	log        *slog.Logger
+	client     sarama.Client
+	engine     *tables.Engine
+	partitions map[string]int
+	builders   gokaBuilders
+
+	mu         sync.Mutex
+	processors map[string]*goka.Processor
+	producer   sarama.SyncProducer
+}
+
+// Open validates the topology, creates its topics (or checks existing ones:
+// co-partitioning is checked against the real partition counts), opens the
+// storage engine and returns a runtime ready to Run.
+func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
+	if cfg.ClientID == "" {
+		cfg.ClientID = "streamfold"
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := saramaConfig(cfg.ClientID)
+	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
+	}
+	rt := &Runtime{
+		topo: t, cfg: cfg, log: log, client: client,
+		builders:   gokaBuilders{base: base, replication: cfg.Replication, log: log},
+		processors: map[string]*goka.Processor{},
+	}
+	if err := rt.ensureTopics(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := t.validate(rt.partitions); err != nil {
+		client.Close()
+		return nil, err
+	}
+	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(watermarks{client})}
+	for _, g := range t.groups {
+		g.Bind(rt.partitions)
+		if spec, idx, ok := g.Table(); ok {
+			for _, i := range idx {
+				opts = append(opts, tables.WithIndex(spec.Name, i))
+			}
+		}
+	}
+	rt.engine, err = tables.NewEngine(cfg.StateDir, opts...)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("open storage engine: %w", err)
+	}
+	return rt, nil
+}
+
+// ensureTopics creates missing topics with their configs and records every
+// topic's real partition count.
+func (rt *Runtime) ensureTopics(ctx context.Context) error {
+	admin, err := sarama.NewClusterAdminFromClient(rt.client)
+	if err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	// Closing admin would close the shared client; it holds nothing else.
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	rt.partitions = map[string]int{}
+	for _, ti := range rt.topo.Topics() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d, ok := existing[ti.Name]; ok {
+			rt.partitions[ti.Name] = int(d.NumPartitions)
+			continue
+		}
+		detail := &sarama.TopicDetail{
+			NumPartitions:     int32(ti.Partitions),
+			ReplicationFactor: int16(rt.cfg.Replication),
+			ConfigEntries:     map[string]*string{},
+		}
+		for k, v := range ti.Configs {
+			detail.ConfigEntries[k] = &v
+		}
+		if err := admin.CreateTopic(ti.Name, detail, false); err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", ti.Name, err)
+		}
+		rt.log.Info("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
+		rt.partitions[ti.Name] = ti.Partitions
+	}
+	return rt.client.RefreshMetadata()
+}
+
+// Engine is the local storage engine every table of this runtime lives in.
+func (rt *Runtime) Engine() *tables.Engine { return rt.engine }
+
+// PartitionsOf is the real partition count of a topic of the topology.
+func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] }
+
+// Run starts every processor group and blocks until ctx ends (then it stops
+// them cleanly: flush, commit, close stores) or one of them fails.
+func (rt *Runtime) Run(ctx context.Context) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	for _, g := range rt.topo.groups {
+		gg, err := g.Graph()
+		if err != nil {
+			return err
+		}
+		rt.warnOutOfRange(g)
+		p, err := goka.NewProcessor(rt.cfg.Brokers, gg,
+			append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engine.Builder())),
+				goka.WithClientID(rt.cfg.ClientID+"-"+g.Name()))...)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", g.Name(), err)
+		}
+		rt.mu.Lock()
+		rt.processors[g.Name()] = p
+		rt.mu.Unlock()
+		eg.Go(func() error {
+			rt.log.Info("processor starting", "group", g.Name())
+			if err := p.Run(ctx); err != nil {
+				return fmt.Errorf("group %s: %w", g.Name(), err)
+			}
+			rt.log.Info("processor stopped", "group", g.Name())
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// warnOutOfRange logs, for each input partition whose committed offset fell out
+// of the log (retention, a recreated topic), how many records the reset to the
+// earliest offset skips. sarama performs the reset itself.
+func (rt *Runtime) warnOutOfRange(g *processors.Group) {
+	admin, err := sarama.NewClusterAdminFromClient(rt.client)
+	if err != nil {
+		return
+	}
+	want := map[string][]int32{}
+	for _, e := range g.Edges() {
+		if e.Role != processors.RoleInput {
+			continue
+		}
+		for p := range rt.partitions[e.Spec.Name] {
+			want[e.Spec.Name] = append(want[e.Spec.Name], int32(p))
+		}
+	}
+	resp, err := admin.ListConsumerGroupOffsets(g.Name(), want)
+	if err != nil {
+		return
+	}
+	for topic, parts := range resp.Blocks {
+		for p, b := range parts {
+			if b == nil || b.Offset < 0 {
+				continue
+			}
+			oldest, err := rt.client.GetOffset(topic, p, sarama.OffsetOldest)
+			if err != nil {
+				continue
+			}
+			newest, err := rt.client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				continue
+			}
+			switch {
+			case b.Offset < oldest:
+				rt.log.Warn("committed offset out of range; resetting to earliest",
+					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "earliest", oldest, "skipped", oldest-b.Offset)
+			case b.Offset > newest:
+				rt.log.Warn("committed offset beyond the end of the log (topic recreated?); resetting to earliest",
+					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "end", newest, "earliest", oldest)
+			}
+		}
+	}
+}
+
+// Recovered reports whether every processor group has restored its tables and
+// is processing.
+func (rt *Runtime) Recovered() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rt.processors) < len(rt.topo.groups) {
+		return false
+	}
+	for _, p := range rt.processors {
+		if !p.Recovered() {
+			return false
+		}
+	}
+	return true
+}
+
+// Progress is the restore progress of every open store, by table.
+func (rt *Runtime) Progress() map[string][]tables.Progress {
+	out := map[string][]tables.Progress{}
+	for _, g := range rt.topo.groups {
+		spec, _, ok := g.Table()
+		if !ok {
+			continue
+		}
+		for _, s := range rt.engine.Stores(spec.Name) {
+			out[spec.Name] = append(out[spec.Name], s.Progress())
+		}
+	}
+	return out
+}
+
+// Stats are the counters of every group, by group name.
+func (rt *Runtime) Stats() map[string]processors.Snapshot {
+	out := map[string]processors.Snapshot{}
+	for _, g := range rt.topo.groups {
+		out[g.Name()] = g.Stats().Snapshot()
+	}
+	return out
+}
+
+// GroupNames lists the groups, sorted.
+func (rt *Runtime) GroupNames() []string {
+	names := make([]string, 0, len(rt.topo.groups))
+	for _, g := range rt.topo.groups {
+		names = append(names, g.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Partitions returns a copy of the real partition counts by topic.
+func (rt *Runtime) Partitions() map[string]int { return maps.Clone(rt.partitions) }
+
+// Close releases the Kafka clients and the storage engine. Call it after Run returned.
+func (rt *Runtime) Close() error {
+	var errs []error
+	rt.mu.Lock()
+	if rt.producer != nil {
+		errs = append(errs, rt.producer.Close())
+	}
+	rt.mu.Unlock()
+	if rt.engine != nil {
+		errs = append(errs, rt.engine.Close())
+	}
+	errs = append(errs, rt.client.Close())
+	return errors.Join(errs...)
+}
+
+// watermarks adapts the sarama client to the storage engine's consistency check.
+type watermarks struct{ c sarama.Client }
+
+func (w watermarks) Watermarks(topic string, partition int32) (int64, int64, error) {
+	oldest, err := w.c.GetOffset(topic, partition, sarama.OffsetOldest)
+	if err != nil {
+		return 0, 0, err
+	}
+	hwm, err := w.c.GetOffset(topic, partition, sarama.OffsetNewest)
+	if err != nil {
+		return 0, 0, err
+	}
+	return oldest, hwm, nil
+}

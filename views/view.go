@@ -1,0 +1,252 @@
+package views
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/streamfold/streamfold/tables"
+)
+
+// ErrNotFound: the view is caught up and the key is absent.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotReady: a partition the answer needs is not restored (or not held here).
+var ErrNotReady = errors.New("not ready")
+
+// NotFoundError names the key that is absent.
+type NotFoundError struct{ Table, Key string }
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s: key %q not found", e.Table, e.Key) }
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// NotFound marks the error for HTTP layers that classify errors structurally.
+func (e *NotFoundError) NotFound() bool { return true }
+
+// NotReadyError says which partitions are missing or restoring.
+type NotReadyError struct {
+	Table   string
+	Missing []int32
+	Stores  []tables.Progress
+}
+
+func (e *NotReadyError) Error() string {
+	return fmt.Sprintf("%s: not ready (%d partitions not held here, %d restoring)", e.Table, len(e.Missing), e.restoring())
+}
+func (e *NotReadyError) Unwrap() error { return ErrNotReady }
+
+// RetryAfter is how long a caller should wait before asking again.
+func (e *NotReadyError) RetryAfter() time.Duration { return time.Second }
+
+// Progress is the restore progress to show the caller.
+func (e *NotReadyError) Progress() any {
+	return map[string]any{"table": e.Table, "missingPartitions": e.Missing, "partitions": e.Stores}
+}
+
+func (e *NotReadyError) restoring() int {
+	n := 0
+	for _, p := range e.Stores {
+		if !p.Recovered {
+			n++
+		}
+	}
+	return n
+}
+
+// Item is one entry of a listing.
+type Item[V any] struct {
+	Key   string
+	Value V
+	Raw   []byte
+}
+
+// View reads one table from the local storage engine. Safe for concurrent use.
+type View[V any] struct {
+	engine     *tables.Engine
+	table      tables.Table[V]
+	partitions int
+}
+
+// New returns a view of table, which has partitions partitions.
+func New[V any](engine *tables.Engine, table tables.Table[V], partitions int) *View[V] {
+	return &View[V]{engine: engine, table: table, partitions: partitions}
+}
+
+// Name is the table's name.
+func (v *View[V]) Name() string { return v.table.Name }
+
+// Ready reports whether every partition is held here and restored, with the
+// stores' progress.
+func (v *View[V]) Ready() (bool, []tables.Progress) {
+	var ps []tables.Progress
+	ready := true
+	for p := range v.partitions {
+		s, ok := v.engine.Store(v.table.Name, int32(p))
+		if !ok {
+			ready = false
+			continue
+		}
+		pr := s.Progress()
+		ps = append(ps, pr)
+		ready = ready && pr.Recovered
+	}
+	return ready, ps
+}
+
+func (v *View[V]) notReady() error {
+	e := &NotReadyError{Table: v.table.Name}
+	for p := range v.partitions {
+		s, ok := v.engine.Store(v.table.Name, int32(p))
+		if !ok {
+			e.Missing = append(e.Missing, int32(p))
+			continue
+		}
+		e.Stores = append(e.Stores, s.Progress())
+	}
+	return e
+}
+
+// store returns the restored store of partition p, or a NotReadyError.
+func (v *View[V]) store(p int32) (*tables.Store, error) {
+	s, ok := v.engine.Store(v.table.Name, p)
+	if !ok || !s.Recovered() {
+		return nil, v.notReady()
+	}
+	return s, nil
+}
+
+// GetRaw returns the stored bytes of key.
+func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := v.store(tables.PartitionFor(key, v.partitions))
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.Get(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: get %q: %w", v.table.Name, key, err)
+	}
+	if b == nil {
+		return nil, &NotFoundError{Table: v.table.Name, Key: key}
+	}
+	return b, nil
+}
+
+// Get returns the decoded value of key.
+func (v *View[V]) Get(ctx context.Context, key string) (V, error) {
+	var zero V
+	b, err := v.GetRaw(ctx, key)
+	if err != nil {
+		return zero, err
+	}
+	val, err := v.table.Codec.Decode(b)
+	if err != nil {
+		return zero, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
+	}
+	return val, nil
+}
+
+// Page is one page of a listing; Next is the cursor of the following page, empty at the end.
+type Page[V any] struct {
+	Items []Item[V]
+	Next  string
+}
+
+// List pages through the keys whose index has term, in key order across all
+// partitions, from the secondary index (no scan of the table). An empty index
+// name lists every key. The cursor is opaque: pass back Page.Next.
+func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit int) (Page[V], error) {
+	if limit <= 0 {
+		return Page[V]{}, fmt.Errorf("limit must be positive, got %d", limit)
+	}
+	if index != "" && !v.hasIndex(index) {
+		return Page[V]{}, fmt.Errorf("%s has no index %q", v.table.Name, index)
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return Page[V]{}, err
+	}
+	stores := make([]*tables.Store, 0, v.partitions)
+	for p := range v.partitions {
+		s, err := v.store(int32(p))
+		if err != nil {
+			return Page[V]{}, err
+		}
+		stores = append(stores, s)
+	}
+	// Each partition contributes at most limit+1 keys after the cursor; the
+	// merged first limit+1 tell us the page and whether there is more.
+	var keys []string
+	for _, s := range stores {
+		if err := ctx.Err(); err != nil {
+			return Page[V]{}, err
+		}
+		var ks []string
+		if index == "" {
+			kvs, err := s.Scan(after, limit+1)
+			if err != nil {
+				return Page[V]{}, err
+			}
+			for _, kv := range kvs {
+				ks = append(ks, kv.Key)
+			}
+		} else {
+			ks, err = s.Lookup(index, term, after, limit+1)
+			if err != nil {
+				return Page[V]{}, err
+			}
+		}
+		keys = append(keys, ks...)
+	}
+	slices.Sort(keys)
+	var page Page[V]
+	if len(keys) > limit {
+		keys = keys[:limit]
+		page.Next = encodeCursor(keys[len(keys)-1])
+	}
+	for _, k := range keys {
+		raw, err := stores[tables.PartitionFor(k, v.partitions)].Get(k)
+		if err != nil {
+			return Page[V]{}, err
+		}
+		if raw == nil { // deleted between the index read and now
+			continue
+		}
+		val, err := v.table.Codec.Decode(raw)
+		if err != nil {
+			return Page[V]{}, fmt.Errorf("%s: decode %q: %w", v.table.Name, k, err)
+		}
+		page.Items = append(page.Items, Item[V]{Key: k, Value: val, Raw: raw})
+	}
+	return page, nil
+}
+
+func (v *View[V]) hasIndex(name string) bool {
+	for _, i := range v.table.Indexes {
+		if i.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrBadCursor is returned for a cursor this view did not hand out.
+var ErrBadCursor = errors.New("bad cursor")
+
+func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func decodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadCursor, err)
+	}
+	return string(b), nil
+}
