@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/shop"
+)
+
+// TestMain lets a test run this test binary as the shop itself (see runShopProcess).
+func TestMain(m *testing.M) {
+	if os.Getenv("SHOP_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// wait is how long a condition may take to hold before a test fails. Generous:
+// the suite runs with -race on two cores.
+const wait = 30 * time.Second
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// shopRun is one in-process run of the shop on its own embedded broker.
+type shopRun struct {
+	t      *testing.T
+	app    *app
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+	base   string
+}
+
+// testConfig is a config on fresh ports in dataDir.
+func testConfig(dataDir string) Config {
+	return Config{
+		DataDir:     dataDir,
+		HTTPAddr:    "127.0.0.1:0",
+		KafkaListen: "127.0.0.1:0",
+		Partitions:  4,
+		Replication: 1,
+		LogLevel:    slog.LevelInfo,
+	}
+}
+
+// startShop starts the shop with cfg and waits until /readyz says ready.
+func startShop(t *testing.T, cfg Config) *shopRun {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := start(ctx, cfg, log)
+	require.NoError(t, err)
+	r := &shopRun{t: t, app: a, logs: logs, cancel: cancel, done: make(chan error, 1), base: "http://" + a.HTTPAddr()}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			t.Logf("shop log:\n%s", logs.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(r.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, wait, 20*time.Millisecond, "shop never became ready")
+	return r
+}
+
+// stop cancels the run and waits for a clean exit; safe to call twice.
+func (r *shopRun) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		require.NoError(r.t, err, "shop did not stop cleanly")
+	case <-time.After(wait):
+		r.t.Fatal("shop did not stop")
+	}
+}
+
+func (r *shopRun) brokers() []string { return r.app.brokers }
+
+// do sends a request with an optional JSON body and decodes the JSON answer into out (if non-nil).
+func (r *shopRun) do(method, path, body string, out any) *http.Response {
+	r.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, r.base+path, rd)
+	require.NoError(r.t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(r.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(r.t, err)
+	if out != nil && len(b) > 0 {
+		require.NoError(r.t, json.Unmarshal(b, out), "body: %s", b)
+	}
+	return resp
+}
+
+// customer GETs a customer; ok is false on 404.
+func (r *shopRun) customer(id string) (shop.Customer, bool) {
+	var c shop.Customer
+	resp := r.do(http.MethodGet, "/customers/"+id, "", &c)
+	if resp.StatusCode == http.StatusNotFound {
+		return c, false
+	}
+	require.Equal(r.t, http.StatusOK, resp.StatusCode)
+	return c, true
+}
+
+// eventually waits for the customer to reach a version (0: to be absent).
+func (r *shopRun) awaitVersion(id string, version int64) shop.Customer {
+	r.t.Helper()
+	var last shop.Customer
+	require.Eventually(r.t, func() bool {
+		c, ok := r.customer(id)
+		last = c
+		if version == 0 {
+			return !ok
+		}
+		return ok && c.Version == version
+	}, wait, 20*time.Millisecond, "customer %s never reached version %d (last %+v)", id, version, last)
+	return last
+}
+
+// kafkaClient is a plain Kafka client, as any producer outside the shop would
+// use; franz-go's default partitioner is the Java client's murmur2.
+func kafkaClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, cl.ProduceSync(ctx, recs...).FirstErr())
+}
+
+// eventRecord is a structured-mode CloudEvent record for customer-events.
+func eventRecord(t *testing.T, id, typ string, data any) (*kgo.Record, codecs.Event) {
+	t.Helper()
+	ev, err := codecs.NewEvent("urn:test", typ, id, data)
+	require.NoError(t, err)
+	b, err := codecs.CloudEvents{}.Encode(ev)
+	require.NoError(t, err)
+	return &kgo.Record{Topic: shop.CustomerEvents.Name, Key: []byte(id), Value: b}, ev
+}
+
+
+func shopEventBytes(t *testing.T, ev codecs.Event) ([]byte, error) {
+	t.Helper()
+	return codecs.CloudEvents{}.Encode(ev)
+}
+
+// endOffsets sums the end offsets of a topic's partitions: how many records it holds.
+func endOffsets(t *testing.T, brokers []string, topic string) int64 {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = streamfold.KafkaVersion
+	c, err := sarama.NewClient(brokers, cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	parts, err := c.Partitions(topic)
+	require.NoError(t, err)
+	var n int64
+	for _, p := range parts {
+		off, err := c.GetOffset(topic, p, sarama.OffsetNewest)
+		require.NoError(t, err)
+		n += off
+	}
+	return n
+}
+
+// consumeAll reads a topic from the start until it has n records, and checks
+// the topic holds exactly n.
+func consumeAll(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl := kafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var recs []*kgo.Record
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		recs = append(recs, cl.PollFetches(ctx).Records()...)
+		return len(recs) >= n
+	}, wait, time.Millisecond, "%s: got %d records, want %d", topic, len(recs), n)
+	require.Equal(t, int64(n), endOffsets(t, brokers, topic), "%s holds more records than expected", topic)
+	return recs
+}
+
+func headerMap(r *kgo.Record) map[string]string {
+	m := map[string]string{}
+	for _, h := range r.Headers {
+		m[h.Key] = string(h.Value)
+	}
+	return m
+}
