@@ -195,7 +195,6 @@ func eventRecord(t *testing.T, id, typ string, data any) (*kgo.Record, codecs.Ev
 	return &kgo.Record{Topic: shop.CustomerEvents.Name, Key: []byte(id), Value: b}, ev
 }
 
-
 func shopEventBytes(t *testing.T, ev codecs.Event) ([]byte, error) {
 	t.Helper()
 	return codecs.CloudEvents{}.Encode(ev)

@@ -207,4 +207,3 @@ func TestShop_GivenSIGINT_ThenExitsZeroAfterCleanShutdown(t *testing.T) {
 		t.Fatal("shop did not exit after SIGINT")
 	}
 }
-
