@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -56,7 +57,8 @@ type Runtime struct {
 	cfg        Config
 	log        *slog.Logger
 	client     sarama.Client
-	engine     *tables.Engine
+	engines    map[string]*tables.Engine // by group: a store belongs to one goka component
+	owners     map[string]string         // table topic -> the group that writes it
 	partitions map[string]int
 	builders   gokaBuilders
 
@@ -100,19 +102,27 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		client.Close()
 		return nil, err
 	}
-	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(watermarks{client})}
+	// Every group gets its own engine (its own directory): a group's lookup
+	// tables are goka views of another group's table, held apart from the
+	// owner's stores. Indexes are kept wherever a table is held.
+	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client))}
+	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
 	for _, g := range t.groups {
 		g.Bind(rt.partitions)
 		if spec, idx, ok := g.Table(); ok {
+			rt.owners[spec.Name] = g.Name()
 			for _, i := range idx {
 				opts = append(opts, tables.WithIndex(spec.Name, i))
 			}
 		}
 	}
-	rt.engine, err = tables.NewEngine(cfg.StateDir, opts...)
-	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("open storage engine: %w", err)
+	for _, g := range t.groups {
+		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), opts...)
+		if err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("open storage engine of %s: %w", g.Name(), err)
+		}
+		rt.engines[g.Name()] = e
 	}
 	return rt, nil
 }
@@ -155,8 +165,15 @@ func (rt *Runtime) ensureTopics(ctx context.Context) error {
 	return rt.client.RefreshMetadata()
 }
 
-// Engine is the local storage engine every table of this runtime lives in.
-func (rt *Runtime) Engine() *tables.Engine { return rt.engine }
+// Store returns the open local store of a table partition held by the group
+// that writes the table; it makes a Runtime the views' store source.
+func (rt *Runtime) Store(topic string, partition int32) (*tables.Store, bool) {
+	e, ok := rt.engines[rt.owners[topic]]
+	if !ok {
+		return nil, false
+	}
+	return e.Store(topic, partition)
+}
 
 // PartitionsOf is the real partition count of a topic of the topology.
 func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] }
@@ -172,7 +189,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		rt.warnOutOfRange(g)
 		p, err := goka.NewProcessor(rt.cfg.Brokers, gg,
-			append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engine.Builder())),
+			append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[g.Name()].Builder())),
 				goka.WithClientID(rt.cfg.ClientID+"-"+g.Name()))...)
 		if err != nil {
 			return fmt.Errorf("group %s: %w", g.Name(), err)
@@ -262,7 +279,7 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 		if !ok {
 			continue
 		}
-		for _, s := range rt.engine.Stores(spec.Name) {
+		for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
 			out[spec.Name] = append(out[spec.Name], s.Progress())
 		}
 	}
@@ -299,24 +316,9 @@ func (rt *Runtime) Close() error {
 		errs = append(errs, rt.producer.Close())
 	}
 	rt.mu.Unlock()
-	if rt.engine != nil {
-		errs = append(errs, rt.engine.Close())
+	for _, e := range rt.engines {
+		errs = append(errs, e.Close())
 	}
 	errs = append(errs, rt.client.Close())
 	return errors.Join(errs...)
-}
-
-// watermarks adapts the sarama client to the storage engine's consistency check.
-type watermarks struct{ c sarama.Client }
-
-func (w watermarks) Watermarks(topic string, partition int32) (int64, int64, error) {
-	oldest, err := w.c.GetOffset(topic, partition, sarama.OffsetOldest)
-	if err != nil {
-		return 0, 0, err
-	}
-	hwm, err := w.c.GetOffset(topic, partition, sarama.OffsetNewest)
-	if err != nil {
-		return 0, 0, err
-	}
-	return oldest, hwm, nil
 }

@@ -54,6 +54,10 @@ func Project[S any](g *Group, table tables.Table[S], in tables.Stream[codecs.Eve
 		topic, offset := r.topic(), r.gctx.Offset()
 		if m.seen(topic, offset, ev.ID) {
 			g.stats.duplicates.Add(1)
+			// Write the snapshot again: when a crash came between the local
+			// write and the changelog's acknowledgement, this is what puts it
+			// into the changelog.
+			r.gctx.SetValue(prevRaw)
 			return nil
 		}
 		var next *S
@@ -112,6 +116,10 @@ var errNotObject = errors.New("state codec must encode a JSON object")
 
 // encodeSnapshot writes {"_meta":{...}, <the state's members>}.
 func encodeSnapshot[S any](c codecs.Codec[S], s S, m meta) ([]byte, error) {
+	return encodeWithMeta(c, s, m)
+}
+
+func encodeWithMeta[S any](c codecs.Codec[S], s S, m any) ([]byte, error) {
 	body, err := c.Encode(s)
 	if err != nil {
 		return nil, fail(ClassHandler, fmt.Errorf("encode state: %w", err))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -29,3 +30,25 @@ var CustomerStateIndex = tables.Index{
 		return []string{c.State}
 	},
 }
+
+// Products and carts.
+var (
+	// ProductEvents is the products' source of truth (any producer writes it).
+	ProductEvents = tables.NewStream[codecs.Event]("product-events", codecs.CloudEvents{})
+	// ProductsTable is the products group's table; carts look products up in it.
+	ProductsTable = tables.NewTable[Product]("products-table", codecs.JSON[Product]{})
+
+	// CartCommands carries {commandId, type, expectedVersion?, data}, keyed by cart id.
+	CartCommands = tables.NewStream[CartCommand]("cart-commands", codecs.JSON[CartCommand]{})
+	// CartEvents is written by the carts group alone (the single writer).
+	CartEvents = tables.NewStream[codecs.Event]("cart-events", codecs.CloudEvents{})
+	// CartReplies answers each command, keyed by command id.
+	CartReplies = tables.NewStream[processors.Reply]("cart-replies", codecs.JSON[processors.Reply]{})
+	// CartsTable holds open carts' snapshots; a checked-out cart is tombstoned.
+	CartsTable = tables.NewTable[Cart]("carts-table", codecs.JSON[Cart]{}, CartProductIndex)
+	// CartHistoryTable holds each cart's events in order, also after checkout.
+	CartHistoryTable = tables.NewTable[processors.Timeline]("cart-history-table", codecs.JSON[processors.Timeline]{})
+)
+
+// CartProductIndex indexes carts by the products they hold.
+var CartProductIndex = tables.Index{Name: "product", Terms: cartProductIndexTerms}

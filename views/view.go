@@ -63,16 +63,21 @@ type Item[V any] struct {
 	Raw   []byte
 }
 
-// View reads one table from the local storage engine. Safe for concurrent use.
+// Stores finds the open local store of a table partition; *tables.Engine is one.
+type Stores interface {
+	Store(topic string, partition int32) (*tables.Store, bool)
+}
+
+// View reads one table from local stores. Safe for concurrent use.
 type View[V any] struct {
-	engine     *tables.Engine
+	engine     Stores
 	table      tables.Table[V]
 	partitions int
 }
 
-// New returns a view of table, which has partitions partitions.
-func New[V any](engine *tables.Engine, table tables.Table[V], partitions int) *View[V] {
-	return &View[V]{engine: engine, table: table, partitions: partitions}
+// New returns a view of table, which has partitions partitions, over stores.
+func New[V any](stores Stores, table tables.Table[V], partitions int) *View[V] {
+	return &View[V]{engine: stores, table: table, partitions: partitions}
 }
 
 // Name is the table's name.

@@ -18,13 +18,14 @@ import (
 
 // app is one running shop: maybe a broker, the runtime, the HTTP listener.
 type app struct {
-	cfg     Config
-	log     *slog.Logger
-	broker  *embedded.Broker // nil with --brokers
-	rt      *streamfold.Runtime
-	ln      net.Listener
-	handler http.Handler
-	brokers []string
+	cfg       Config
+	log       *slog.Logger
+	broker    *embedded.Broker // nil with --brokers
+	rt        *streamfold.Runtime
+	ln        net.Listener
+	handler   http.Handler
+	closeHTTP func() error
+	brokers   []string
 }
 
 // start brings up the broker (when embedded), creates the topics, opens the
@@ -60,7 +61,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
-	a.handler = newHTTP(a.rt, log)
+	a.handler, a.closeHTTP, err = newHTTP(a.rt, log)
+	if err != nil {
+		return nil, err
+	}
 	a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
@@ -95,6 +99,10 @@ func (a *app) close() error {
 	var errs []error
 	if a.ln != nil {
 		_ = a.ln.Close()
+	}
+	if a.closeHTTP != nil {
+		errs = append(errs, a.closeHTTP())
+		a.closeHTTP = nil
 	}
 	if a.rt != nil {
 		errs = append(errs, a.rt.Close())

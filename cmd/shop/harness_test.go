@@ -242,3 +242,24 @@ func headerMap(r *kgo.Record) map[string]string {
 	}
 	return m
 }
+
+func stringsReader(s string) io.Reader {
+	if s == "" {
+		return nil
+	}
+	return strings.NewReader(s)
+}
+
+// doReq sends a prepared request and decodes the JSON answer into out.
+func (r *shopRun) doReq(req *http.Request, out any) int {
+	r.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(r.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(r.t, err)
+	if out != nil && len(b) > 0 {
+		require.NoError(r.t, json.Unmarshal(b, out), "body: %s", b)
+	}
+	return resp.StatusCode
+}

@@ -17,9 +17,14 @@ import (
 	"github.com/streamfold/streamfold/views"
 )
 
-// newHTTP wires the shop's views and commands onto the query API.
-func newHTTP(rt *streamfold.Runtime, log *slog.Logger) http.Handler {
-	customers := views.New(rt.Engine(), shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+// newHTTP wires the shop's views and commands onto the query API. The returned
+// close releases the reply reader.
+func newHTTP(rt *streamfold.Runtime, log *slog.Logger) (http.Handler, func() error, error) {
+	customers := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
+	if err != nil {
+		return nil, nil, err
+	}
 	api := queryapi.New(
 		queryapi.WithLogger(log),
 		queryapi.WithReadiness(readiness{rt}),
@@ -30,7 +35,15 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger) http.Handler {
 	api.Handle(http.MethodPost, "/customers", c.register)
 	api.Handle(http.MethodPatch, "/customers/{id}", c.update)
 	api.Handle(http.MethodDelete, "/customers/{id}", c.delete)
-	return api
+
+	api.Resource("products", viewReader[shop.Product]{views.New(rt, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))}, nil)
+	cartsHTTP{
+		carts:    views.New(rt, shop.CartsTable, rt.PartitionsOf(shop.CartsTable.Name)),
+		history:  views.New(rt, shop.CartHistoryTable, rt.PartitionsOf(shop.CartHistoryTable.Name)),
+		commands: streamfold.NewEmitter(rt, shop.CartCommands),
+		replies:  replies,
+	}.register(api)
+	return api, replies.Close, nil
 }
 
 // viewReader serves a view's values as JSON (the framework's bookkeeping stripped).
@@ -66,15 +79,7 @@ func (l customerLister) List(ctx context.Context, q queryapi.ListQuery) (queryap
 	if err != nil {
 		return queryapi.Page{}, err
 	}
-	out := queryapi.Page{Next: page.Next, Items: make([]json.RawMessage, 0, len(page.Items))}
-	for _, it := range page.Items {
-		b, err := json.Marshal(it.Value)
-		if err != nil {
-			return queryapi.Page{}, err
-		}
-		out.Items = append(out.Items, b)
-	}
-	return out, nil
+	return rawPage(page)
 }
 
 type customerCommands struct {

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/shop"
+	"github.com/streamfold/streamfold/views"
+)
+
+// Read-your-writes and request/reply timing.
+const (
+	replyTimeout     = 5 * time.Second
+	minVersionWait   = 2 * time.Second
+	minVersionPoll   = 10 * time.Millisecond
+	idempotencyKeyHd = "Idempotency-Key"
+)
+
+type cartsHTTP struct {
+	carts    *views.View[shop.Cart]
+	history  *views.View[processors.Timeline]
+	commands *streamfold.Emitter[shop.CartCommand]
+	replies  *streamfold.Replies[processors.Reply]
+}
+
+func (c cartsHTTP) register(api *queryapi.API) {
+	api.Resource("carts", nil, cartLister{c.carts})
+	api.Handle(http.MethodGet, "/carts/{id}", c.get)
+	api.Handle(http.MethodGet, "/carts/{id}/events", c.events)
+	api.Handle(http.MethodPost, "/carts/{id}/commands", c.command)
+}
+
+// command produces a cart command and waits for the carts group's reply.
+func (c cartsHTTP) command(r *http.Request) (int, any, error) {
+	id := queryapi.Vars(r)["id"]
+	var cmd shop.CartCommand
+	if err := queryapi.DecodeJSON(r, &cmd); err != nil {
+		return 0, nil, err
+	}
+	if key := r.Header.Get(idempotencyKeyHd); key != "" {
+		if cmd.ID != "" && cmd.ID != key {
+			return 0, nil, queryapi.BadRequest(fmt.Sprintf("commandId %q and %s %q differ", cmd.ID, idempotencyKeyHd, key))
+		}
+		cmd.ID = key
+	}
+	if cmd.ID == "" {
+		cmd.ID = codecs.NewID()
+	}
+	if err := shop.ValidateCartCommand(cmd); err != nil {
+		return 0, nil, queryapi.BadRequest(err.Error())
+	}
+	wait, cancel := c.replies.Expect(cmd.ID)
+	if _, err := c.commands.Emit(r.Context(), id, cmd); err != nil {
+		cancel()
+		return 0, nil, err
+	}
+	ctx, stop := context.WithTimeout(r.Context(), replyTimeout)
+	defer stop()
+	rep, err := wait(ctx)
+	if errors.Is(err, streamfold.ErrNoReply) {
+		return 0, nil, queryapi.NewProblem(http.StatusGatewayTimeout,
+			fmt.Sprintf("no reply to command %s within %s; it may still be applied — retry with the same %s", cmd.ID, replyTimeout, idempotencyKeyHd))
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	extras := map[string]any{"commandId": rep.CommandID, "version": rep.Version}
+	switch rep.Status {
+	case processors.ReplyAccepted:
+		return http.StatusOK, commandAccepted{CommandID: rep.CommandID, Version: rep.Version, Events: rep.Events, Duplicate: rep.Duplicate}, nil
+	case processors.ReplyConflict:
+		return 0, nil, queryapi.Conflict(rep.Reason, extras)
+	case processors.ReplyRejected:
+		return 0, nil, queryapi.Unprocessable(rep.Reason, extras)
+	default:
+		return 0, nil, fmt.Errorf("command %s failed: %s", rep.CommandID, rep.Reason)
+	}
+}
+
+type commandAccepted struct {
+	CommandID string         `json:"commandId"`
+	Version   int64          `json:"version"`
+	Events    []codecs.Event `json:"events"`
+	Duplicate bool           `json:"duplicate,omitempty"`
+}
+
+// get answers GET /carts/{id}[?minVersion=N]: with minVersion it never answers
+// with an older version; it waits briefly for the view, then answers 503.
+func (c cartsHTTP) get(r *http.Request) (int, any, error) {
+	id := queryapi.Vars(r)["id"]
+	var min int64
+	if v := r.URL.Query().Get("minVersion"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, queryapi.BadRequest(fmt.Sprintf("minVersion must be a non-negative integer, got %q", v))
+		}
+		min = n
+	}
+	deadline := time.Now().Add(minVersionWait)
+	for {
+		cart, err := c.carts.Get(r.Context(), id)
+		if err == nil && cart.Version >= min {
+			return http.StatusOK, cart, nil
+		}
+		if err != nil && !errors.Is(err, views.ErrNotFound) {
+			return 0, nil, err
+		}
+		if min == 0 {
+			return 0, nil, err
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, versionNotYet{id: id, want: min, have: cart.Version}
+		}
+		select {
+		case <-r.Context().Done():
+			return 0, nil, r.Context().Err()
+		case <-time.After(minVersionPoll):
+		}
+	}
+}
+
+// versionNotYet is a 503 with Retry-After: the view has not reached the version.
+type versionNotYet struct {
+	id         string
+	want, have int64
+}
+
+func (e versionNotYet) Error() string {
+	return fmt.Sprintf("cart %s is at version %d in this view, not yet %d", e.id, e.have, e.want)
+}
+func (e versionNotYet) RetryAfter() time.Duration { return time.Second }
+
+func (c cartsHTTP) events(r *http.Request) (int, any, error) {
+	t, err := c.history.Get(r.Context(), queryapi.Vars(r)["id"])
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, t, nil
+}
+
+// cartLister answers GET /carts?product={id} from the product index.
+type cartLister struct{ v *views.View[shop.Cart] }
+
+func (l cartLister) List(ctx context.Context, q queryapi.ListQuery) (queryapi.Page, error) {
+	product, ok := q.Filters["product"]
+	if !ok || len(q.Filters) != 1 || product == "" {
+		return queryapi.Page{}, queryapi.BadRequest("give exactly one filter: product={productId}")
+	}
+	page, err := l.v.List(ctx, shop.CartProductIndex.Name, product, q.Cursor, q.Limit)
+	if errors.Is(err, views.ErrBadCursor) {
+		return queryapi.Page{}, queryapi.BadRequest("cursor is not one this API handed out")
+	}
+	if err != nil {
+		return queryapi.Page{}, err
+	}
+	return rawPage(page)
+}
+
+// rawPage re-encodes a view page's values (without the framework's bookkeeping).
+func rawPage[V any](page views.Page[V]) (queryapi.Page, error) {
+	out := queryapi.Page{Next: page.Next, Items: make([]json.RawMessage, 0, len(page.Items))}
+	for _, it := range page.Items {
+		b, err := json.Marshal(it.Value)
+		if err != nil {
+			return queryapi.Page{}, err
+		}
+		out.Items = append(out.Items, b)
+	}
+	return out, nil
+}

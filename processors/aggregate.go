@@ -1,0 +1,325 @@
+package processors
+
+import (
+	"crypto/sha1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Command is the envelope of a command to an aggregate: JSON
+// {commandId, type, expectedVersion?, data}. The record key is the aggregate id.
+type Command[C any] struct {
+	ID              string `json:"commandId"`
+	Type            string `json:"type"`
+	ExpectedVersion *int64 `json:"expectedVersion,omitempty"`
+	Data            C      `json:"data"`
+}
+
+// Reply statuses.
+const (
+	ReplyAccepted = "accepted" // events appended (or none needed)
+	ReplyRejected = "rejected" // a business rule refused the command; nothing appended
+	ReplyConflict = "conflict" // expectedVersion did not match; nothing appended
+	ReplyFailed   = "failed"   // the command could not be handled (dead-lettered)
+)
+
+// Reply answers one command, keyed by its command id on the reply topic.
+type Reply struct {
+	CommandID   string         `json:"commandId"`
+	AggregateID string         `json:"aggregateId"`
+	Status      string         `json:"status"`
+	Version     int64          `json:"version"`
+	Events      []codecs.Event `json:"events,omitempty"`
+	Reason      string         `json:"reason,omitempty"`
+	// Duplicate is true when the command id was seen before and this is the
+	// original reply sent again.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// NewEvent is what a decider returns: the framework fills in the CloudEvents
+// attributes (a deterministic id derived from the command, subject = aggregate
+// id, source, time).
+type NewEvent struct {
+	Type string
+	Data any
+}
+
+// RejectedError is a business rule refusing a command. Deciders return it (via
+// Reject); any other error is a failure and is dead-lettered.
+type RejectedError struct{ Reason string }
+
+func (e *RejectedError) Error() string { return "rejected: " + e.Reason }
+
+// Reject returns a *RejectedError.
+func Reject(format string, args ...any) error {
+	return &RejectedError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Decide turns a command into events given the current state (nil when the
+// aggregate does not exist yet). It must not have side effects: it runs once
+// per command, but its result is what is stored and replayed.
+type Decide[S, C any] func(dc *DecideContext, state *S, cmd Command[C]) ([]NewEvent, error)
+
+// Aggregate configures an event-sourced aggregate on a group: a single writer
+// per partition that validates each command against the aggregate's snapshot.
+type Aggregate[S, C any] struct {
+	Commands tables.Stream[Command[C]]
+	Events   tables.Stream[codecs.Event]
+	Replies  tables.Stream[Reply]
+	// Table holds the snapshots; it must be the group's table (<group>-table)
+	// and encode S as a JSON object.
+	Table  tables.Table[S]
+	Decide Decide[S, C]
+	// Evolve folds one event into the state, as a projection would.
+	Evolve Apply[S]
+	// Final reports a state that is finished: the snapshot is tombstoned after
+	// its events are appended (the events stay in the event topic).
+	Final func(*S) bool
+	// Source is the CloudEvents source of the appended events.
+	Source string
+	// Clock returns the events' time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// rememberedCommands bounds the per-aggregate idempotency memory.
+const rememberedCommands = 16
+
+// commandRecord is what a snapshot remembers of a handled command: its reply,
+// with the events it appended, to answer a duplicate and re-append them.
+type commandRecord struct {
+	ID string `json:"id"`
+	// Topic and Offset locate the command record that was handled, telling a
+	// re-read after a crash (same record) from a client's retry (a new one).
+	Topic  string `json:"topic"`
+	Offset int64  `json:"offset"`
+	Reply  Reply  `json:"reply"`
+}
+
+// aggMeta is an aggregate snapshot's bookkeeping.
+type aggMeta struct {
+	Version  int64           `json:"version"`
+	Commands []commandRecord `json:"commands,omitempty"`
+}
+
+func (m *aggMeta) command(id string) (commandRecord, bool) {
+	for _, c := range m.Commands {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return commandRecord{}, false
+}
+
+func (m *aggMeta) remember(id, topic string, offset int64, r Reply) {
+	m.Commands = append(m.Commands, commandRecord{ID: id, Topic: topic, Offset: offset, Reply: r})
+	if len(m.Commands) > rememberedCommands {
+		m.Commands = slices.Delete(m.Commands, 0, len(m.Commands)-rememberedCommands)
+	}
+}
+
+// Versioned is implemented by states that want to show their version (the
+// number of events applied); the framework sets it before storing.
+type Versioned interface{ SetVersion(int64) }
+
+// DecideContext gives a decider the aggregate's id and read access to lookup
+// tables. It is valid only during the Decide call.
+type DecideContext struct {
+	gctx goka.Context
+}
+
+// Key is the aggregate id.
+func (dc *DecideContext) Key() string { return dc.gctx.Key() }
+
+// LookupValue reads key from a lookup table declared with Lookup; nil when absent.
+func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, error) {
+	raw, _ := dc.gctx.Lookup(goka.Table(t.Name), key).([]byte)
+	if raw == nil {
+		return nil, nil
+	}
+	v, err := t.Codec.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s/%s: %w", t.Name, key, err)
+	}
+	return &v, nil
+}
+
+// HandleCommands makes g an aggregate's single writer: per command it loads the
+// snapshot, checks the expected version, decides, appends the events, stores
+// the new snapshot and replies. A command id seen before (the last 16 per
+// aggregate) gets its original reply again and appends nothing. A command
+// record read again after a crash between the snapshot write and the offset
+// commit re-appends its events with the same ids (consumers drop ids they have
+// applied): a command is never applied twice and its events are never lost.
+func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
+	if a.Clock == nil {
+		a.Clock = time.Now
+	}
+	g.setTable(a.Table, a.Table.Indexes)
+	Output(g, a.Events)
+	Output(g, a.Replies)
+	g.addInput(a.Commands, func(r *recordCtx) error {
+		key := r.gctx.Key()
+		if r.value == nil {
+			return fail(ClassDecode, errors.New("null command"))
+		}
+		cmd, err := a.Commands.Codec.Decode(r.value)
+		if err != nil {
+			return err
+		}
+		if cmd.ID == "" || cmd.Type == "" {
+			return fail(ClassDecode, errors.New("command needs commandId and type"))
+		}
+		prevRaw, _ := r.gctx.Value().([]byte)
+		state, m, err := decodeAggSnapshot(a.Table.Codec, prevRaw)
+		if err != nil {
+			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", key, err))
+		}
+		reply := func(rep Reply) error {
+			b, err := a.Replies.Codec.Encode(rep)
+			if err != nil {
+				return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
+			}
+			r.gctx.Emit(goka.Stream(a.Replies.Name), rep.CommandID, b)
+			return nil
+		}
+		if rec, ok := m.command(cmd.ID); ok {
+			g.stats.duplicates.Add(1)
+			if rec.Topic == r.topic() && rec.Offset == r.gctx.Offset() {
+				// The same record read again: we crashed after handling it and
+				// before committing. What was lost is unknowable, so re-append
+				// its events with their ids (consumers drop ids they applied)
+				// and re-store the snapshot.
+				if err := emitEvents(r, a.Events, rec.Reply.Events); err != nil {
+					return err
+				}
+				r.gctx.SetValue(prevRaw)
+			}
+			// A client's retry appends nothing and gets the original answer.
+			rep := rec.Reply
+			rep.Duplicate = true
+			return reply(rep)
+		}
+		base := Reply{CommandID: cmd.ID, AggregateID: key, Version: m.Version}
+		record := func(rep Reply) error {
+			if err := reply(rep); err != nil {
+				return err
+			}
+			if state == nil { // nothing to remember it in
+				return nil
+			}
+			m.remember(cmd.ID, r.topic(), r.gctx.Offset(), rep)
+			b, err := encodeAggSnapshot(a.Table.Codec, *state, m)
+			if err != nil {
+				return err
+			}
+			r.gctx.SetValue(b)
+			return nil
+		}
+		if cmd.ExpectedVersion != nil && *cmd.ExpectedVersion != m.Version {
+			base.Status = ReplyConflict
+			base.Reason = fmt.Sprintf("expected version %d, current version %d", *cmd.ExpectedVersion, m.Version)
+			return record(base)
+		}
+		var news []NewEvent
+		err = safely(func() (err error) {
+			news, err = a.Decide(&DecideContext{gctx: r.gctx}, state, cmd)
+			return err
+		})
+		if rej, ok := errors.AsType[*RejectedError](err); ok {
+			base.Status = ReplyRejected
+			base.Reason = rej.Reason
+			return record(base)
+		}
+		if err != nil {
+			base.Status, base.Reason = ReplyFailed, err.Error()
+			if rerr := reply(base); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			return err
+		}
+		evs := make([]codecs.Event, 0, len(news))
+		next := state
+		for i, ne := range news {
+			ev, err := codecs.NewEvent(a.Source, ne.Type, key, ne.Data)
+			if err != nil {
+				return fail(ClassHandler, fmt.Errorf("event %s: %w", ne.Type, err))
+			}
+			ev.ID = eventID(key, cmd.ID, i)
+			ev.Time = a.Clock().UTC()
+			if err := safely(func() (err error) { next, err = a.Evolve(next, ev); return err }); err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		m.Version += int64(len(evs))
+		if v, ok := any(next).(Versioned); ok && next != nil {
+			v.SetVersion(m.Version)
+		}
+		if err := emitEvents(r, a.Events, evs); err != nil {
+			return err
+		}
+		rep := base
+		rep.Status, rep.Version, rep.Events = ReplyAccepted, m.Version, evs
+		if next == nil || (a.Final != nil && a.Final(next)) {
+			if prevRaw != nil || next != nil {
+				r.gctx.Delete()
+				g.stats.deleted.Add(1)
+			}
+			g.stats.applied.Add(1)
+			return reply(rep)
+		}
+		state = next
+		g.stats.applied.Add(1)
+		return record(rep)
+	})
+}
+
+func emitEvents(r *recordCtx, s tables.Stream[codecs.Event], evs []codecs.Event) error {
+	for _, ev := range evs {
+		b, err := s.Codec.Encode(ev)
+		if err != nil {
+			return fail(ClassHandler, fmt.Errorf("encode event: %w", err))
+		}
+		r.gctx.Emit(goka.Stream(s.Name), ev.Subject, b)
+	}
+	return nil
+}
+
+// eventID derives an event's id from its aggregate, command and position, so
+// the same decision always yields the same ids (a name-based, version 5 style
+// UUID over SHA-1).
+func eventID(aggregate, command string, i int) string {
+	h := sha1.Sum(fmt.Appendf(nil, "%s\x00%s\x00%d", aggregate, command, i))
+	h[6] = (h[6] & 0x0f) | 0x50
+	h[8] = (h[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+func encodeAggSnapshot[S any](c codecs.Codec[S], s S, m aggMeta) ([]byte, error) {
+	return encodeWithMeta(c, s, m)
+}
+
+func decodeAggSnapshot[S any](c codecs.Codec[S], b []byte) (*S, aggMeta, error) {
+	if b == nil {
+		return nil, aggMeta{}, nil
+	}
+	s, err := c.Decode(b)
+	if err != nil {
+		return nil, aggMeta{}, err
+	}
+	var w struct {
+		Meta aggMeta `json:"_meta"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, aggMeta{}, fmt.Errorf("decode meta: %w", err)
+	}
+	return &s, w.Meta, nil
+}
