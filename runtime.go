@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
@@ -25,11 +26,15 @@ type Config struct {
 	Brokers []string
 	// StateDir holds the local table stores; required (no temp-dir default).
 	StateDir string
-	// Replication is the replication factor of topics we create (1 on the
-	// embedded broker, the cluster's setting — usually 3 — on real Kafka).
+	// Replication is the replication factor of topics we create: 1 on the
+	// embedded broker; on real Kafka usually 3, or -1 for the cluster's
+	// default.replication.factor (Kafka 2.4+).
 	Replication int
 	// ClientID prefixes every Kafka client's id; default "streamfold".
 	ClientID string
+	// SessionTimeout is the consumer-group session timeout: how long a member
+	// that died goes unnoticed before its partitions move. Default 10 s.
+	SessionTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -43,8 +48,8 @@ func (c Config) Validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("no state directory"))
 	}
-	if c.Replication < 1 {
-		errs = append(errs, fmt.Errorf("replication must be at least 1, got %d", c.Replication))
+	if c.Replication < 1 && c.Replication != -1 {
+		errs = append(errs, fmt.Errorf("replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
 	}
 	return errors.Join(errs...)
 }
@@ -85,6 +90,10 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	base := saramaConfig(cfg.ClientID)
+	if cfg.SessionTimeout > 0 {
+		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
+		base.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+	}
 	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
 	if err != nil {
 		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)

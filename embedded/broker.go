@@ -50,6 +50,10 @@ type Config struct {
 	// SyncWrites fsyncs every produced batch, so that acknowledged records
 	// survive a machine crash, not just a process crash.
 	SyncWrites bool
+	// MinSessionTimeout is the shortest consumer-group session timeout the
+	// broker accepts (Kafka's group.min.session.timeout.ms); 0 keeps kfake's
+	// 6 s. Tests that kill group members lower it to fail over quickly.
+	MinSessionTimeout time.Duration
 	// Logger receives the broker's warnings and errors; nil discards them.
 	Logger *slog.Logger
 }
@@ -144,6 +148,9 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.SyncWrites {
 		opts = append(opts, kfake.SyncWrites())
+	}
+	if cfg.MinSessionTimeout > 0 {
+		opts = append(opts, kfake.GroupMinSessionTimeout(cfg.MinSessionTimeout))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -42,7 +43,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 			Dir:        cfg.KafkaDir(),
 			Listen:     cfg.KafkaListen,
 			Partitions: cfg.Partitions,
-			Logger:     log.With("component", "broker"),
+			// Let members ask for short sessions (Kafka's own floor is 6 s).
+			MinSessionTimeout: time.Second,
+			Logger:            log.With("component", "broker"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
@@ -52,16 +55,17 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	}
 	topo := shop.Topology(cfg.Partitions, log)
 	a.rt, err = streamfold.Open(ctx, topo, streamfold.Config{
-		Brokers:     a.brokers,
-		StateDir:    cfg.StateDir(),
-		Replication: cfg.Replication,
-		ClientID:    "shop",
-		Logger:      log,
+		Brokers:        a.brokers,
+		StateDir:       cfg.StateDir(),
+		Replication:    cfg.Replication,
+		ClientID:       "shop",
+		Logger:         log,
+		SessionTimeout: cfg.SessionTimeout,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.handler, a.closeHTTP, err = newHTTP(a.rt, log)
+	a.handler, a.closeHTTP, err = newHTTP(a.rt, log, cfg.ReplyTimeout)
 	if err != nil {
 		return nil, err
 	}

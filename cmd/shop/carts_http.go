@@ -17,9 +17,8 @@ import (
 	"github.com/streamfold/streamfold/views"
 )
 
-// Read-your-writes and request/reply timing.
+// Read-your-writes timing.
 const (
-	replyTimeout     = 5 * time.Second
 	minVersionWait   = 2 * time.Second
 	minVersionPoll   = 10 * time.Millisecond
 	idempotencyKeyHd = "Idempotency-Key"
@@ -30,6 +29,7 @@ type cartsHTTP struct {
 	history  *views.View[processors.Timeline]
 	commands *streamfold.Emitter[shop.CartCommand]
 	replies  *streamfold.Replies[processors.Reply]
+	timeout  time.Duration // how long a command waits for its reply
 }
 
 func (c cartsHTTP) register(api *queryapi.API) {
@@ -63,12 +63,12 @@ func (c cartsHTTP) command(r *http.Request) (int, any, error) {
 		cancel()
 		return 0, nil, err
 	}
-	ctx, stop := context.WithTimeout(r.Context(), replyTimeout)
+	ctx, stop := context.WithTimeout(r.Context(), c.timeout)
 	defer stop()
 	rep, err := wait(ctx)
 	if errors.Is(err, streamfold.ErrNoReply) {
 		return 0, nil, queryapi.NewProblem(http.StatusGatewayTimeout,
-			fmt.Sprintf("no reply to command %s within %s; it may still be applied — retry with the same %s", cmd.ID, replyTimeout, idempotencyKeyHd))
+			fmt.Sprintf("no reply to command %s within %s; it may still be applied — retry with the same %s", cmd.ID, c.timeout, idempotencyKeyHd))
 	}
 	if err != nil {
 		return 0, nil, err

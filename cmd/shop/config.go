@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the shop's configuration, filled from flags and SHOP_* environment
@@ -21,6 +22,10 @@ type Config struct {
 	Partitions  int
 	Replication int
 	LogLevel    slog.Level
+	// SessionTimeout is the consumer-group session timeout (how fast a dead
+	// member's partitions move); ReplyTimeout how long a command waits for its reply.
+	SessionTimeout time.Duration
+	ReplyTimeout   time.Duration
 }
 
 // Embedded reports whether the shop runs its own broker (no --brokers given).
@@ -44,6 +49,12 @@ func (c Config) Validate() error {
 	if c.Replication == 0 || c.Replication < -1 {
 		errs = append(errs, fmt.Errorf("--replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
 	}
+	if c.SessionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--session-timeout must be at least 1s, got %s", c.SessionTimeout))
+	}
+	if c.ReplyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout))
+	}
 	if c.Embedded() && c.KafkaListen == "" {
 		errs = append(errs, errors.New("--kafka-listen must not be empty when running the embedded broker"))
 	}
@@ -59,6 +70,12 @@ func bindFlags(fs *flag.FlagSet, c *Config) *string {
 		}
 		return def
 	}
+	envDuration := func(name string, def time.Duration) time.Duration {
+		if d, err := time.ParseDuration(env(name, def.String())); err == nil {
+			return d
+		}
+		return def
+	}
 	envInt := func(name string, def int) int {
 		if v, err := strconv.Atoi(env(name, strconv.Itoa(def))); err == nil {
 			return v
@@ -71,6 +88,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) *string {
 	brokers := fs.String("brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
 	fs.IntVar(&c.Replication, "replication", envInt("replication", 0), "replication factor of topics the shop creates; default 1 embedded, the cluster's default (-1) otherwise (SHOP_REPLICATION)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", envDuration("session-timeout", 10*time.Second), "consumer-group session timeout (SHOP_SESSION_TIMEOUT)")
+	fs.DurationVar(&c.ReplyTimeout, "reply-timeout", envDuration("reply-timeout", 5*time.Second), "how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
 	fs.TextVar(&c.LogLevel, "log-level", levelFromEnv(env("log-level", "info")), "log level: debug, info, warn, error (SHOP_LOG_LEVEL)")
 	return brokers
 }

@@ -66,12 +66,14 @@ type shopRun struct {
 // testConfig is a config on fresh ports in dataDir.
 func testConfig(dataDir string) Config {
 	return Config{
-		DataDir:     dataDir,
-		HTTPAddr:    "127.0.0.1:0",
-		KafkaListen: "127.0.0.1:0",
-		Partitions:  4,
-		Replication: 1,
-		LogLevel:    slog.LevelInfo,
+		DataDir:        dataDir,
+		HTTPAddr:       "127.0.0.1:0",
+		KafkaListen:    "127.0.0.1:0",
+		Partitions:     4,
+		Replication:    1,
+		LogLevel:       slog.LevelInfo,
+		SessionTimeout: 10 * time.Second,
+		ReplyTimeout:   5 * time.Second,
 	}
 }
 
@@ -260,6 +262,22 @@ func (r *shopRun) doReq(req *http.Request, out any) int {
 	require.NoError(r.t, err)
 	if out != nil && len(b) > 0 {
 		require.NoError(r.t, json.Unmarshal(b, out), "body: %s", b)
+	}
+	return resp.StatusCode
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// httpGetJSON GETs url and decodes a JSON answer; it returns the status.
+func httpGetJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if out != nil && resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(b, out), "body: %s", b)
 	}
 	return resp.StatusCode
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -19,7 +20,7 @@ import (
 
 // newHTTP wires the shop's views and commands onto the query API. The returned
 // close releases the reply reader.
-func newHTTP(rt *streamfold.Runtime, log *slog.Logger) (http.Handler, func() error, error) {
+func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duration) (http.Handler, func() error, error) {
 	customers := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
 	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
 	if err != nil {
@@ -42,6 +43,7 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger) (http.Handler, func() err
 		history:  views.New(rt, shop.CartHistoryTable, rt.PartitionsOf(shop.CartHistoryTable.Name)),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
 		replies:  replies,
+		timeout:  replyTimeout,
 	}.register(api)
 	return api, replies.Close, nil
 }
