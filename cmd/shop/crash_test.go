@@ -296,4 +296,3 @@ func readCartEvents(t *testing.T, brokers []string) map[string][]codecs.Event {
 	}
 	return out
 }
-
