@@ -1,0 +1,292 @@
+package tables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+	"github.com/lovoo/goka/storage"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BenchmarkRestore measures how fast a goka view restores a changelog
+// (not compacted, ~200-byte JSON values, 8 partitions) from an in-process
+// kfake broker into goka's default LevelDB storage, into this engine, and
+// into goka's in-memory storage (the ceiling). The timer runs from View.Run
+// until the view is recovered.
+//
+//	go test -run '^$' -bench BenchmarkRestore -benchtime 1x ./tables/
+//
+// STREAMFOLD_BENCH_RECORDS sets the changelog size (default 1,000,000).
+func BenchmarkRestore(b *testing.B) {
+	records := 1_000_000
+	if v := os.Getenv("STREAMFOLD_BENCH_RECORDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("STREAMFOLD_BENCH_RECORDS=%q: want a positive integer", v)
+		}
+		records = n
+	}
+	for _, keys := range []int{10_000, 1_000_000} {
+		keys = min(keys, records)
+		b.Run(fmt.Sprintf("records=%d/keys=%d", records, keys), func(b *testing.B) {
+			restoreBench(b, records, keys)
+		})
+	}
+}
+
+const restoreBenchTopic = "bench-table"
+
+func restoreBench(b *testing.B, records, keys int) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, restoreBenchTopic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	addrs := c.ListenAddrs()
+	restoreBenchProduce(b, addrs, records, keys)
+
+	cfg := goka.DefaultConfig()
+	cfg.Version = sarama.V3_6_0_0
+	if v := os.Getenv("STREAMFOLD_BENCH_CHANNEL_BUFFER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("STREAMFOLD_BENCH_CHANNEL_BUFFER=%q: want a positive integer", v)
+		}
+		cfg.ChannelBufferSize = n
+	}
+
+	builders := []struct {
+		name  string
+		build func(dir string) (storage.Builder, func())
+	}{
+		{"goka-default", func(dir string) (storage.Builder, func()) {
+			return storage.DefaultBuilder(dir), func() {}
+		}},
+		{"engine", func(dir string) (storage.Builder, func()) {
+			e, err := NewEngine(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return e.Builder(), func() { _ = e.Close() }
+		}},
+		{"memory", func(string) (storage.Builder, func()) {
+			return storage.MemoryBuilder(), func() {}
+		}},
+		{"map", func(string) (storage.Builder, func()) {
+			return func(string, int32) (storage.Storage, error) { return newRestoreBenchMap(), nil }, func() {}
+		}},
+	}
+	// goka's memory storage sorts its key slice on every new key, which is
+	// quadratic: with a million keys it would run for many minutes. "map"
+	// (a plain locked map) is the storage-free ceiling in every case.
+	only := map[string]bool{"goka-default": true, "engine": true, "memory": keys <= 100_000, "map": true}
+	if v := os.Getenv("STREAMFOLD_BENCH_BUILDERS"); v != "" {
+		only = map[string]bool{}
+		for _, name := range strings.Split(v, ",") {
+			only[name] = true
+		}
+	}
+	rates := map[string]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, bl := range builders {
+			if !only[bl.name] {
+				continue
+			}
+			builder, done := bl.build(b.TempDir())
+			stopProfile := restoreBenchProfile(b, bl.name, keys)
+			d := restoreBenchView(b, addrs, cfg, builder)
+			stopProfile()
+			done()
+			rates[bl.name] += float64(records) / d.Seconds() / float64(b.N)
+		}
+	}
+	line := fmt.Sprintf("records=%d keys=%d:", records, keys)
+	for _, bl := range builders {
+		if r, ok := rates[bl.name]; ok {
+			b.ReportMetric(r, bl.name+"-rec/s")
+			line += fmt.Sprintf(" %s %.0f rec/s;", bl.name, r)
+		}
+	}
+	for _, base := range []string{"goka-default", "memory", "map"} {
+		if r, ok := rates[base]; ok && rates["engine"] > 0 {
+			b.ReportMetric(rates["engine"]/r, "engine/"+base)
+			line += fmt.Sprintf(" engine/%s %.2fx;", base, rates["engine"]/r)
+		}
+	}
+	b.Log(line)
+}
+
+// restoreBenchProfile profiles the restore alone, without the produce
+// phase, when STREAMFOLD_BENCH_CPUPROFILE names a file prefix:
+// <prefix>-<builder>-<keys>.prof.
+func restoreBenchProfile(b *testing.B, builder string, keys int) func() {
+	prefix := os.Getenv("STREAMFOLD_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%s-%d.prof", prefix, builder, keys))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// restoreBenchProduce writes records values over keys distinct keys.
+func restoreBenchProduce(b *testing.B, addrs []string, records, keys int) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(addrs...),
+		kgo.DefaultProduceTopic(restoreBenchTopic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	var (
+		wg      sync.WaitGroup
+		failed  atomic.Int64
+		lastErr atomic.Value
+	)
+	cb := func(_ *kgo.Record, err error) {
+		if err != nil {
+			failed.Add(1)
+			lastErr.Store(err)
+		}
+		wg.Done()
+	}
+	ctx := context.Background()
+	for i := range records {
+		k := i % keys
+		key := fmt.Appendf(nil, "customer-%07d", k)
+		value := fmt.Appendf(nil, `{"id":"customer-%07d","seq":%d,"name":"Customer %d","email":"customer%d@example.com","address":{"street":"%d Main Street","city":"Springfield","zip":"%05d"},"balance":%d.%02d,"status":"active"}`,
+			k, i, k, k, k%999, k%100000, i%100000, i%100)
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, cb)
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d records failed to produce: %v", n, lastErr.Load())
+	}
+}
+
+// restoreBenchView times a view from Run until it is recovered.
+func restoreBenchView(b *testing.B, addrs []string, cfg *sarama.Config, builder storage.Builder) time.Duration {
+	view, err := goka.NewView(addrs, goka.Table(restoreBenchTopic), new(codec.Bytes),
+		goka.WithViewStorageBuilder(builder),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(cfg)),
+		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(cfg, goka.NewTopicManagerConfig())),
+		goka.WithViewLogger(log.New(io.Discard, "", 0)),
+	)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- view.Run(ctx) }()
+	select {
+	case <-view.WaitRunning():
+	case err := <-done:
+		cancel()
+		b.Fatalf("view stopped before recovering: %v", err)
+	}
+	d := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// restoreBenchMap is the cheapest storage goka can restore into: a locked
+// map that keeps no order. Iterators are not needed to restore.
+type restoreBenchMap struct {
+	mu     sync.RWMutex
+	m      map[string][]byte
+	offset int64
+}
+
+func newRestoreBenchMap() *restoreBenchMap {
+	return &restoreBenchMap{m: map[string][]byte{}, offset: -1}
+}
+
+func (s *restoreBenchMap) Open() error  { return nil }
+func (s *restoreBenchMap) Close() error { return nil }
+
+func (s *restoreBenchMap) Has(key string) (bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.m[key]
+	return ok, nil
+}
+
+func (s *restoreBenchMap) Get(key string) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[key], nil
+}
+
+func (s *restoreBenchMap) Set(key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = value
+	return nil
+}
+
+func (s *restoreBenchMap) Delete(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+func (s *restoreBenchMap) GetOffset(def int64) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.offset < 0 {
+		return def, nil
+	}
+	return s.offset, nil
+}
+
+func (s *restoreBenchMap) SetOffset(offset int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset = offset
+	return nil
+}
+
+func (s *restoreBenchMap) MarkRecovered() error { return nil }
+
+func (s *restoreBenchMap) Iterator() (storage.Iterator, error) {
+	return nil, errors.New("restore bench map: no iterator")
+}
+
+func (s *restoreBenchMap) IteratorWithRange([]byte, []byte) (storage.Iterator, error) {
+	return nil, errors.New("restore bench map: no iterator")
+}

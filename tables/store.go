@@ -1,0 +1,803 @@
+package tables
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lovoo/goka/storage"
+	"github.com/syndtr/goleveldb/leveldb"
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+	"github.com/syndtr/goleveldb/leveldb/filter"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+)
+
+// Key layout inside a store's LevelDB. User data, index entries and metadata
+// live under distinct one-byte prefixes so that iterating one never meets the
+// others:
+//
+//	'd' key                         -> value
+//	'i' index 0x00 term 0x00 key    -> empty
+//	'm' name                        -> metadata (offset, format version)
+const (
+	storePrefixData  = 'd'
+	storePrefixIndex = 'i'
+
+	storeFormatVersion = 1
+
+	// storeNoOffset marks "no offset recorded".
+	storeNoOffset = math.MinInt64
+
+	// storeArenaSize is the initial size of a buffer holding the values of
+	// a restore batch: a batch's worth at the default settings.
+	storeArenaSize = 4 << 20
+)
+
+var (
+	storeMetaOffset  = []byte("moffset")
+	storeMetaVersion = []byte("mversion")
+)
+
+// storeLevelDBOptions returns the LevelDB settings of a store. Writes are
+// never synced: the changelog is the durable copy, and a store that lost its
+// last writes replays them from the offset it did keep. The bloom filter
+// keeps reads of absent keys (index maintenance on new keys, Has on misses)
+// off the tables. An 8 MiB write buffer restored a million distinct keys
+// faster than the default 4 MiB; larger ones were slower, since goleveldb
+// allocates every memtable at its full size, per partition.
+func storeLevelDBOptions() *opt.Options {
+	return &opt.Options{
+		WriteBuffer:         8 << 20,
+		CompactionTableSize: 4 << 20,
+		Filter:              filter.NewBloomFilter(10),
+		NoSync:              true,
+	}
+}
+
+// KV is a key with its value.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// Progress describes a store's restore from its changelog.
+type Progress struct {
+	Topic     string
+	Partition int32
+	Recovered bool
+	// The restore started at StartOffset (-1 while unknown), Offset is the
+	// last changelog offset applied (-1 if none) and HighWatermark the target
+	// taken when the store opened (-1 without Watermarks).
+	StartOffset, Offset, HighWatermark int64
+	// Records counts the writes (Set and Delete) applied since the store
+	// opened; with goka's default update callback that is one per record.
+	Records int64
+	// RatePerSec is the restore rate in records per second: so far while
+	// restoring, and of the whole restore once recovered.
+	RatePerSec float64
+}
+
+// Store is one topic partition of a table, kept in its own LevelDB. It
+// implements goka's storage.Storage; build it with Engine.Builder.
+//
+// Concurrency, following goka's contract:
+//   - Open, Set, Delete, MarkRecovered and Close are the writer's: one
+//     goroutine at a time (goka's partition goroutine). Close may also come
+//     from Engine.Close; it is serialised with the writer.
+//   - SetOffset may be called from any goroutine, concurrently with the
+//     writer (goka calls it from the producer's callback goroutine).
+//   - Get, Has, GetOffset, Iterator, IteratorWithRange, Scan, Lookup, Count,
+//     Topic, Partition, Recovered and Progress may be called by any number
+//     of goroutines at any time, concurrently with the writer.
+//
+// Until MarkRecovered (the restore), writes are staged in memory and
+// committed in batches, only the last write of each key, together with the
+// offset they reach; a background goroutine commits one batch while the
+// next is staged. Get and Has see staged writes (and may wait for a batch
+// hand-off); iterators, Scan, Lookup and Count see committed batches only.
+// After MarkRecovered every Set or
+// Delete is one LevelDB write that also carries the latest offset recorded
+// by SetOffset.
+type Store struct {
+	engine    *Engine
+	topic     string
+	partition int32
+	path      string
+	indexes   []Index
+	log       *slog.Logger
+
+	db        atomic.Pointer[leveldb.DB]
+	recovered atomic.Bool
+	// offset is the latest offset recorded by SetOffset or loaded at Open.
+	offset atomic.Int64
+
+	// mu serialises the writer and guards the restore batches against
+	// readers; readers take it only while the store is restoring.
+	mu     sync.Mutex
+	opened bool
+	closed bool
+	// failed is the error of a failed commit. The batch is lost, so the
+	// store refuses further writes: committing later batches would store an
+	// offset past the lost records.
+	failed error
+	// stored is the offset last written to LevelDB.
+	stored int64
+	// During the restore, staging receives the writes; committing is the
+	// batch handed to the committer (in flight while commitDone is set,
+	// already in LevelDB afterwards, until the next hand-off recycles it).
+	staging    *storeBatch
+	committing *storeBatch
+	commitDone chan error
+	// direct writes after the restore; commit writes restore batches.
+	direct storeWriter
+	commit storeWriter
+
+	// progress
+	openedAt     time.Time
+	startOffset  atomic.Int64
+	hwm          int64
+	records      atomic.Int64
+	restoredRecs atomic.Int64
+	restoreNanos atomic.Int64
+	stopProgress chan struct{}
+	progressDone chan struct{}
+}
+
+var _ storage.Storage = (*Store)(nil)
+
+// storeBatch holds the writes of a restore batch, the last one per key.
+// Values are copied into an arena that is reused from batch to batch;
+// readers copy values out while holding Store.mu, so no slice of it escapes.
+type storeBatch struct {
+	entries map[string]storeStaged
+	arena   []byte
+	records int
+	bytes   int
+	offset  int64
+}
+
+type storeStaged struct {
+	value   []byte
+	deleted bool
+}
+
+func newStoreBatch() *storeBatch {
+	return &storeBatch{entries: make(map[string]storeStaged)}
+}
+
+func (b *storeBatch) stage(key string, value []byte, del bool) {
+	var v []byte
+	if !del {
+		if cap(b.arena)-len(b.arena) < len(value) {
+			// The old arena stays alive through the entries pointing into it.
+			b.arena = make([]byte, 0, max(storeArenaSize, 2*cap(b.arena), len(value)))
+		}
+		n := len(b.arena)
+		b.arena = append(b.arena, value...)
+		v = b.arena[n:len(b.arena):len(b.arena)]
+	}
+	b.entries[key] = storeStaged{value: v, deleted: del}
+	b.records++
+	b.bytes += len(key) + len(value)
+}
+
+func (b *storeBatch) reset() {
+	clear(b.entries)
+	b.arena = b.arena[:0]
+	b.records, b.bytes = 0, 0
+}
+
+// storeWriter is the scratch space of one writing goroutine.
+type storeWriter struct {
+	keys   []string
+	batch  leveldb.Batch
+	key    []byte
+	offset [8]byte
+}
+
+// putOffset adds the offset to w's batch.
+func (w *storeWriter) putOffset(off int64) {
+	binary.BigEndian.PutUint64(w.offset[:], uint64(off))
+	w.batch.Put(storeMetaOffset, w.offset[:])
+}
+
+// Topic returns the store's topic.
+func (s *Store) Topic() string { return s.topic }
+
+// Partition returns the store's partition.
+func (s *Store) Partition() int32 { return s.partition }
+
+// Recovered reports whether MarkRecovered has been called.
+func (s *Store) Recovered() bool { return s.recovered.Load() }
+
+// Open opens the store's LevelDB, rebuilding it empty when it is unreadable,
+// of another format, or (with Watermarks) ahead of the changelog.
+func (s *Store) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreClosed)
+	}
+	if s.opened {
+		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreOpen)
+	}
+	if err := s.engine.register(s); err != nil {
+		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+	}
+	db, stored, err := s.openDB()
+	if err != nil {
+		s.engine.unregister(s)
+		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+	}
+	s.opened = true
+	s.db.Store(db)
+	s.stored = stored
+	s.offset.Store(stored)
+	s.staging = newStoreBatch()
+	s.openedAt = time.Now()
+	s.stopProgress = make(chan struct{})
+	s.progressDone = make(chan struct{})
+	go s.logProgress(s.engine.opts.progressInterval)
+	s.engine.publish(s)
+	return nil
+}
+
+// openDB opens the LevelDB and decides where the restore starts.
+func (s *Store) openDB() (*leveldb.DB, int64, error) {
+	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions())
+	if lerrors.IsCorrupted(err) {
+		s.log.Warn("local state corrupted; rebuilding from changelog", "error", err)
+		db, err = s.wipe(nil)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open leveldb: %w", err)
+	}
+
+	stored, err := s.checkFormat(db)
+	if err != nil {
+		db, err = s.wipe(db)
+		if err != nil {
+			return nil, 0, err
+		}
+		stored = storeNoOffset
+	}
+
+	s.hwm = -1
+	s.startOffset.Store(-1)
+	if stored != storeNoOffset {
+		s.startOffset.Store(stored + 1)
+	}
+	w := s.engine.opts.watermarks
+	if w == nil {
+		return db, stored, nil
+	}
+	oldest, hwm, err := w.Watermarks(s.topic, s.partition)
+	if err != nil {
+		return nil, 0, errors.Join(fmt.Errorf("changelog watermarks: %w", err), db.Close())
+	}
+	s.hwm = hwm
+	if stored != storeNoOffset && (stored >= hwm || hwm <= oldest) {
+		s.log.Warn("local state ahead of changelog; rebuilding from changelog",
+			"local_offset", stored, "oldest", oldest, "hwm", hwm)
+		db, err = s.wipe(db)
+		if err != nil {
+			return nil, 0, err
+		}
+		stored = storeNoOffset
+	}
+	if stored == storeNoOffset || stored+1 < oldest {
+		// Nothing stored, or compaction removed the offsets after ours:
+		// goka starts at the oldest offset.
+		s.startOffset.Store(oldest)
+	}
+	return db, stored, nil
+}
+
+// checkFormat returns the stored offset, or an error when the database was
+// written in another layout (another format version, goka's default store).
+func (s *Store) checkFormat(db *leveldb.DB) (int64, error) {
+	v, err := db.Get(storeMetaVersion, nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		it := db.NewIterator(nil, nil)
+		empty := !it.First()
+		it.Release()
+		if !empty {
+			s.log.Warn("local state in an unknown layout; rebuilding from changelog")
+			return 0, errors.New("unknown layout")
+		}
+		if err := db.Put(storeMetaVersion, binary.AppendUvarint(nil, storeFormatVersion), nil); err != nil {
+			return 0, fmt.Errorf("write format version: %w", err)
+		}
+		return storeNoOffset, nil
+	case err != nil:
+		return 0, fmt.Errorf("read format version: %w", err)
+	}
+	if ver, n := binary.Uvarint(v); n <= 0 || ver != storeFormatVersion {
+		s.log.Warn("local state in another format version; rebuilding from changelog", "version", ver)
+		return 0, errors.New("format version mismatch")
+	}
+	off, err := db.Get(storeMetaOffset, nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		return storeNoOffset, nil
+	case err != nil:
+		return 0, fmt.Errorf("read offset: %w", err)
+	case len(off) != 8:
+		s.log.Warn("local offset unreadable; rebuilding from changelog")
+		return 0, errors.New("bad offset")
+	}
+	return int64(binary.BigEndian.Uint64(off)), nil
+}
+
+// wipe closes db (if any), deletes the store's directory and opens it empty.
+func (s *Store) wipe(db *leveldb.DB) (*leveldb.DB, error) {
+	if db != nil {
+		if err := db.Close(); err != nil {
+			return nil, fmt.Errorf("close leveldb to rebuild: %w", err)
+		}
+	}
+	if err := os.RemoveAll(s.path); err != nil {
+		return nil, fmt.Errorf("remove local state: %w", err)
+	}
+	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions())
+	if err != nil {
+		return nil, fmt.Errorf("open leveldb: %w", err)
+	}
+	if err := db.Put(storeMetaVersion, binary.AppendUvarint(nil, storeFormatVersion), nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("write format version: %w", err), db.Close())
+	}
+	return db, nil
+}
+
+// Close commits staged restore writes and the latest offset, then closes the
+// LevelDB. Closing a store that is not open does nothing.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.opened || s.closed {
+		s.closed = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	db := s.db.Load()
+	var errs []error
+	if !s.recovered.Load() {
+		errs = append(errs, s.flushLocked(db))
+	} else if off := s.offset.Load(); off != storeNoOffset && off != s.stored && s.failed == nil {
+		errs = append(errs, db.Put(storeMetaOffset, binary.BigEndian.AppendUint64(nil, uint64(off)), nil))
+	}
+	s.mu.Unlock()
+
+	close(s.stopProgress)
+	<-s.progressDone
+	errs = append(errs, db.Close())
+	s.engine.unregister(s)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store %s/%d: %w", s.topic, s.partition, err)
+	}
+	return nil
+}
+
+// handle returns the open database.
+func (s *Store) handle() (*leveldb.DB, error) {
+	db := s.db.Load()
+	if db == nil {
+		return nil, fmt.Errorf("store %s/%d: %w", s.topic, s.partition, ErrStoreNotOpen)
+	}
+	return db, nil
+}
+
+// staged looks key up in the restore batches. The caller holds s.mu.
+func (s *Store) staged(key string) (storeStaged, bool) {
+	if s.staging != nil {
+		if p, ok := s.staging.entries[key]; ok {
+			return p, true
+		}
+	}
+	if s.committing != nil {
+		if p, ok := s.committing.entries[key]; ok {
+			return p, true
+		}
+	}
+	return storeStaged{}, false
+}
+
+// Has reports whether key is stored.
+func (s *Store) Has(key string) (bool, error) {
+	db, err := s.handle()
+	if err != nil {
+		return false, err
+	}
+	if !s.recovered.Load() {
+		s.mu.Lock()
+		p, ok := s.staged(key)
+		s.mu.Unlock()
+		if ok {
+			return !p.deleted, nil
+		}
+	}
+	ok, err := db.Has(storeDataKey(nil, key), nil)
+	if err != nil {
+		return false, fmt.Errorf("has %q in %s/%d: %w", key, s.topic, s.partition, err)
+	}
+	return ok, nil
+}
+
+// Get returns the value of key, nil if it is absent. The caller owns the
+// returned slice.
+func (s *Store) Get(key string) ([]byte, error) {
+	db, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	if !s.recovered.Load() {
+		s.mu.Lock()
+		p, ok := s.staged(key)
+		var v []byte
+		if ok && !p.deleted {
+			v = append([]byte{}, p.value...)
+		}
+		s.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	v, err := db.Get(storeDataKey(nil, key), nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get %q from %s/%d: %w", key, s.topic, s.partition, err)
+	case v == nil:
+		return []byte{}, nil
+	}
+	return v, nil
+}
+
+// Set stores value under key and updates the topic's indexes. The store
+// does not keep value.
+func (s *Store) Set(key string, value []byte) error {
+	return s.write(key, value, false)
+}
+
+// Delete removes key from the data and from every index.
+func (s *Store) Delete(key string) error {
+	return s.write(key, nil, true)
+}
+
+func (s *Store) write(key string, value []byte, del bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return s.writeErr(key, del, err)
+	}
+	db := s.db.Load()
+	s.records.Add(1)
+	if !s.recovered.Load() {
+		// Hand the batch over before staging, so that it holds whole
+		// records and the offset that SetOffset recorded for the last one.
+		if b := s.staging; b.records >= s.engine.opts.batchSize || b.bytes >= engineBatchBytes {
+			if err := s.handOffLocked(db); err != nil {
+				return err
+			}
+		}
+		s.staging.stage(key, value, del)
+		return nil
+	}
+
+	w := &s.direct
+	w.batch.Reset()
+	if err := s.addWrite(db, w, key, value, del); err != nil {
+		return err
+	}
+	off := s.offset.Load()
+	if off != storeNoOffset && off != s.stored {
+		w.putOffset(off)
+	}
+	if err := db.Write(&w.batch, nil); err != nil {
+		return s.writeErr(key, del, err)
+	}
+	s.stored = off
+	return nil
+}
+
+func (s *Store) writable() error {
+	switch {
+	case !s.opened:
+		return ErrStoreNotOpen
+	case s.closed:
+		return ErrStoreClosed
+	}
+	return s.failed
+}
+
+func (s *Store) writeErr(key string, del bool, err error) error {
+	op := "set"
+	if del {
+		op = "delete"
+	}
+	return fmt.Errorf("%s %q in %s/%d: %w", op, key, s.topic, s.partition, err)
+}
+
+// handOffLocked hands the staged batch, with the latest recorded offset, to
+// a background commit, after waiting for the previous one. s.mu is held.
+func (s *Store) handOffLocked(db *leveldb.DB) error {
+	if err := s.awaitCommitLocked(); err != nil {
+		return err
+	}
+	b := s.staging
+	b.offset = s.offset.Load()
+	if len(b.entries) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
+		return nil
+	}
+	next := s.committing
+	if next == nil {
+		next = newStoreBatch()
+	}
+	next.reset()
+	s.committing, s.staging = b, next
+	done := make(chan error, 1)
+	s.commitDone = done
+	go func() { done <- s.commitBatch(db, b) }()
+	return nil
+}
+
+// awaitCommitLocked waits for the commit in flight, if any. s.mu is held;
+// the commit does not take it.
+func (s *Store) awaitCommitLocked() error {
+	if s.failed != nil {
+		return s.failed
+	}
+	if s.commitDone == nil {
+		return nil
+	}
+	err := <-s.commitDone
+	s.commitDone = nil
+	if err != nil {
+		s.failed = err
+		return err
+	}
+	s.stored = s.committing.offset
+	return nil
+}
+
+// flushLocked commits the staged batch and waits for it. s.mu is held.
+func (s *Store) flushLocked(db *leveldb.DB) error {
+	if err := s.handOffLocked(db); err != nil {
+		return err
+	}
+	return s.awaitCommitLocked()
+}
+
+// commitBatch writes a restore batch, only the last write per key, with its
+// offset. Keys go in in order, which makes LevelDB's memtable inserts
+// cheaper than the map's random order (measured). It runs on its own
+// goroutine, one at a time, and reads b, which nobody modifies until it
+// returns.
+func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
+	w := &s.commit
+	w.batch.Reset()
+	w.keys = w.keys[:0]
+	for k := range b.entries {
+		w.keys = append(w.keys, k)
+	}
+	slices.Sort(w.keys)
+	for _, k := range w.keys {
+		p := b.entries[k]
+		if err := s.addWrite(db, w, k, p.value, p.deleted); err != nil {
+			return err
+		}
+	}
+	if b.offset != storeNoOffset {
+		w.putOffset(b.offset)
+	}
+	if err := db.Write(&w.batch, nil); err != nil {
+		return fmt.Errorf("commit restore batch of %s/%d at offset %d: %w", s.topic, s.partition, b.offset, err)
+	}
+	return nil
+}
+
+// addWrite adds one write and its index changes to w's batch. Index
+// maintenance reads the committed value to remove the terms it loses.
+func (s *Store) addWrite(db *leveldb.DB, w *storeWriter, key string, value []byte, del bool) error {
+	w.key = storeDataKey(w.key[:0], key)
+	if len(s.indexes) > 0 {
+		old, err := db.Get(w.key, nil)
+		hadOld := err == nil
+		if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
+			return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, err)
+		}
+		s.indexChanges(w, key, old, hadOld, value, !del)
+		w.key = storeDataKey(w.key[:0], key)
+	}
+	if del {
+		w.batch.Delete(w.key)
+	} else {
+		w.batch.Put(w.key, value)
+	}
+	return nil
+}
+
+// indexChanges adds to w's batch the index entries to delete (terms only
+// the old value has) and to put (terms only the new value has).
+func (s *Store) indexChanges(w *storeWriter, key string, old []byte, hadOld bool, value []byte, hasNew bool) {
+	for _, idx := range s.indexes {
+		var oldTerms, newTerms []string
+		if hadOld {
+			oldTerms = s.terms(idx, key, old)
+		}
+		if hasNew {
+			newTerms = s.terms(idx, key, value)
+		}
+		for _, t := range oldTerms {
+			if !storeHasTerm(newTerms, t) {
+				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
+				w.batch.Delete(w.key)
+			}
+		}
+		for _, t := range newTerms {
+			if !storeHasTerm(oldTerms, t) {
+				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
+				w.batch.Put(w.key, nil)
+			}
+		}
+	}
+}
+
+// terms calls the index's Terms, dropping terms the key layout cannot hold
+// and turning a panic into no terms: a bad record must not stop a restore.
+func (s *Store) terms(idx Index, key string, value []byte) (terms []string) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Warn("index terms failed; record not indexed", "index", idx.Name, "key", key, "panic", fmt.Sprint(r))
+			terms = nil
+		}
+	}()
+	terms = idx.Terms(key, value)
+	for i, t := range terms {
+		if strings.IndexByte(t, 0) >= 0 {
+			s.log.Warn("index term contains a NUL byte; term skipped", "index", idx.Name, "key", key)
+			kept := append([]string(nil), terms[:i]...)
+			for _, t := range terms[i+1:] {
+				if strings.IndexByte(t, 0) < 0 {
+					kept = append(kept, t)
+				}
+			}
+			return kept
+		}
+	}
+	return terms
+}
+
+func storeHasTerm(terms []string, t string) bool {
+	for _, have := range terms {
+		if have == t {
+			return true
+		}
+	}
+	return false
+}
+
+// GetOffset returns the latest offset recorded (staged, written or loaded
+// at Open), def if there is none.
+func (s *Store) GetOffset(def int64) (int64, error) {
+	if off := s.offset.Load(); off != storeNoOffset {
+		return off, nil
+	}
+	return def, nil
+}
+
+// SetOffset records the changelog offset the store has reached. It only
+// touches memory: the offset is written with the next restore batch, or
+// after MarkRecovered with the next Set or Delete, and by Close. Offsets
+// never move backwards.
+func (s *Store) SetOffset(offset int64) error {
+	for {
+		cur := s.offset.Load()
+		if cur != storeNoOffset && offset <= cur {
+			break
+		}
+		if s.offset.CompareAndSwap(cur, offset) {
+			break
+		}
+	}
+	if !s.recovered.Load() {
+		s.startOffset.CompareAndSwap(-1, offset)
+	}
+	return nil
+}
+
+// MarkRecovered commits the restore and switches the store to one write per
+// record.
+func (s *Store) MarkRecovered() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("mark %s/%d recovered: %w", s.topic, s.partition, err)
+	}
+	if s.recovered.Load() {
+		return nil
+	}
+	if err := s.flushLocked(s.db.Load()); err != nil {
+		return err
+	}
+	s.staging, s.committing = nil, nil
+	d := time.Since(s.openedAt)
+	n := s.records.Load()
+	s.restoredRecs.Store(n)
+	s.restoreNanos.Store(int64(d))
+	s.recovered.Store(true)
+	s.log.Info("table restored", "records", n, "duration", d.Round(time.Millisecond).String(), "rate", math.Round(storeRate(n, d)))
+	return nil
+}
+
+func storeRate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// Progress returns the store's restore progress.
+func (s *Store) Progress() Progress {
+	p := Progress{
+		Topic:         s.topic,
+		Partition:     s.partition,
+		Recovered:     s.recovered.Load(),
+		StartOffset:   s.startOffset.Load(),
+		Offset:        s.offset.Load(),
+		HighWatermark: s.hwm,
+		Records:       s.records.Load(),
+	}
+	if p.Offset == storeNoOffset {
+		p.Offset = -1
+	}
+	if p.Recovered {
+		p.RatePerSec = storeRate(s.restoredRecs.Load(), time.Duration(s.restoreNanos.Load()))
+	} else if !s.openedAt.IsZero() {
+		p.RatePerSec = storeRate(p.Records, time.Since(s.openedAt))
+	}
+	return p
+}
+
+// logProgress logs the restore's progress every interval until the store
+// is recovered or closed.
+func (s *Store) logProgress(interval time.Duration) {
+	defer close(s.progressDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopProgress:
+			return
+		case <-t.C:
+			if s.recovered.Load() {
+				return
+			}
+			p := s.Progress()
+			done := int64(0)
+			if p.StartOffset >= 0 && p.Offset >= p.StartOffset {
+				done = p.Offset + 1 - p.StartOffset
+			}
+			attrs := []any{"done", done, "records", p.Records, "rate", math.Round(p.RatePerSec)}
+			if p.HighWatermark >= 0 && p.StartOffset >= 0 {
+				total := max(p.HighWatermark-p.StartOffset, 0)
+				attrs = append(attrs, "total", total)
+				if elapsed := time.Since(s.openedAt); done > 0 && total >= done {
+					eta := time.Duration(float64(elapsed) * float64(total-done) / float64(done))
+					attrs = append(attrs, "eta", eta.Round(time.Second).String())
+				}
+			}
+			s.log.Info("restoring table", attrs...)
+		}
+	}
+}
