@@ -18,6 +18,9 @@ var allowed = map[string][]string{
 	"":           {"processors", "views", "tables", "codecs"},
 	"embedded":   {},
 	"shop":       {"", "processors", "views", "tables", "codecs"},
+
+	// reads and re-drives <group>-dlq; processors brings tables and codecs
+	"deadletters": {"processors", "tables", "codecs"},
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.

@@ -32,6 +32,7 @@ const usage = `usage: shop [command] [flags]
 commands:
   run        run the broker (unless --brokers), the processors and the HTTP API (default)
   topology   print the topology (--format text|mermaid|json)
+  dlq        list, show and re-drive a group's dead letters (shop dlq -h)
 
 run 'shop <command> -h' for its flags.
 `
@@ -47,6 +48,8 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCommand(ctx, args, stderr)
 	case "topology":
 		err = topologyCommand(args, stdout, stderr)
+	case "dlq":
+		err = dlqCommand(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 	default:

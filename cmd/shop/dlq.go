@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/deadletters"
+)
+
+const dlqUsage = `usage: shop dlq <command> --group <group> [flags]
+
+commands:
+  list      list dead letters in (partition, offset) order
+            [--limit N] [--cursor C] [--format text|json]
+  show      print one dead letter, its value and headers
+            --partition P --offset O [--format text|json]
+  redrive   produce dead letters back to their original topic; they stay in the DLQ
+            --partition P --offset O | --partition P --from A --to B | --all
+            [--format text|json]
+
+Every command takes --brokers (SHOP_BROKERS; default 127.0.0.1:9092, the embedded
+broker of a running shop) and --timeout. Run 'shop dlq <command> -h' for its flags.
+`
+
+// dlqCommand is 'shop dlq list|show|redrive'.
+func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, dlqUsage)
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, dlqUsage)
+		return flag.ErrHelp
+	case "list", "show", "redrive":
+	default:
+		fmt.Fprintf(stderr, "shop dlq: unknown command %q\n\n%s", sub, dlqUsage)
+		return errUsage
+	}
+
+	fs := flag.NewFlagSet("shop dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defBrokers := "127.0.0.1:9092"
+	if v, ok := os.LookupEnv("SHOP_BROKERS"); ok && strings.TrimSpace(v) != "" {
+		defBrokers = v
+	}
+	brokers := fs.String("brokers", defBrokers, "comma-separated Kafka bootstrap servers (SHOP_BROKERS)")
+	group := fs.String("group", "", "the processor group whose <group>-dlq to read (required)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	format := fs.String("format", "text", "output: text or json")
+	var (
+		limit            = 50
+		cursor           string
+		partition        int
+		offset, from, to int64
+		all              bool
+		partitionFlag    = func() { fs.IntVar(&partition, "partition", 0, "partition of the dead-letter topic") }
+	)
+	switch sub {
+	case "list":
+		fs.IntVar(&limit, "limit", limit, "dead letters per page")
+		fs.StringVar(&cursor, "cursor", "", "where to continue: the cursor the previous page printed")
+	case "show":
+		partitionFlag()
+		fs.Int64Var(&offset, "offset", 0, "offset of the dead letter")
+	case "redrive":
+		partitionFlag()
+		fs.Int64Var(&offset, "offset", 0, "offset of the one dead letter to re-drive")
+		fs.Int64Var(&from, "from", 0, "first offset of a range to re-drive")
+		fs.Int64Var(&to, "to", 0, "last offset (included) of a range to re-drive")
+		fs.BoolVar(&all, "all", false, "re-drive every dead letter of the group")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	usageErr := func(format string, a ...any) error {
+		fmt.Fprintf(stderr, "shop dlq %s: %s\n", sub, fmt.Sprintf(format, a...))
+		return errUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr("unexpected arguments %q", fs.Args())
+	case *group == "":
+		return usageErr("--group is required")
+	case *format != "text" && *format != "json":
+		return usageErr("--format must be text or json, got %q", *format)
+	case limit < 1:
+		return usageErr("--limit must be at least 1, got %d", limit)
+	case sub == "show" && (!set["partition"] || !set["offset"]):
+		return usageErr("--partition and --offset are required")
+	}
+	if int(int32(partition)) != partition {
+		return usageErr("--partition %d is out of range", partition)
+	}
+	var sel deadletters.Selection
+	if sub == "redrive" {
+		var q redriveRequest
+		if set["partition"] {
+			p := int32(partition)
+			q.Partition = &p
+		}
+		if set["offset"] {
+			q.Offset = &offset
+		}
+		if set["from"] {
+			q.From = &from
+		}
+		if set["to"] {
+			q.To = &to
+		}
+		if set["all"] {
+			q.All = &all
+		}
+		var err error
+		if sel, err = q.selection(); err != nil {
+			return usageErr("%v; give --partition and --offset (one), --partition, --from and --to (a range, both included), or --all", err)
+		}
+	}
+
+	var list []string
+	for b := range strings.SplitSeq(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			list = append(list, b)
+		}
+	}
+	if len(list) == 0 {
+		return usageErr("--brokers is empty")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	switch sub {
+	case "list":
+		page, err := c.List(ctx, *group, cursor, limit)
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			return writeJSON(stdout, page)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, d := range page.Items {
+			msg, _, _ := strings.Cut(d.Message, "\n")
+			fmt.Fprintf(tw, "%d/%d\t%s\tkey=%q\tclass=%s\tattempts=%d\t%s\n", d.Partition, d.Offset, d.Original(), d.Key, d.Class, d.Attempts, msg)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if page.Next != "" {
+			again := fmt.Sprintf("shop dlq list --group %s --limit %d --cursor %s", *group, limit, page.Next)
+			if set["brokers"] {
+				again += " --brokers " + *brokers
+			}
+			fmt.Fprintf(stderr, "more: %s\n", again)
+		}
+		return nil
+	case "show":
+		d, err := c.Get(ctx, *group, int32(partition), offset)
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			return writeJSON(stdout, d)
+		}
+		return writeDeadLetter(stdout, d)
+	default: // redrive
+		res, err := c.Redrive(ctx, *group, sel)
+		if res.Count > 0 || len(res.Skipped) > 0 {
+			if *format == "json" {
+				if werr := writeJSON(stdout, res); werr != nil {
+					return errors.Join(err, werr)
+				}
+			} else {
+				writeResult(stdout, deadletters.Topic(*group), res)
+			}
+		}
+		return err
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeDeadLetter prints everything about one dead letter for a human.
+func writeDeadLetter(w io.Writer, d deadletters.DeadLetter) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	row("dead letter", d.Coordinates())
+	row("dead-lettered", ts(d.DeadLetteredAt))
+	row("group", d.Group)
+	row("original", d.Original())
+	row("original time", ts(d.OriginalTimestamp))
+	row("key", fmt.Sprintf("%q", d.Key))
+	row("class", d.Class)
+	row("attempts", fmt.Sprint(d.Attempts))
+	row("first failure", ts(d.FirstFailure))
+	msg, rest, multi := strings.Cut(d.Message, "\n")
+	row("message", msg)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if multi {
+		fmt.Fprintf(w, "%s\n", rest)
+	}
+	fmt.Fprintln(w, "headers:")
+	for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
+		fmt.Fprintf(w, "  %s: %s\n", k, d.Headers[k])
+	}
+	switch {
+	case d.Value == nil:
+		fmt.Fprintln(w, "value: null (tombstone)")
+	case utf8.Valid(d.Value):
+		fmt.Fprintf(w, "value (%d bytes):\n%s\n", len(d.Value), d.Value)
+	default:
+		fmt.Fprintf(w, "value (%d bytes, base64):\n%s\n", len(d.Value), base64.StdEncoding.EncodeToString(d.Value))
+	}
+	return nil
+}
+
+func writeResult(w io.Writer, dlqTopic string, res deadletters.Result) {
+	fmt.Fprintf(w, "re-drove %d dead letter(s) of %s\n", res.Count, dlqTopic)
+	for _, r := range res.Redriven {
+		fmt.Fprintf(w, "%s -> %s  key=%q  attempts=%d\n", r.From, r.To, r.Key, r.Attempts)
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "skipped %s: %s\n", s.From, s.Reason)
+	}
+}

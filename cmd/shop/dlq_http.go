@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/deadletters"
+	"github.com/streamfold/streamfold/queryapi"
+)
+
+// dlqTimeout bounds one dead-letter request: reads stop at the end offsets
+// anyway; this is for a broker that stops answering.
+const dlqTimeout = 30 * time.Second
+
+// registerDLQ serves the groups' dead letters:
+//
+//	GET  /dlq                                  the groups and their dead-letter topics
+//	GET  /dlq/{group}?limit=N&cursor=C         a page: {items, next}
+//	GET  /dlq/{group}/{partition}/{offset}     one dead letter
+//	POST /dlq/{group}/redrive                  {partition, offset} | {partition, from, to} | {all: true}
+//
+// Each request opens its own Kafka client: these are operator calls, rare
+// next to the queries, and nothing is left to close.
+func registerDLQ(api *queryapi.API, rt *streamfold.Runtime, log *slog.Logger) {
+	h := dlqHTTP{groups: rt.GroupNames(), brokers: rt.Brokers(), log: log}
+	api.Handle(http.MethodGet, "/dlq", h.groupList)
+	api.Handle(http.MethodGet, "/dlq/{group}", h.list)
+	api.Handle(http.MethodGet, "/dlq/{group}/{partition}/{offset}", h.show)
+	api.Handle(http.MethodPost, "/dlq/{group}/redrive", h.redrive)
+}
+
+type dlqHTTP struct {
+	groups  []string
+	brokers []string
+	log     *slog.Logger
+}
+
+type dlqGroup struct {
+	Group string `json:"group"`
+	Topic string `json:"topic"`
+}
+
+func (h dlqHTTP) groupList(*http.Request) (int, any, error) {
+	out := make([]dlqGroup, 0, len(h.groups))
+	for _, g := range h.groups {
+		out = append(out, dlqGroup{g, deadletters.Topic(g)})
+	}
+	return http.StatusOK, map[string]any{"groups": out}, nil
+}
+
+func (h dlqHTTP) list(r *http.Request) (int, any, error) {
+	group, err := h.group(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	limit, cursor, err := parseDLQQuery(r.URL.RawQuery)
+	if err != nil {
+		return 0, nil, err
+	}
+	var page deadletters.Page
+	err = h.with(r, func(ctx context.Context, c *deadletters.Client) (err error) {
+		page, err = c.List(ctx, group, cursor, limit)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, page, nil
+}
+
+func (h dlqHTTP) show(r *http.Request) (int, any, error) {
+	group, err := h.group(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	vars := queryapi.Vars(r)
+	p, perr := strconv.ParseInt(vars["partition"], 10, 32)
+	o, oerr := strconv.ParseInt(vars["offset"], 10, 64)
+	if perr != nil || oerr != nil {
+		return 0, nil, queryapi.BadRequest(fmt.Sprintf("partition and offset must be integers, got %q and %q", vars["partition"], vars["offset"]))
+	}
+	var d deadletters.DeadLetter
+	err = h.with(r, func(ctx context.Context, c *deadletters.Client) (err error) {
+		d, err = c.Get(ctx, group, int32(p), o)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, d, nil
+}
+
+func (h dlqHTTP) redrive(r *http.Request) (int, any, error) {
+	group, err := h.group(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	var req redriveRequest
+	if err := queryapi.DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	sel, err := req.selection()
+	if err != nil {
+		return 0, nil, queryapi.BadRequest(err.Error() + "; " + selectionHelp)
+	}
+	var res deadletters.Result
+	err = h.with(r, func(ctx context.Context, c *deadletters.Client) (err error) {
+		res, err = c.Redrive(ctx, group, sel)
+		return err
+	})
+	if err != nil && res.Count > 0 {
+		// Say what did go out before the failure; the cause is logged.
+		h.log.ErrorContext(r.Context(), "re-drive stopped", "group", group, "selection", sel.String(), "count", res.Count, "err", err)
+		return 0, nil, &queryapi.Problem{
+			Status: http.StatusBadGateway,
+			Detail: fmt.Sprintf("re-drive stopped after %d records: %v", res.Count, err),
+			Extras: map[string]any{"result": res},
+		}
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	h.log.InfoContext(r.Context(), "re-drove dead letters", "group", group, "selection", sel.String(), "count", res.Count, "skipped", len(res.Skipped))
+	return http.StatusOK, res, nil
+}
+
+// group is the {group} of the path, 404 unless the runtime runs it.
+func (h dlqHTTP) group(r *http.Request) (string, error) {
+	g := queryapi.Vars(r)["group"]
+	if !slices.Contains(h.groups, g) {
+		return "", queryapi.NotFound(fmt.Sprintf("no group %q (groups: %s)", g, strings.Join(h.groups, ", ")))
+	}
+	return g, nil
+}
+
+// with runs fn with a fresh client under the request's deadline, and turns
+// the package's errors into problems.
+func (h dlqHTTP) with(r *http.Request, fn func(context.Context, *deadletters.Client) error) error {
+	if len(h.brokers) == 0 {
+		return kafkaUnavailable{errors.New("the dead-letter routes do not know the Kafka brokers")}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), dlqTimeout)
+	defer cancel()
+	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq-http"))
+	if err != nil {
+		return kafkaUnavailable{err}
+	}
+	defer c.Close()
+	return dlqProblem(fn(ctx, c))
+}
+
+// dlqProblem maps the deadletters package's conditions to statuses.
+func dlqProblem(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, deadletters.ErrBadCursor), errors.Is(err, deadletters.ErrBadLimit), errors.Is(err, deadletters.ErrBadSelection):
+		return queryapi.BadRequest(err.Error())
+	case errors.Is(err, deadletters.ErrNotFound), errors.Is(err, deadletters.ErrNoTopic):
+		return queryapi.NotFound(err.Error())
+	case errors.Is(err, deadletters.ErrNotRedrivable):
+		return queryapi.Unprocessable(err.Error(), nil)
+	}
+	return err
+}
+
+// kafkaUnavailable answers 503 with Retry-After.
+type kafkaUnavailable struct{ err error }
+
+func (e kafkaUnavailable) Error() string             { return "kafka unavailable: " + e.err.Error() }
+func (e kafkaUnavailable) Unwrap() error             { return e.err }
+func (e kafkaUnavailable) RetryAfter() time.Duration { return 5 * time.Second }
+
+// parseDLQQuery reads limit (1..queryapi.MaxLimit, default
+// queryapi.DefaultLimit) and cursor; anything else is a 400.
+func parseDLQQuery(raw string) (limit int, cursor string, err error) {
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return 0, "", queryapi.BadRequest("query: " + err.Error())
+	}
+	limit = queryapi.DefaultLimit
+	for k, vs := range vals {
+		if len(vs) > 1 {
+			return 0, "", queryapi.BadRequest(fmt.Sprintf("query: parameter %q given %d times, at most once allowed", k, len(vs)))
+		}
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 1 || n > queryapi.MaxLimit {
+				return 0, "", queryapi.BadRequest(fmt.Sprintf("query: limit must be an integer from 1 to %d, got %q", queryapi.MaxLimit, vs[0]))
+			}
+			limit = n
+		case "cursor":
+			cursor = vs[0]
+		default:
+			return 0, "", queryapi.BadRequest(fmt.Sprintf("query: unknown parameter %q (supported: limit, cursor)", k))
+		}
+	}
+	return limit, cursor, nil
+}
+
+// redriveRequest is the body of POST /dlq/{group}/redrive and what the
+// redrive command's flags say: exactly one of {partition, offset},
+// {partition, from, to} (offsets from through to) or {all: true}.
+type redriveRequest struct {
+	Partition *int32 `json:"partition,omitempty"`
+	Offset    *int64 `json:"offset,omitempty"`
+	From      *int64 `json:"from,omitempty"`
+	To        *int64 `json:"to,omitempty"`
+	All       *bool  `json:"all,omitempty"`
+}
+
+// selectionHelp follows a bad selection's reason in the 400 answer.
+const selectionHelp = "give partition and offset (one), partition, from and to (a range, both included), or all: true"
+
+// selection is the one selection q makes; its errors say what is wrong,
+// the caller says how to write it right.
+func (q redriveRequest) selection() (deadletters.Selection, error) {
+	var sel deadletters.Selection
+	switch {
+	case q.All != nil:
+		if !*q.All {
+			return sel, errors.New("all must be true when given")
+		}
+		if q.Partition != nil || q.Offset != nil || q.From != nil || q.To != nil {
+			return sel, errors.New("all selects every dead letter: give it alone")
+		}
+		sel = deadletters.All()
+	case q.Partition == nil:
+		return sel, errors.New("no partition")
+	case q.Offset != nil && q.From == nil && q.To == nil:
+		sel = deadletters.One(*q.Partition, *q.Offset)
+	case q.Offset == nil && q.From != nil && q.To != nil:
+		sel = deadletters.Range(*q.Partition, *q.From, *q.To)
+	default:
+		return sel, errors.New("ambiguous or incomplete selection")
+	}
+	return sel, sel.Validate()
+}
