@@ -184,34 +184,58 @@ func (rt *Runtime) Store(topic string, partition int32) (*tables.Store, bool) {
 	return e.Store(topic, partition)
 }
 
+// GroupStore returns a store held by a group's own engine: its table, or its
+// copy of a lookup table (what the group's handlers see, which may lag the
+// owner's table).
+func (rt *Runtime) GroupStore(group, topic string, partition int32) (*tables.Store, bool) {
+	e, ok := rt.engines[group]
+	if !ok {
+		return nil, false
+	}
+	return e.Store(topic, partition)
+}
+
+// Brokers are the bootstrap servers the runtime runs against.
+func (rt *Runtime) Brokers() []string { return slices.Clone(rt.cfg.Brokers) }
+
 // PartitionsOf is the real partition count of a topic of the topology.
 func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] }
 
 // Run starts every processor group and blocks until ctx ends (then it stops
 // them cleanly: flush, commit, close stores) or one of them fails.
 func (rt *Runtime) Run(ctx context.Context) error {
-	eg, ctx := errgroup.WithContext(ctx)
+	// Everything that can fail happens before the first processor starts.
+	procs := make(map[string]*goka.Processor, len(rt.topo.groups))
 	for _, g := range rt.topo.groups {
 		gg, err := g.Graph()
 		if err != nil {
 			return err
 		}
 		rt.warnOutOfRange(g)
+		if g.Bootstrap() {
+			if err := rt.prepareBootstrap(g); err != nil {
+				return err
+			}
+		}
 		p, err := goka.NewProcessor(rt.cfg.Brokers, gg,
 			append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[g.Name()].Builder())),
 				goka.WithClientID(rt.cfg.ClientID+"-"+g.Name()))...)
 		if err != nil {
 			return fmt.Errorf("group %s: %w", g.Name(), err)
 		}
-		rt.mu.Lock()
-		rt.processors[g.Name()] = p
-		rt.mu.Unlock()
+		procs[g.Name()] = p
+	}
+	rt.mu.Lock()
+	rt.processors = procs
+	rt.mu.Unlock()
+	eg, ctx := errgroup.WithContext(ctx)
+	for name, p := range procs {
 		eg.Go(func() error {
-			rt.log.Info("processor starting", "group", g.Name())
+			rt.log.Info("processor starting", "group", name)
 			if err := p.Run(ctx); err != nil {
-				return fmt.Errorf("group %s: %w", g.Name(), err)
+				return fmt.Errorf("group %s: %w", name, err)
 			}
-			rt.log.Info("processor stopped", "group", g.Name())
+			rt.log.Info("processor stopped", "group", name)
 			return nil
 		})
 	}

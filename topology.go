@@ -112,6 +112,9 @@ func (t *Topology) Topics() []TopicInfo {
 				addUniq(&ti.Readers, g.Name())
 			case processors.RoleTable, processors.RoleOutput, processors.RoleDLQ:
 				addUniq(&ti.Writers, g.Name())
+			case processors.RoleLoop:
+				addUniq(&ti.Writers, g.Name())
+				addUniq(&ti.Readers, g.Name())
 			}
 		}
 	}
@@ -175,7 +178,7 @@ func (t *Topology) validate(actual map[string]int) error {
 		counts := map[int]bool{}
 		for _, e := range g.Edges() {
 			check(e.Spec)
-			if e.Role == processors.RoleInput || e.Role == processors.RoleTable {
+			if e.Role == processors.RoleInput || e.Role == processors.RoleTable || e.Role == processors.RoleLoop {
 				n := partitionsOf(e.Spec)
 				counts[n] = true
 				copart = append(copart, fmt.Sprintf("%s=%d", e.Spec.Name, n))

@@ -105,7 +105,14 @@ type commandRecord struct {
 
 // aggMeta is an aggregate snapshot's bookkeeping.
 type aggMeta struct {
-	Version  int64           `json:"version"`
+	Version int64 `json:"version"`
+	// Last is the command whose decision this write records: the one the
+	// relay sends.
+	Last string `json:"last,omitempty"`
+	// Offset is the offset of the last command record decided. A record at or
+	// below it was decided before (it is read again after a crash, with a
+	// state that already reflects later commands) and is never decided again.
+	Offset   *int64          `json:"offset,omitempty"`
 	Commands []commandRecord `json:"commands,omitempty"`
 }
 
@@ -152,18 +159,24 @@ func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, e
 }
 
 // HandleCommands makes g an aggregate's single writer: per command it loads the
-// snapshot, checks the expected version, decides, appends the events, stores
-// the new snapshot and replies. A command id seen before (the last 16 per
-// aggregate) gets its original reply again and appends nothing. A command
-// record read again after a crash between the snapshot write and the offset
-// commit re-appends its events with the same ids (consumers drop ids they have
-// applied): a command is never applied twice and its events are never lost.
-func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
+// snapshot, checks the expected version, decides, and stores the new snapshot
+// together with the decision (its events and its reply). It returns the relay
+// group, which the topology must run too: the relay reads the snapshot
+// changelog and appends each decision's events and sends its reply.
+//
+// The changelog is the outbox. Events and replies leave only once the snapshot
+// recording them is in Kafka, so a crash can never leave events of a decision
+// that the snapshot lost (a re-run may decide differently, e.g. after a lookup
+// table changed). A command record read again after a crash re-stores the same
+// snapshot and the relay re-sends the same events with the same ids (consumers
+// drop ids they have applied): a command is never applied twice and its events
+// are never lost. A command id seen before (the last 16 per aggregate) gets its
+// original reply again and appends nothing.
+func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 	if a.Clock == nil {
 		a.Clock = time.Now
 	}
 	g.setTable(a.Table, a.Table.Indexes)
-	Output(g, a.Events)
 	Output(g, a.Replies)
 	g.addInput(a.Commands, func(r *recordCtx) error {
 		key := r.gctx.Key()
@@ -182,6 +195,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
 		if err != nil {
 			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", key, err))
 		}
+		// reply sends at once what no snapshot records (nothing was decided).
 		reply := func(rep Reply) error {
 			b, err := a.Replies.Codec.Encode(rep)
 			if err != nil {
@@ -194,39 +208,54 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
 			g.stats.duplicates.Add(1)
 			if rec.Topic == r.topic() && rec.Offset == r.gctx.Offset() {
 				// The same record read again: we crashed after handling it and
-				// before committing. What was lost is unknowable, so re-append
-				// its events with their ids (consumers drop ids they applied)
-				// and re-store the snapshot.
-				if err := emitEvents(r, a.Events, rec.Reply.Events); err != nil {
+				// before committing. Store the snapshot again (its changelog
+				// write may be what was lost), marking this command as the
+				// decision to relay: its events and reply go out again.
+				m.Last = cmd.ID
+				b, err := encodeAggSnapshot(a.Table.Codec, *state, m)
+				if err != nil {
 					return err
 				}
-				r.gctx.SetValue(prevRaw)
+				r.gctx.SetValue(b)
+				return nil
 			}
 			// A client's retry appends nothing and gets the original answer.
 			rep := rec.Reply
 			rep.Duplicate = true
 			return reply(rep)
 		}
-		base := Reply{CommandID: cmd.ID, AggregateID: key, Version: m.Version}
-		record := func(rep Reply) error {
-			if err := reply(rep); err != nil {
-				return err
-			}
-			if state == nil { // nothing to remember it in
-				return nil
+		if m.Offset != nil && r.gctx.Offset() <= *m.Offset {
+			// Decided before and forgotten (rejected before the aggregate
+			// existed, or beyond the remembered commands): its answer went out
+			// then; deciding it now, against a later state, would contradict it.
+			g.stats.duplicates.Add(1)
+			return nil
+		}
+		// record stores the decision with the snapshot; the relay sends it.
+		record := func(next *S, rep Reply, final bool) error {
+			if next == nil { // nothing to remember it in
+				return reply(rep)
 			}
 			m.remember(cmd.ID, r.topic(), r.gctx.Offset(), rep)
-			b, err := encodeAggSnapshot(a.Table.Codec, *state, m)
+			m.Last = cmd.ID
+			off := r.gctx.Offset()
+			m.Offset = &off
+			b, err := encodeAggSnapshot(a.Table.Codec, *next, m)
 			if err != nil {
 				return err
 			}
 			r.gctx.SetValue(b)
+			if final {
+				r.gctx.Delete()
+				g.stats.deleted.Add(1)
+			}
 			return nil
 		}
+		base := Reply{CommandID: cmd.ID, AggregateID: key, Version: m.Version}
 		if cmd.ExpectedVersion != nil && *cmd.ExpectedVersion != m.Version {
 			base.Status = ReplyConflict
 			base.Reason = fmt.Sprintf("expected version %d, current version %d", *cmd.ExpectedVersion, m.Version)
-			return record(base)
+			return record(state, base, false)
 		}
 		var news []NewEvent
 		err = safely(func() (err error) {
@@ -236,7 +265,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
 		if rej, ok := errors.AsType[*RejectedError](err); ok {
 			base.Status = ReplyRejected
 			base.Reason = rej.Reason
-			return record(base)
+			return record(state, base, false)
 		}
 		if err != nil {
 			base.Status, base.Reason = ReplyFailed, err.Error()
@@ -259,27 +288,48 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) {
 			}
 			evs = append(evs, ev)
 		}
-		m.Version += int64(len(evs))
-		if v, ok := any(next).(Versioned); ok && next != nil {
-			v.SetVersion(m.Version)
+		if next == nil {
+			return fail(ClassHandler, fmt.Errorf("command %s: evolve left no state to record the decision in", cmd.ID))
 		}
-		if err := emitEvents(r, a.Events, evs); err != nil {
-			return err
+		m.Version += int64(len(evs))
+		if v, ok := any(next).(Versioned); ok {
+			v.SetVersion(m.Version)
 		}
 		rep := base
 		rep.Status, rep.Version, rep.Events = ReplyAccepted, m.Version, evs
-		if next == nil || (a.Final != nil && a.Final(next)) {
-			if prevRaw != nil || next != nil {
-				r.gctx.Delete()
-				g.stats.deleted.Add(1)
-			}
-			g.stats.applied.Add(1)
-			return reply(rep)
-		}
-		state = next
 		g.stats.applied.Add(1)
-		return record(rep)
+		return record(next, rep, a.Final != nil && a.Final(next))
 	})
+
+	relay := NewGroup(g.name+"-relay", WithLogger(g.log))
+	Output(relay, a.Events)
+	Output(relay, a.Replies)
+	relay.addInput(a.Table, func(r *recordCtx) error {
+		if r.value == nil {
+			return nil // a tombstone: its decision was relayed from the record before it
+		}
+		var w struct {
+			Meta aggMeta `json:"_meta"`
+		}
+		if err := json.Unmarshal(r.value, &w); err != nil {
+			return fail(ClassDecode, fmt.Errorf("snapshot meta: %w", err))
+		}
+		rec, ok := w.Meta.command(w.Meta.Last)
+		if !ok {
+			return nil
+		}
+		if err := emitEvents(r, a.Events, rec.Reply.Events); err != nil {
+			return err
+		}
+		b, err := a.Replies.Codec.Encode(rec.Reply)
+		if err != nil {
+			return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
+		}
+		r.gctx.Emit(goka.Stream(a.Replies.Name), rec.Reply.CommandID, b)
+		relay.stats.applied.Add(1)
+		return nil
+	})
+	return relay
 }
 
 func emitEvents(r *recordCtx, s tables.Stream[codecs.Event], evs []codecs.Event) error {

@@ -26,6 +26,7 @@ const (
 	RoleOutput Role = "output"
 	RoleLookup Role = "lookup"
 	RoleDLQ    Role = "dlq"
+	RoleLoop   Role = "loop"
 )
 
 // Edge is one topic a group reads or writes, for the topology's description.
@@ -51,11 +52,15 @@ type Group struct {
 	partitions map[string]int // partition count per input topic, bound before running
 
 	stats *Stats
+
+	bootstrap bool
+	catch     *catchUp // nil: live
 }
 
 type input struct {
 	topic  tables.Topic
 	handle func(r *recordCtx) error
+	loop   bool // the group's own <group>-loop topic
 }
 
 // GroupOption configures a Group.
@@ -85,6 +90,16 @@ func (g *Group) Name() string { return g.name }
 
 // TableTopic is the group's changelog topic, <group>-table.
 func (g *Group) TableTopic() string { return string(goka.GroupTable(goka.Group(g.name))) }
+
+// LoopTopic is the group's loopback topic, <group>-loop: records the group
+// sends to itself under another key (a repartition step).
+func (g *Group) LoopTopic() string { return g.name + "-loop" }
+
+// BootstrapTopic keeps a bootstrap group's catch-up targets: one compacted
+// record written at the group's first start.
+func (g *Group) BootstrapTopic() tables.Table[[]byte] {
+	return tables.Table[[]byte]{Name: g.name + "-bootstrap", Partitions: 1}
+}
 
 // DLQTopic is the group's dead-letter topic, <group>-dlq.
 func (g *Group) DLQTopic() string { return g.name + "-dlq" }
@@ -132,7 +147,11 @@ func (g *Group) Table() (tables.Spec, []tables.Index, bool) {
 func (g *Group) Edges() []Edge {
 	var es []Edge
 	for _, in := range g.inputs {
-		es = append(es, Edge{RoleInput, in.topic.Spec()})
+		role := RoleInput
+		if in.loop {
+			role = RoleLoop
+		}
+		es = append(es, Edge{role, in.topic.Spec()})
 	}
 	if g.table != nil {
 		es = append(es, Edge{RoleTable, g.table.Spec()})
@@ -144,6 +163,9 @@ func (g *Group) Edges() []Edge {
 		es = append(es, Edge{RoleLookup, l.Spec()})
 	}
 	es = append(es, Edge{RoleDLQ, g.DLQ().Spec()})
+	if g.bootstrap {
+		es = append(es, Edge{RoleOutput, g.BootstrapTopic().Spec()})
+	}
 	return es
 }
 
@@ -155,6 +177,11 @@ func (g *Group) Validate() error {
 	}
 	if len(g.inputs) == 0 {
 		errs = append(errs, fmt.Errorf("group %s has no inputs", g.name))
+	}
+	for _, in := range g.inputs {
+		if in.loop && in.topic.Spec().Name != g.LoopTopic() {
+			errs = append(errs, fmt.Errorf("group %s: loop topic must be named %s", g.name, g.LoopTopic()))
+		}
 	}
 	if g.table != nil && g.table.Spec().Name != g.TableTopic() {
 		errs = append(errs, fmt.Errorf("group %s: table must be named %s, not %s", g.name, g.TableTopic(), g.table.Spec().Name))
@@ -197,6 +224,10 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 	raw := new(codec.Bytes)
 	var edges []goka.Edge
 	for _, in := range g.inputs {
+		if in.loop {
+			edges = append(edges, goka.Loop(raw, g.callback(in)))
+			continue
+		}
 		edges = append(edges, goka.Input(goka.Stream(in.topic.Spec().Name), raw, g.callback(in)))
 	}
 	if g.table != nil {

@@ -12,6 +12,7 @@ type Stats struct {
 	applied    atomic.Int64
 	duplicates atomic.Int64
 	deleted    atomic.Int64
+	suppressed atomic.Int64
 
 	mu          sync.Mutex
 	deadLetters map[string]int64
@@ -31,6 +32,7 @@ type Snapshot struct {
 	Applied     int64            `json:"applied"`
 	Duplicates  int64            `json:"duplicates"`
 	Deleted     int64            `json:"deleted"`
+	Suppressed  int64            `json:"suppressed"`
 	DeadLetters map[string]int64 `json:"deadLetters"`
 }
 
@@ -44,6 +46,7 @@ func (s *Stats) Snapshot() Snapshot {
 		Applied:     s.applied.Load(),
 		Duplicates:  s.duplicates.Load(),
 		Deleted:     s.deleted.Load(),
+		Suppressed:  s.suppressed.Load(),
 		DeadLetters: dl,
 	}
 }

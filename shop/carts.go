@@ -137,8 +137,8 @@ func DecideCart(cart *Cart, cmd CartCommand, id string, product ProductLookup, u
 		if p == nil {
 			return nil, processors.Reject("product %s does not exist", cmd.Data.ProductID)
 		}
-		if p.Validation == ProductRejected {
-			return nil, processors.Reject("product %s was rejected by validation", cmd.Data.ProductID)
+		if p.Validation != ProductValidated {
+			return nil, processors.Reject("product %s is not validated (%s)", cmd.Data.ProductID, p.Validation)
 		}
 		var evs []processors.NewEvent
 		if cart == nil {

@@ -30,8 +30,12 @@ type Product struct {
 	SKU        string      `json:"sku"`
 	Validation string      `json:"validation"`
 	Reasons    []string    `json:"reasons,omitempty"`
-	Version    int64       `json:"version"`
-	UpdatedAt  time.Time   `json:"updatedAt"`
+	// LastEventID is the last product event folded; ValidatedEventID the one
+	// the current validation judged. They differ while a change awaits its verdict.
+	LastEventID      string    `json:"lastEventId,omitempty"`
+	ValidatedEventID string    `json:"validatedEventId,omitempty"`
+	Version          int64     `json:"version"`
+	UpdatedAt        time.Time `json:"updatedAt"`
 }
 
 // ProductAdded is the data of a ProductAdded event.
@@ -59,9 +63,9 @@ func EvolveProduct(p *Product, ev codecs.Event) (*Product, error) {
 		if err := ev.DataAs(&d); err != nil {
 			return nil, err
 		}
-		next := Product{ID: ev.Subject, Name: d.Name, Price: d.Price, SKU: d.SKU, Validation: ProductPending}
+		next := Product{ID: ev.Subject, Name: d.Name, Price: d.Price, SKU: d.SKU}
 		if p != nil {
-			next.Version, next.Validation, next.Reasons = p.Version, p.Validation, p.Reasons
+			next.Version, next.Validation, next.Reasons, next.ValidatedEventID = p.Version, p.Validation, p.Reasons, p.ValidatedEventID
 		}
 		return stampProduct(next, ev), nil
 	case ProductUpdatedType:
@@ -83,12 +87,41 @@ func EvolveProduct(p *Product, ev codecs.Event) (*Product, error) {
 			next.SKU = *d.SKU
 		}
 		return stampProduct(next, ev), nil
+	case ProductValidatedType, ProductRejectedType:
+		var d ProductValidation
+		if err := ev.DataAs(&d); err != nil {
+			return nil, err
+		}
+		next := Product{ID: ev.Subject}
+		if p != nil {
+			next = *p
+		}
+		if next.LastEventID != "" && next.LastEventID != d.ProductEventID && next.ValidatedEventID == next.LastEventID {
+			return &next, nil // a verdict on an older version of the product
+		}
+		next.ValidatedEventID, next.Reasons = d.ProductEventID, d.Reasons
+		next.Validation = ProductValidated
+		if ev.Type == ProductRejectedType {
+			next.Validation = ProductRejected
+		}
+		if next.LastEventID != "" && next.LastEventID != d.ProductEventID {
+			next.Validation = ProductPending // the verdict is on an older version
+		}
+		return &next, nil
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnknownEvent, ev.Type)
 	}
 }
 
 func stampProduct(p Product, ev codecs.Event) *Product {
+	p.LastEventID = ev.ID
+	p.Validation = ProductPending
+	if p.ValidatedEventID == ev.ID { // the verdict arrived before the event was folded
+		p.Validation = ProductValidated
+		if len(p.Reasons) > 0 {
+			p.Validation = ProductRejected
+		}
+	}
 	p.Version++
 	p.UpdatedAt = ev.Time
 	if p.UpdatedAt.IsZero() {

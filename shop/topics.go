@@ -52,3 +52,14 @@ var (
 
 // CartProductIndex indexes carts by the products they hold.
 var CartProductIndex = tables.Index{Name: "product", Terms: cartProductIndexTerms}
+
+// Product validation.
+var (
+	// ProductValidations carries ProductValidated / ProductRejected, keyed by
+	// product id; the product-validator group is its single writer.
+	ProductValidations = tables.NewStream[codecs.Event]("product-validations", codecs.CloudEvents{})
+	// ValidatorTable is the product-validator's state (products and SKU owners).
+	ValidatorTable = tables.NewTable[ValidatorState]("product-validator-table", codecs.JSON[ValidatorState]{})
+	// ValidatorLoop carries SKU claims from a product's key to its SKU's key.
+	ValidatorLoop = tables.NewStream[SKUClaim]("product-validator-loop", codecs.JSON[SKUClaim]{})
+)

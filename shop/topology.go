@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 )
 
@@ -13,6 +14,7 @@ const (
 	ProductsGroup    = "products"
 	CartsGroup       = "carts"
 	CartHistoryGroup = "cart-history"
+	ValidatorGroup   = "product-validator"
 )
 
 // Topology is the shop's topology with the given default partition count.
@@ -24,11 +26,21 @@ func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
 
 	products := processors.NewGroup(ProductsGroup, opt)
 	processors.Project(products, ProductsTable, ProductEvents, EvolveProduct)
+	processors.Project(products, ProductsTable, ProductValidations, EvolveProduct)
+
+	validator := processors.NewGroup(ValidatorGroup, opt, processors.WithBootstrap())
+	processors.Output(validator, ProductValidations)
+	processors.AddReactor(validator, processors.Reactor[ValidatorState, codecs.Event]{
+		Table: ValidatorTable, Input: ProductEvents, React: validateProduct,
+	})
+	processors.AddReactor(validator, processors.Reactor[ValidatorState, SKUClaim]{
+		Table: ValidatorTable, Input: ValidatorLoop, Loop: true, React: settleSKU, ID: claimID,
+	})
 
 	carts := processors.NewGroup(CartsGroup, opt)
 	processors.Lookup(carts, ProductsTable)
 	processors.Lookup(carts, CartHistoryTable)
-	processors.HandleCommands(carts, processors.Aggregate[Cart, CartCommandData]{
+	cartsRelay := processors.HandleCommands(carts, processors.Aggregate[Cart, CartCommandData]{
 		Commands: CartCommands,
 		Events:   CartEvents,
 		Replies:  CartReplies,
@@ -43,7 +55,7 @@ func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
 	processors.History(history, CartHistoryTable, CartEvents)
 
 	return streamfold.NewTopology(streamfold.WithPartitions(partitions)).
-		AddGroup(customers, products, carts, history).
+		AddGroup(customers, products, validator, carts, cartsRelay, history).
 		WrittenBy(CustomerEvents, "http /customers").
 		WrittenBy(ProductEvents, "any producer").
 		WrittenBy(CartCommands, "http /carts/{id}/commands").

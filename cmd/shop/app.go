@@ -93,10 +93,12 @@ func (a *app) Run(ctx context.Context) error {
 	if cerr := a.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
-	if err == nil {
-		a.log.Info("stopped cleanly")
+	if err != nil {
+		a.log.Error("stopped with an error", "err", err)
+		return err
 	}
-	return err
+	a.log.Info("stopped cleanly")
+	return nil
 }
 
 func (a *app) close() error {

@@ -83,11 +83,11 @@ func BenchmarkFoldCustomers(b *testing.B) {
 	b.ReportMetric(framework.steadyRate(), "framework-steady-ev/s")
 	b.ReportMetric(plain.steadyRate(), "goka-steady-ev/s")
 	b.ReportMetric(steadyRatio, "framework/goka-steady")
-	b.Logf("fold events=%d keys=%d partitions=%d: framework %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs); "+
-		"goka %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs); framework/goka %.2fx (steady %.2fx)",
+	b.Logf("fold events=%d keys=%d partitions=%d: framework %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, stored values %d B); "+
+		"goka %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, stored values %d B); framework/goka %.2fx (steady %.2fx)",
 		events, keys, benchPartitions,
-		framework.rate(), framework.total.Seconds(), framework.startup.Seconds(), framework.steadyRate(), framework.committed.Seconds(),
-		plain.rate(), plain.total.Seconds(), plain.startup.Seconds(), plain.steadyRate(), plain.committed.Seconds(),
+		framework.rate(), framework.total.Seconds(), framework.startup.Seconds(), framework.steadyRate(), framework.committed.Seconds(), framework.valueBytes,
+		plain.rate(), plain.total.Seconds(), plain.startup.Seconds(), plain.steadyRate(), plain.committed.Seconds(), plain.valueBytes,
 		ratio, steadyRatio)
 }
 
@@ -97,6 +97,8 @@ func BenchmarkFoldCustomers(b *testing.B) {
 type benchFold struct {
 	events                    int
 	total, startup, committed time.Duration
+	// valueBytes is the mean size of a stored table value (sampled).
+	valueBytes int
 }
 
 func (f benchFold) rate() float64 { return float64(f.events) / f.total.Seconds() }
@@ -112,6 +114,7 @@ func (f *benchFold) add(g benchFold, n int) {
 	f.total += g.total / time.Duration(n)
 	f.startup += g.startup / time.Duration(n)
 	f.committed += g.committed / time.Duration(n)
+	f.valueBytes += g.valueBytes / n
 }
 
 func benchFoldOnce(b *testing.B, events, keys int) (framework, plain benchFold) {
@@ -167,9 +170,14 @@ func benchFoldFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, en
 	if s.Applied != int64(events) || s.Duplicates != 0 || s.Deleted != 0 || len(s.DeadLetters) != 0 {
 		b.Errorf("framework fold: applied %d of %d, duplicates %d, deleted %d, dead letters %v", s.Applied, events, s.Duplicates, s.Deleted, s.DeadLetters)
 	}
-	view := views.New(rt.Engine(), shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
-	benchCheckVersions(b, "framework", versions, func(key string) (shop.Customer, error) {
-		return view.Get(context.Background(), key)
+	view := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+	fold.valueBytes = benchCheckVersions(b, "framework", versions, func(key string) (shop.Customer, int, error) {
+		raw, err := view.GetRaw(context.Background(), key)
+		if err != nil {
+			return shop.Customer{}, 0, err
+		}
+		c, err := view.Get(context.Background(), key)
+		return c, len(raw), err
 	})
 	fold.committed = benchAwaitCommitted(b, addrs, shop.CustomersGroup, ends, done).Sub(start)
 
@@ -244,16 +252,18 @@ func benchFoldGoka(b *testing.B, addrs []string, ends map[int32]int64, events in
 	if n := failed.Load(); n > 0 {
 		b.Errorf("goka fold: %d of %d events failed", n, events)
 	}
-	benchCheckVersions(b, "goka", versions, func(key string) (shop.Customer, error) {
+	result.valueBytes = benchCheckVersions(b, "goka", versions, func(key string) (shop.Customer, int, error) {
 		v, err := p.Get(key)
 		if err != nil {
-			return shop.Customer{}, err
+			return shop.Customer{}, 0, err
 		}
 		c, ok := v.(shop.Customer)
 		if !ok {
-			return shop.Customer{}, fmt.Errorf("goka table holds %T for %q", v, key)
+			return shop.Customer{}, 0, fmt.Errorf("goka table holds %T for %q", v, key)
 		}
-		return c, nil
+		// What goka stored: its codec's encoding of the value.
+		raw, err := codecs.JSON[shop.Customer]{}.Encode(c)
+		return c, len(raw), err
 	})
 	result.committed = benchAwaitCommitted(b, addrs, benchGokaGroup, ends, done).Sub(start)
 
@@ -349,23 +359,26 @@ func benchAwaitCommitted(b *testing.B, addrs []string, group string, ends map[in
 }
 
 // benchCheckVersions checks that a sample of customers carries the version
-// the fold must give them (one per event).
-func benchCheckVersions(b *testing.B, who string, versions map[string]int64, get func(key string) (shop.Customer, error)) {
-	checked := 0
+// the fold must give them (one per event), and returns the mean size of
+// their stored values.
+func benchCheckVersions(b *testing.B, who string, versions map[string]int64, get func(key string) (c shop.Customer, stored int, err error)) int {
+	checked, bytes := 0, 0
 	for key, want := range versions {
 		if checked == 200 {
-			return
+			break
 		}
 		checked++
-		c, err := get(key)
+		c, n, err := get(key)
 		if err != nil {
 			b.Errorf("%s: get %q: %v", who, key, err)
 			continue
 		}
+		bytes += n
 		if c.ID != key || c.Version != want || c.State != shop.StateActive {
 			b.Errorf("%s: customer %q is %+v, want version %d", who, key, c, want)
 		}
 	}
+	return bytes / max(checked, 1)
 }
 
 // benchProduceCustomerEvents writes events customer events as the shop does
@@ -502,6 +515,9 @@ func benchSaramaConfig() *sarama.Config {
 // throughput and the p50 and p99 of the client-side latency.
 //
 //	go test -run '^$' -bench BenchmarkGetCustomer -benchtime=1x ./cmd/shop/
+//
+// In a profile the servers' goroutines carry server=shop or server=bare and
+// the load generator's load=client.
 func BenchmarkGetCustomer(b *testing.B) {
 	keys := benchEnvInt(b, "STREAMFOLD_BENCH_KEYS", 10_000)
 	requests := benchEnvInt(b, "STREAMFOLD_BENCH_REQUESTS", 200_000)
@@ -552,7 +568,12 @@ func BenchmarkGetCustomer(b *testing.B) {
 		return rt.Stats()[shop.CustomersGroup].Applied >= int64(keys) && rt.Recovered()
 	})
 
-	shopURL := benchServe(b, ctx, newHTTP(rt, slog.New(slog.DiscardHandler)))
+	handler, closeHTTP, err := newHTTP(rt, slog.New(slog.DiscardHandler), 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeHTTP()
+	shopURL := benchServe(b, ctx, "shop", handler)
 
 	// The bare server answers with the very documents the shop serves.
 	db, err := leveldb.OpenFile(b.TempDir(), nil)
@@ -586,7 +607,7 @@ func BenchmarkGetCustomer(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(v)
 	})
-	bareURL := benchServe(b, ctx, bare)
+	bareURL := benchServe(b, ctx, "bare", bare)
 
 	var shopLoad, bareLoad benchLoad
 	for range b.N {
@@ -639,6 +660,7 @@ func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients 
 		start := time.Now()
 		for c := range clients {
 			wg.Go(func() {
+				pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("load", "client")))
 				rng := rand.New(rand.NewPCG(uint64(c), uint64(n)))
 				for {
 					i := next.Add(1) - 1
@@ -721,14 +743,17 @@ func benchGet(b *testing.B, c *http.Client, u string) ([]byte, int) {
 	return body, resp.StatusCode
 }
 
-// benchServe serves h on a loopback port until ctx ends and returns its base URL.
-func benchServe(b *testing.B, ctx context.Context, h http.Handler) string {
+// benchServe serves h on a loopback port until ctx ends and returns its base
+// URL. The server's goroutines carry the profiler label server=name.
+func benchServe(b *testing.B, ctx context.Context, name string, h http.Handler) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- queryapi.ServeListener(ctx, ln, h, nil) }()
+	go pprof.Do(ctx, pprof.Labels("server", name), func(ctx context.Context) {
+		served <- queryapi.ServeListener(ctx, ln, h, nil)
+	})
 	b.Cleanup(func() {
 		if err := <-served; err != nil {
 			b.Errorf("serve: %v", err)

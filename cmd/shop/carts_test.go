@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -11,10 +12,20 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
+	"github.com/streamfold/streamfold/tables"
+	"github.com/streamfold/streamfold/views"
 )
+
+// cartsLookup reads the carts group's lookup tables.
+type cartsLookup struct{ rt *streamfold.Runtime }
+
+func (c cartsLookup) Store(topic string, p int32) (*tables.Store, bool) {
+	return c.rt.GroupStore(shop.CartsGroup, topic, p)
+}
 
 type cartReply struct {
 	CommandID string         `json:"commandId"`
@@ -37,10 +48,14 @@ func addProducts(t *testing.T, s *shopRun, ids ...string) {
 		require.NoError(t, err)
 		produce(t, cl, &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b})
 	}
+	// Wait until the carts group's own copy of products-table (a lookup
+	// table, which may lag the products group) shows them validated.
+	views := views.New(cartsLookup{s.app.rt}, shop.ProductsTable, s.app.rt.PartitionsOf(shop.ProductsTable.Name))
 	for _, id := range ids {
 		require.Eventually(t, func() bool {
-			return s.do(http.MethodGet, "/products/"+id, "", nil).StatusCode == http.StatusOK
-		}, wait, 10*time.Millisecond, "product %s never appeared", id)
+			p, err := views.Get(context.Background(), id)
+			return err == nil && p.Validation == shop.ProductValidated
+		}, wait, 10*time.Millisecond, "product %s never validated in the carts group's lookup table", id)
 	}
 }
 

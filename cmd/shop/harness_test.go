@@ -88,10 +88,12 @@ func startShop(t *testing.T, cfg Config) *shopRun {
 	r := &shopRun{t: t, app: a, logs: logs, cancel: cancel, done: make(chan error, 1), base: "http://" + a.HTTPAddr()}
 	go func() { r.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
+		defer func() {
+			if t.Failed() {
+				t.Logf("shop log:\n%s", logs.String())
+			}
+		}()
 		r.stop()
-		if t.Failed() {
-			t.Logf("shop log:\n%s", logs.String())
-		}
 	})
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(r.base + "/readyz")

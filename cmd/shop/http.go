@@ -45,6 +45,7 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duratio
 		replies:  replies,
 		timeout:  replyTimeout,
 	}.register(api)
+	registerDLQ(api, rt, log)
 	return api, replies.Close, nil
 }
 

@@ -1,0 +1,351 @@
+package processors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/lovoo/goka"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// HeaderCatchUp marks a loopback record sent while its group was catching up
+// in bootstrap mode: its side effects are suppressed too.
+const HeaderCatchUp = "streamfold-catch-up"
+
+// rememberedEffects bounds the per-key memory of handled inputs.
+const rememberedEffects = 16
+
+// React handles one input of a reactor. It may change the key's state and
+// performs side effects only through rc, which records them in the state before
+// the input is acknowledged.
+type React[S, In any] func(rc *ReactContext, state *S, in In) (*S, error)
+
+// Reactor configures one input of a reactor group.
+type Reactor[S, In any] struct {
+	// Table holds the state and the record of effects; the group's table.
+	Table tables.Table[S]
+	// Input is the stream handled; Loop marks the group's own <group>-loop.
+	Input tables.Stream[In]
+	Loop  bool
+	React React[S, In]
+	// ID names an input for deduplication and is the seed of the ids of the
+	// events it causes; default: a CloudEvent's id, else topic/partition/offset.
+	ID func(In) string
+}
+
+// effectRecord is what a state remembers of one handled input.
+type effectRecord struct {
+	Input  string       `json:"input"`
+	Topic  string       `json:"topic"`
+	Offset int64        `json:"offset"`
+	Emits  []emitRecord `json:"emits,omitempty"`
+}
+
+type emitRecord struct {
+	Topic   string            `json:"topic"`
+	Key     string            `json:"key"`
+	Value   []byte            `json:"value"`
+	Loop    bool              `json:"loop,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+type reactMeta struct {
+	Effects []effectRecord `json:"effects,omitempty"`
+	// Offsets is the last input offset handled per topic: a record at or below
+	// it was handled before (read again after a crash, against a later state)
+	// and is not handled again.
+	Offsets map[string]int64 `json:"offsets,omitempty"`
+}
+
+func (m *reactMeta) find(id string) (effectRecord, bool) {
+	for _, e := range m.Effects {
+		if e.Input == id {
+			return e, true
+		}
+	}
+	return effectRecord{}, false
+}
+
+func (m *reactMeta) add(e effectRecord) {
+	m.Effects = append(m.Effects, e)
+	if len(m.Effects) > rememberedEffects {
+		m.Effects = slices.Delete(m.Effects, 0, len(m.Effects)-rememberedEffects)
+	}
+}
+
+// ReactContext performs a reactor's side effects. Valid only during React.
+type ReactContext struct {
+	r       *recordCtx
+	inputID string
+	live    bool
+	source  string
+	emits   []emitRecord
+	n       int
+}
+
+// Key is the input record's key.
+func (rc *ReactContext) Key() string { return rc.r.gctx.Key() }
+
+// Live is false while the group catches up in bootstrap mode: effects are then
+// recorded as done but not performed.
+func (rc *ReactContext) Live() bool { return rc.live }
+
+// EffectID is a deterministic id for the effect name of this input: pass it as
+// the idempotency key of an external call, so that the far side can drop the
+// repeat that a crash between the call and the commit can cause.
+func (rc *ReactContext) EffectID(name string) string {
+	return eventID(rc.inputID, name, 0)
+}
+
+// Emit appends an event caused by this input to s. Its id is derived from the
+// input's id, so a re-sent copy carries the same id. While catching up it is
+// recorded, not sent.
+func (rc *ReactContext) Emit(s tables.Stream[codecs.Event], key, eventType, source string, data any) (codecs.Event, error) {
+	ev, err := codecs.NewEvent(source, eventType, key, data)
+	if err != nil {
+		return ev, err
+	}
+	ev.ID = eventID(rc.inputID, s.Name, rc.n)
+	rc.n++
+	b, err := s.Codec.Encode(ev)
+	if err != nil {
+		return ev, err
+	}
+	rc.emits = append(rc.emits, emitRecord{Topic: s.Name, Key: key, Value: b})
+	return ev, nil
+}
+
+// Loopback sends v to the group itself under key (a repartition step: the
+// handler of the loop input sees it with key's state). It is always performed,
+// also while catching up — it is how state is built — and carries the catch-up
+// mark so that its own effects are suppressed as well.
+func Loopback[V any](rc *ReactContext, loop tables.Stream[V], key string, v V) error {
+	b, err := loop.Codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("encode loopback: %w", err)
+	}
+	e := emitRecord{Topic: loop.Name, Key: key, Value: b, Loop: true}
+	if !rc.live {
+		e.Headers = map[string]string{HeaderCatchUp: "1"}
+	}
+	rc.emits = append(rc.emits, e)
+	return nil
+}
+
+// LoopStream is the handle of g's loopback topic carrying V.
+func LoopStream[V any](g *Group, codec codecs.Codec[V]) tables.Stream[V] {
+	return tables.Stream[V]{Name: g.LoopTopic(), Codec: codec}
+}
+
+// AddReactor adds one input to a reactor group. Per record: an input id seen
+// before at another offset (a duplicate) does nothing; the same record read
+// again after a crash re-sends exactly what was recorded (same bytes, same event
+// ids); otherwise React runs and its state and effects are stored before any
+// emit is acknowledged and before the input offset is committed.
+func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
+	g.setTable(rt.Table, rt.Table.Indexes)
+	g.inputs = append(g.inputs, input{topic: rt.Input, loop: rt.Loop, handle: func(r *recordCtx) error {
+		if r.value == nil {
+			return nil
+		}
+		var in In
+		var err error
+		if _, isEvent := any(in).(codecs.Event); isEvent {
+			var ev codecs.Event
+			ev, err = codecs.DecodeEvent(r.value, r.headers)
+			in = any(ev).(In)
+		} else {
+			in, err = rt.Input.Codec.Decode(r.value)
+		}
+		if err != nil {
+			return err
+		}
+		id := inputID(r, in, rt.ID)
+		prevRaw, _ := r.gctx.Value().([]byte)
+		state, m, err := decodeReactSnapshot(rt.Table.Codec, prevRaw)
+		if err != nil {
+			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
+		}
+		if rec, ok := m.find(id); ok {
+			g.stats.duplicates.Add(1)
+			if rec.Topic == r.topic() && rec.Offset == r.gctx.Offset() {
+				sendAll(r, rec.Emits)
+				r.gctx.SetValue(prevRaw)
+			}
+			return nil
+		}
+		if last, ok := m.Offsets[r.topic()]; ok && r.gctx.Offset() <= last {
+			g.stats.duplicates.Add(1)
+			return nil
+		}
+		rc := &ReactContext{r: r, inputID: id, live: g.live(r)}
+		var next *S
+		if err := safely(func() (err error) { next, err = rt.React(rc, state, in); return err }); err != nil {
+			return err
+		}
+		if next == nil {
+			if prevRaw != nil {
+				r.gctx.Delete()
+			}
+			sendAll(r, rc.emits)
+			return nil
+		}
+		m.add(effectRecord{Input: id, Topic: r.topic(), Offset: r.gctx.Offset(), Emits: rc.emits})
+		if m.Offsets == nil {
+			m.Offsets = map[string]int64{}
+		}
+		m.Offsets[r.topic()] = r.gctx.Offset()
+		b, err := encodeWithMeta(rt.Table.Codec, *next, m)
+		if err != nil {
+			return err
+		}
+		r.gctx.SetValue(b)
+		if rc.live {
+			sendAll(r, rc.emits)
+		} else {
+			sendLoops(r, rc.emits)
+			g.stats.suppressed.Add(int64(len(rc.emits)))
+		}
+		g.stats.applied.Add(1)
+		return nil
+	}})
+}
+
+func inputID[In any](r *recordCtx, in In, custom func(In) string) string {
+	if custom != nil {
+		return custom(in)
+	}
+	if ev, ok := any(in).(codecs.Event); ok && ev.ID != "" {
+		return ev.ID
+	}
+	return fmt.Sprintf("%s/%d/%d", r.topic(), r.gctx.Partition(), r.gctx.Offset())
+}
+
+func sendAll(r *recordCtx, es []emitRecord) {
+	for _, e := range es {
+		send(r, e)
+	}
+}
+
+// sendLoops sends only the loopbacks: while catching up, state is still built
+// across keys, but nothing leaves the group.
+func sendLoops(r *recordCtx, es []emitRecord) {
+	for _, e := range es {
+		if e.Loop {
+			send(r, e)
+		}
+	}
+}
+
+func send(r *recordCtx, e emitRecord) {
+	var opts []goka.ContextOption
+	if len(e.Headers) > 0 {
+		h := goka.Headers{}
+		for k, v := range e.Headers {
+			h[k] = []byte(v)
+		}
+		opts = append(opts, goka.WithCtxEmitHeaders(h))
+	}
+	if e.Loop {
+		r.gctx.Loopback(e.Key, e.Value, opts...)
+		return
+	}
+	r.gctx.Emit(goka.Stream(e.Topic), e.Key, e.Value, opts...)
+}
+
+func decodeReactSnapshot[S any](c codecs.Codec[S], b []byte) (*S, reactMeta, error) {
+	if b == nil {
+		return nil, reactMeta{}, nil
+	}
+	s, err := c.Decode(b)
+	if err != nil {
+		return nil, reactMeta{}, err
+	}
+	var w struct {
+		Meta reactMeta `json:"_meta"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, reactMeta{}, fmt.Errorf("decode meta: %w", err)
+	}
+	return &s, w.Meta, nil
+}
+
+// Bootstrap mode.
+
+// ErrNotBootstrapped is returned by CatchUp for a group declared without WithBootstrap.
+var ErrNotBootstrapped = errors.New("group is not in bootstrap mode")
+
+// WithBootstrap declares that the group, when deployed fresh against existing
+// history (no committed offsets and an empty table), folds its inputs up to the
+// end offsets taken at its first start without performing side effects, then
+// goes live. The targets are kept in Kafka by the runtime, so a restart during
+// the catch-up resumes it instead of going live early.
+func WithBootstrap() GroupOption { return func(g *Group) { g.bootstrap = true } }
+
+// Bootstrap reports whether the group was declared WithBootstrap.
+func (g *Group) Bootstrap() bool { return g.bootstrap }
+
+// catchUp holds the bootstrap targets: per input topic and partition, the
+// offset below which effects are suppressed.
+type catchUp struct {
+	mu        sync.Mutex
+	targets   map[string]map[int32]int64
+	remaining int
+}
+
+// CatchUp sets the bootstrap targets (the runtime calls it before Run).
+func (g *Group) CatchUp(targets map[string]map[int32]int64) error {
+	if !g.bootstrap {
+		return ErrNotBootstrapped
+	}
+	cu := &catchUp{targets: map[string]map[int32]int64{}}
+	var total int64
+	for topic, parts := range targets {
+		cu.targets[topic] = maps.Clone(parts)
+		for _, off := range parts {
+			if off > 0 {
+				cu.remaining++
+				total += off
+			}
+		}
+	}
+	g.catch = cu
+	if cu.remaining == 0 {
+		g.log.Info("bootstrap: nothing to catch up; live")
+		return nil
+	}
+	g.log.Info("bootstrap: catching up, side effects suppressed", "targets", targets, "records", total)
+	return nil
+}
+
+// live reports whether r's effects are performed, and logs the switch to live.
+func (g *Group) live(r *recordCtx) bool {
+	cu := g.catch
+	if cu == nil {
+		return true
+	}
+	for _, h := range r.headers {
+		if h.Key == HeaderCatchUp {
+			return false
+		}
+	}
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	target, ok := cu.targets[r.topic()][r.gctx.Partition()]
+	if !ok || r.gctx.Offset() >= target {
+		return true
+	}
+	if r.gctx.Offset() == target-1 {
+		cu.remaining--
+		if cu.remaining == 0 {
+			g.log.Info("bootstrap: caught up; live")
+		}
+	}
+	return false
+}
