@@ -209,8 +209,7 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 		if rc.live {
 			sendAll(r, rc.emits)
 		} else {
-			sendLoops(r, rc.emits)
-			g.stats.suppressed.Add(int64(len(rc.emits)))
+			g.stats.suppressed.Add(int64(sendLoops(r, rc.emits)))
 		}
 		g.stats.applied.Add(1)
 		return nil
@@ -234,13 +233,16 @@ func sendAll(r *recordCtx, es []emitRecord) {
 }
 
 // sendLoops sends only the loopbacks: while catching up, state is still built
-// across keys, but nothing leaves the group.
-func sendLoops(r *recordCtx, es []emitRecord) {
+// across keys, but nothing leaves the group. It returns how many emits it held back.
+func sendLoops(r *recordCtx, es []emitRecord) (suppressed int) {
 	for _, e := range es {
 		if e.Loop {
 			send(r, e)
+		} else {
+			suppressed++
 		}
 	}
+	return suppressed
 }
 
 func send(r *recordCtx, e emitRecord) {

@@ -70,19 +70,21 @@ type KV struct {
 
 // Progress describes a store's restore from its changelog.
 type Progress struct {
-	Topic     string
-	Partition int32
-	Recovered bool
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Recovered bool   `json:"recovered"`
 	// The restore started at StartOffset (-1 while unknown), Offset is the
 	// last changelog offset applied (-1 if none) and HighWatermark the target
 	// taken when the store opened (-1 without Watermarks).
-	StartOffset, Offset, HighWatermark int64
+	StartOffset   int64 `json:"startOffset"`
+	Offset        int64 `json:"offset"`
+	HighWatermark int64 `json:"highWatermark"`
 	// Records counts the writes (Set and Delete) applied since the store
 	// opened; with goka's default update callback that is one per record.
-	Records int64
+	Records int64 `json:"records"`
 	// RatePerSec is the restore rate in records per second: so far while
 	// restoring, and of the whole restore once recovered.
-	RatePerSec float64
+	RatePerSec float64 `json:"ratePerSec"`
 }
 
 // Store is one topic partition of a table, kept in its own LevelDB. It

@@ -227,6 +227,14 @@ func endOffsets(t *testing.T, brokers []string, topic string) int64 {
 // the topic holds exactly n.
 func consumeAll(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
+	recs := consumeUpTo(t, brokers, topic, n)
+	require.Equal(t, int64(n), endOffsets(t, brokers, topic), "%s holds more records than expected", topic)
+	return recs
+}
+
+// consumeUpTo reads a topic from the start until it has at least n records.
+func consumeUpTo(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
 	cl := kafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var recs []*kgo.Record
 	require.Eventually(t, func() bool {
@@ -235,7 +243,6 @@ func consumeAll(t *testing.T, brokers []string, topic string, n int) []*kgo.Reco
 		recs = append(recs, cl.PollFetches(ctx).Records()...)
 		return len(recs) >= n
 	}, wait, time.Millisecond, "%s: got %d records, want %d", topic, len(recs), n)
-	require.Equal(t, int64(n), endOffsets(t, brokers, topic), "%s holds more records than expected", topic)
 	return recs
 }
 
@@ -283,3 +290,5 @@ func httpGetJSON(t *testing.T, url string, out any) int {
 	}
 	return resp.StatusCode
 }
+
+func jsonNumber(s string) json.Number { return json.Number(s) }
