@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ type app struct {
 	ln        net.Listener
 	handler   http.Handler
 	closeHTTP func() error
+	progress  io.Writer // where the restore progress bar goes; nil for none
 	brokers   []string
 }
 
@@ -86,6 +88,12 @@ func (a *app) Run(ctx context.Context) error {
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return a.rt.Run(gctx) })
 	eg.Go(func() error { return queryapi.ServeListener(gctx, a.ln, a.handler, a.log) })
+	if a.progress != nil {
+		eg.Go(func() error {
+			restoreBar(gctx, a.progress, a.rt.Progress, a.rt.Recovered)
+			return nil
+		})
+	}
 	err := eg.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil

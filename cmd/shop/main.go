@@ -91,6 +91,9 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		app.progress = f
+	}
 	return app.Run(ctx)
 }
 
