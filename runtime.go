@@ -123,6 +123,9 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			for _, i := range idx {
 				opts = append(opts, tables.WithIndex(spec.Name, i))
 			}
+			if g.Sweeps() {
+				opts = append(opts, tables.WithIndex(spec.Name, processors.ParkingIndex))
+			}
 		}
 	}
 	for _, g := range t.groups {
@@ -229,6 +232,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.processors = procs
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
+	})
 	for name, p := range procs {
 		eg.Go(func() error {
 			rt.log.Info("processor starting", "group", name)

@@ -268,6 +268,10 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 			return record(state, base, false)
 		}
 		if err != nil {
+			switch classify(err) {
+			case ClassTransient, ClassRetry, ClassMissingDependency:
+				return err // it will be tried again: no answer yet
+			}
 			base.Status, base.Reason = ReplyFailed, err.Error()
 			if rerr := reply(base); rerr != nil {
 				return errors.Join(err, rerr)

@@ -1,6 +1,7 @@
 package processors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ const (
 	RoleLookup Role = "lookup"
 	RoleDLQ    Role = "dlq"
 	RoleLoop   Role = "loop"
+	RoleRetry  Role = "retry" // read and written by the group
 )
 
 // Edge is one topic a group reads or writes, for the topology's description.
@@ -55,6 +57,9 @@ type Group struct {
 
 	bootstrap bool
 	catch     *catchUp // nil: live
+
+	policy   Policy
+	sweepers []func(*recordCtx) error // expire parked records of a key
 }
 
 type input struct {
@@ -74,7 +79,7 @@ func WithLogger(l *slog.Logger) GroupOption {
 // NewGroup declares a processor group named name. Its table topic, if it has
 // one, is <name>-table; its dead-letter topic is <name>-dlq.
 func NewGroup(name string, opts ...GroupOption) *Group {
-	g := &Group{name: name, stats: newStats()}
+	g := &Group{name: name, stats: newStats(), policy: DefaultPolicy()}
 	for _, o := range opts {
 		o(g)
 	}
@@ -90,6 +95,35 @@ func (g *Group) Name() string { return g.name }
 
 // TableTopic is the group's changelog topic, <group>-table.
 func (g *Group) TableTopic() string { return string(goka.GroupTable(goka.Group(g.name))) }
+
+// ParkingIndex is the internal index over a group table's keys that have
+// parked records; the runtime's sweeper reads it.
+var ParkingIndex = tables.Index{Name: "_parked", Terms: func(_ string, v []byte) []string {
+	if bytes.Contains(v, []byte(`"parked":[{`)) {
+		return []string{"1"}
+	}
+	return nil
+}}
+
+// Sweeps reports whether the group parks records (and so needs the sweeper).
+func (g *Group) Sweeps() bool { return len(g.sweepers) > 0 && g.policy.MaxWait > 0 }
+
+// controlLoop: the group needs a loop topic of its own for sweep requests.
+func (g *Group) controlLoop() bool {
+	if !g.Sweeps() {
+		return false
+	}
+	for _, in := range g.inputs {
+		if in.loop {
+			return false
+		}
+	}
+	return true
+}
+
+// HeaderControl marks a record on <group>-loop as a request to the framework
+// ("sweep": dead-letter what waited too long under its key), not data.
+const HeaderControl = "streamfold-control"
 
 // LoopTopic is the group's loopback topic, <group>-loop: records the group
 // sends to itself under another key (a repartition step).
@@ -166,6 +200,12 @@ func (g *Group) Edges() []Edge {
 	if g.bootstrap {
 		es = append(es, Edge{RoleOutput, g.BootstrapTopic().Spec()})
 	}
+	for n := range g.policy.RetryDelays {
+		es = append(es, Edge{RoleRetry, g.RetryTopic(n + 1).Spec()})
+	}
+	if g.controlLoop() {
+		es = append(es, Edge{RoleLoop, tables.Stream[[]byte]{Name: g.LoopTopic()}.Spec()})
+	}
 	return es
 }
 
@@ -238,6 +278,14 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 	}
 	for _, l := range g.lookups {
 		edges = append(edges, goka.Lookup(goka.Table(l.Spec().Name), raw))
+	}
+	for n := range g.policy.RetryDelays {
+		in := g.retryInput(n + 1)
+		edges = append(edges, goka.Input(goka.Stream(in.topic.Spec().Name), raw, g.callback(in)))
+	}
+	if g.controlLoop() {
+		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.LoopTopic()}, loop: true,
+			handle: func(*recordCtx) error { return nil }})))
 	}
 	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)

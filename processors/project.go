@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/tables"
@@ -34,52 +35,195 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 // into S ignore.
 func Project[S any](g *Group, table tables.Table[S], in tables.Stream[codecs.Event], apply Apply[S]) {
 	g.setTable(table, table.Indexes)
-	g.addInput(in, func(r *recordCtx) error {
-		prevRaw, _ := r.gctx.Value().([]byte)
-		if r.value == nil {
-			if prevRaw != nil {
-				r.gctx.Delete()
-				g.stats.deleted.Add(1)
-			}
-			return nil
+	p := projection[S]{g: g, table: table, apply: apply}
+	g.sweepers = append(g.sweepers, p.sweep)
+	g.addInput(in, p.handle)
+}
+
+// projection is one input of a Project group.
+type projection[S any] struct {
+	g     *Group
+	table tables.Table[S]
+	apply Apply[S]
+}
+
+func (p projection[S]) handle(r *recordCtx) error {
+	g := p.g
+	prevRaw, _ := r.gctx.Value().([]byte)
+	if r.value == nil {
+		if prevRaw != nil {
+			r.gctx.Delete()
+			g.stats.deleted.Add(1)
 		}
-		ev, err := codecs.DecodeEvent(r.value, r.headers)
-		if err != nil {
-			return err
-		}
-		prev, m, err := decodeSnapshot(table.Codec, prevRaw)
-		if err != nil {
-			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
-		}
-		topic, offset := r.topic(), r.gctx.Offset()
-		if m.seen(topic, offset, ev.ID) {
-			g.stats.duplicates.Add(1)
-			// Write the snapshot again: when a crash came between the local
-			// write and the changelog's acknowledgement, this is what puts it
-			// into the changelog.
-			r.gctx.SetValue(prevRaw)
-			return nil
-		}
-		var next *S
-		if err := safely(func() (err error) { next, err = apply(prev, ev); return err }); err != nil {
-			return err
-		}
-		if next == nil {
-			if prev != nil {
-				r.gctx.Delete()
-				g.stats.deleted.Add(1)
-			}
-			return nil
-		}
-		m.record(topic, offset, ev.ID)
-		b, err := encodeSnapshot(table.Codec, *next, m)
-		if err != nil {
-			return err
-		}
-		r.gctx.SetValue(b)
-		g.stats.applied.Add(1)
 		return nil
-	})
+	}
+	ev, err := codecs.DecodeEvent(r.value, r.headers)
+	if err != nil {
+		return err
+	}
+	prev, m, err := decodeSnapshot(p.table.Codec, prevRaw)
+	if err != nil {
+		return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
+	}
+	topic, offset := r.topic(), r.gctx.Offset()
+	if m.seen(topic, offset, ev.ID) {
+		g.stats.duplicates.Add(1)
+		// Write the snapshot again: when a crash came between the local
+		// write and the changelog's acknowledgement, this is what puts it
+		// into the changelog.
+		r.gctx.SetValue(prevRaw)
+		return nil
+	}
+	var next *S
+	err = safely(func() (err error) { next, err = p.apply(prev, ev); return err })
+	if md, ok := errors.AsType[*MissingDependencyError](err); ok && md.Key == r.gctx.Key() && g.policy.MaxWait > 0 {
+		// Park it under its parent's key (this key): stored with the snapshot,
+		// re-driven in order once the parent is applied here.
+		m.record(topic, offset, ev.ID)
+		m.Parked = append(m.Parked, parkedRecord{
+			Topic: topic, Partition: r.gctx.Partition(), Offset: offset, Timestamp: r.gctx.Timestamp(),
+			Value: r.value, Headers: headerStrings(r.headers), Since: time.Now().UTC(), Kind: md.Kind,
+		})
+		g.stats.count("parked")
+		g.log.Info("parked record until its parent arrives", "topic", topic, "partition", r.gctx.Partition(),
+			"offset", offset, "key", r.gctx.Key(), "waitsFor", md.Kind)
+		return p.store(r, prev, m)
+	}
+	if err != nil {
+		return err
+	}
+	m.record(topic, offset, ev.ID)
+	next, m = p.release(r, next, m)
+	if next == nil {
+		if prev != nil || prevRaw != nil {
+			r.gctx.Delete()
+			g.stats.deleted.Add(1)
+		}
+		return nil
+	}
+	if err := p.store(r, next, m); err != nil {
+		return err
+	}
+	g.stats.applied.Add(1)
+	return nil
+}
+
+// store writes the snapshot; a nil state with parked records is kept as
+// bookkeeping only (readers of the view see no state: Absent).
+func (p projection[S]) store(r *recordCtx, s *S, m meta) error {
+	var v S
+	m.Absent = s == nil
+	if s != nil {
+		v = *s
+	}
+	b, err := encodeSnapshot(p.table.Codec, v, m)
+	if err != nil {
+		return err
+	}
+	r.gctx.SetValue(b)
+	return nil
+}
+
+// release re-drives parked records in their order now that state has moved
+// on; it stops at the first that still misses its parent. Parked records past
+// the policy's MaxWait are dead-lettered.
+func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
+	g := p.g
+	m = p.expire(r, m)
+	for len(m.Parked) > 0 {
+		pr := m.Parked[0]
+		ev, err := codecs.DecodeEvent(pr.Value, pr.headers())
+		var next *S
+		if err == nil {
+			err = safely(func() (err error) { next, err = p.apply(s, ev); return err })
+		}
+		if _, missing := errors.AsType[*MissingDependencyError](err); missing {
+			break
+		}
+		m.Parked = m.Parked[1:]
+		if err != nil {
+			g.deadLetterRecord(r.gctx, pr.deadRecord(r.gctx.Key()), err)
+			continue
+		}
+		s = next
+		g.stats.count("released")
+		g.log.Info("released parked record", "topic", pr.Topic, "partition", pr.Partition, "offset", pr.Offset, "key", r.gctx.Key())
+	}
+	return s, m
+}
+
+// expire dead-letters parked records that waited longer than MaxWait.
+func (p projection[S]) expire(r *recordCtx, m meta) meta {
+	kept := m.Parked[:0]
+	for _, pr := range m.Parked {
+		if time.Since(pr.Since) > p.g.policy.MaxWait {
+			p.g.deadLetterRecord(r.gctx, pr.deadRecord(r.gctx.Key()),
+				fail(ClassMissingDependency, fmt.Errorf("%s %q did not arrive within %s", pr.Kind, r.gctx.Key(), p.g.policy.MaxWait)))
+			continue
+		}
+		kept = append(kept, pr)
+	}
+	m.Parked = kept
+	return m
+}
+
+// sweep handles a sweep request for this key (sent by the runtime's sweeper
+// through the group's loop topic): it expires what waited too long.
+func (p projection[S]) sweep(r *recordCtx) error {
+	prevRaw, _ := r.gctx.Value().([]byte)
+	if prevRaw == nil {
+		return nil
+	}
+	prev, m, err := decodeSnapshot(p.table.Codec, prevRaw)
+	if err != nil || len(m.Parked) == 0 {
+		return err
+	}
+	before := len(m.Parked)
+	m = p.expire(r, m)
+	if len(m.Parked) == before {
+		return nil
+	}
+	if prev == nil && len(m.Parked) == 0 {
+		r.gctx.Delete()
+		return nil
+	}
+	return p.store(r, prev, m)
+}
+
+// parkedRecord is a record waiting for its parent, as it arrived.
+type parkedRecord struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp time.Time         `json:"timestamp"`
+	Value     []byte            `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Since     time.Time         `json:"since"`
+	Kind      string            `json:"kind"`
+}
+
+func (pr parkedRecord) headers() []codecs.Header {
+	hs := make([]codecs.Header, 0, len(pr.Headers))
+	for k, v := range pr.Headers {
+		hs = append(hs, codecs.Header{Key: k, Value: []byte(v)})
+	}
+	return hs
+}
+
+func (pr parkedRecord) deadRecord(key string) deadRecord {
+	return deadRecord{topic: pr.Topic, partition: pr.Partition, offset: pr.Offset, timestamp: pr.Timestamp,
+		key: key, value: pr.Value, headers: pr.headers()}
+}
+
+func headerStrings(hs []codecs.Header) map[string]string {
+	if len(hs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		m[h.Key] = string(h.Value)
+	}
+	return m
 }
 
 // meta is the framework's bookkeeping stored with every snapshot.
@@ -89,6 +233,10 @@ type meta struct {
 	Offsets map[string]int64 `json:"offsets,omitempty"`
 	// IDs are the most recently applied event ids, oldest first.
 	IDs []string `json:"ids,omitempty"`
+	// Parked are records waiting for this key's state (their parent), in order.
+	Parked []parkedRecord `json:"parked,omitempty"`
+	// Absent: there is no state, only bookkeeping (parked records).
+	Absent bool `json:"absent,omitempty"`
 }
 
 func (m *meta) seen(topic string, offset int64, id string) bool {
@@ -158,6 +306,9 @@ func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, meta{}, fmt.Errorf("decode meta: %w", err)
+	}
+	if w.Meta.Absent {
+		return nil, w.Meta, nil
 	}
 	return &s, w.Meta, nil
 }

@@ -65,6 +65,9 @@ func classify(err error) string {
 	if f, ok := errors.AsType[*failure](err); ok {
 		return f.class
 	}
+	if _, ok := errors.AsType[*MissingDependencyError](err); ok {
+		return ClassMissingDependency
+	}
 	if _, ok := errors.AsType[*codecs.DecodeError](err); ok {
 		return ClassDecode
 	}
@@ -78,6 +81,14 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 	return func(gctx goka.Context, msg any) {
 		value, _ := msg.([]byte)
 		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers())}
+		if string(gctx.Headers()[HeaderControl]) == "sweep" {
+			for _, sw := range g.sweepers {
+				if err := sw(r); err != nil {
+					g.log.Warn("sweep failed", "key", gctx.Key(), "err", err)
+				}
+			}
+			return
+		}
 		g.stats.processed.Add(1)
 		key := gctx.Key()
 		if key == "" {
@@ -90,8 +101,8 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 				return
 			}
 		}
-		if err := in.handle(r); err != nil {
-			g.deadLetter(r, err)
+		if err := g.handleWithRetries(r, in.handle); err != nil {
+			g.route(r, err)
 		}
 	}
 }
@@ -101,36 +112,49 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 // this emit is acknowledged, so a crash in between repeats the dead letter
 // rather than losing it.
 func (g *Group) deadLetter(r *recordCtx, err error) {
+	gctx := r.gctx
+	g.deadLetterRecord(gctx, deadRecord{
+		topic: r.topic(), partition: gctx.Partition(), offset: gctx.Offset(), timestamp: gctx.Timestamp(),
+		key: gctx.Key(), value: r.value, headers: r.headers,
+	}, err)
+}
+
+// deadRecord is a record to dead-letter: the one in flight, or a parked one.
+type deadRecord struct {
+	topic     string
+	partition int32
+	offset    int64
+	timestamp time.Time
+	key       string
+	value     []byte
+	headers   []codecs.Header
+}
+
+func (g *Group) deadLetterRecord(gctx goka.Context, d deadRecord, err error) {
 	class := classify(err)
 	g.stats.deadLetter(class)
-	gctx := r.gctx
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	h := goka.Headers{}
-	for _, hd := range r.headers {
-		h[hd.Key] = hd.Value
+	h := headerMap(d.headers)
+	if _, fromRetry := h[HeaderRetryOrigin]; !fromRetry {
+		// A record from a retry topic keeps the coordinates of its first delivery.
+		h[HeaderOriginalTopic] = []byte(d.topic)
+		h[HeaderOriginalPartition] = []byte(strconv.Itoa(int(d.partition)))
+		h[HeaderOriginalOffset] = []byte(strconv.FormatInt(d.offset, 10))
 	}
-	h[HeaderOriginalTopic] = []byte(r.topic())
-	h[HeaderOriginalPartition] = []byte(strconv.Itoa(int(gctx.Partition())))
-	h[HeaderOriginalOffset] = []byte(strconv.FormatInt(gctx.Offset(), 10))
-	h[HeaderOriginalTimestamp] = []byte(gctx.Timestamp().UTC().Format(time.RFC3339Nano))
+	delete(h, HeaderRetryOrigin)
+	delete(h, HeaderRetryDue)
+	h[HeaderOriginalTimestamp] = []byte(d.timestamp.UTC().Format(time.RFC3339Nano))
 	h[HeaderOriginalGroup] = []byte(g.name)
-	h[HeaderOriginalKey] = []byte(gctx.Key())
+	h[HeaderOriginalKey] = []byte(d.key)
 	h[HeaderExceptionClass] = []byte(class)
 	h[HeaderExceptionMessage] = []byte(err.Error())
-	if _, ok := h[HeaderAttempts]; !ok {
-		h[HeaderAttempts] = []byte("1")
-	}
+	h[HeaderAttempts] = []byte(strconv.Itoa(attempt(d.headers)))
 	if _, ok := h[HeaderFirstFailure]; !ok {
-		h[HeaderFirstFailure] = []byte(now)
+		h[HeaderFirstFailure] = []byte(time.Now().UTC().Format(time.RFC3339Nano))
 	}
 	g.log.Warn("dead-lettered record",
-		"topic", r.topic(), "partition", gctx.Partition(), "offset", gctx.Offset(),
-		"key", gctx.Key(), "class", class, "err", err)
-	var value any
-	if r.value != nil {
-		value = r.value
-	}
-	gctx.Emit(goka.Stream(g.DLQTopic()), gctx.Key(), value, goka.WithCtxEmitHeaders(h))
+		"topic", d.topic, "partition", d.partition, "offset", d.offset,
+		"key", d.key, "class", class, "err", err)
+	gctx.Emit(goka.Stream(g.DLQTopic()), d.key, valueOrNil(d.value), goka.WithCtxEmitHeaders(h))
 }
 
 // safely runs user code, turning a panic into an error of class panic.

@@ -16,9 +16,16 @@ type Stats struct {
 
 	mu          sync.Mutex
 	deadLetters map[string]int64
+	counters    map[string]int64 // retried-in-place, retried-later, parked, released
 }
 
-func newStats() *Stats { return &Stats{deadLetters: map[string]int64{}} }
+func newStats() *Stats { return &Stats{deadLetters: map[string]int64{}, counters: map[string]int64{}} }
+
+func (s *Stats) count(name string) {
+	s.mu.Lock()
+	s.counters[name]++
+	s.mu.Unlock()
+}
 
 func (s *Stats) deadLetter(class string) {
 	s.mu.Lock()
@@ -34,12 +41,15 @@ type Snapshot struct {
 	Deleted     int64            `json:"deleted"`
 	Suppressed  int64            `json:"suppressed"`
 	DeadLetters map[string]int64 `json:"deadLetters"`
+	// Counters: retried-in-place, retried-later, parked, released.
+	Counters map[string]int64 `json:"counters"`
 }
 
 // Snapshot copies the counters.
 func (s *Stats) Snapshot() Snapshot {
 	s.mu.Lock()
 	dl := maps.Clone(s.deadLetters)
+	cs := maps.Clone(s.counters)
 	s.mu.Unlock()
 	return Snapshot{
 		Processed:   s.processed.Load(),
@@ -48,5 +58,6 @@ func (s *Stats) Snapshot() Snapshot {
 		Deleted:     s.deleted.Load(),
 		Suppressed:  s.suppressed.Load(),
 		DeadLetters: dl,
+		Counters:    cs,
 	}
 }

@@ -63,3 +63,13 @@ var (
 	// ValidatorLoop carries SKU claims from a product's key to its SKU's key.
 	ValidatorLoop = tables.NewStream[SKUClaim]("product-validator-loop", codecs.JSON[SKUClaim]{})
 )
+
+// Customers' carts.
+var (
+	// CustomerCartEvents re-keys cart events by customer id.
+	CustomerCartEvents = tables.NewStream[codecs.Event]("customer-cart-events", codecs.CloudEvents{})
+	// CartOwnersTable remembers, per cart, its customer.
+	CartOwnersTable = tables.NewTable[CartOwner]("cart-customers-table", codecs.JSON[CartOwner]{})
+	// CustomerCartsTable lists each customer's carts.
+	CustomerCartsTable = tables.NewTable[CustomerCarts]("customer-carts-table", codecs.JSON[CustomerCarts]{})
+)

@@ -15,20 +15,38 @@ const (
 	CartsGroup       = "carts"
 	CartHistoryGroup = "cart-history"
 	ValidatorGroup   = "product-validator"
+	// CartCustomersGroup re-keys cart events by customer; CustomerCartsGroup
+	// lists each customer's carts, parking carts of unregistered customers.
+	CartCustomersGroup = "cart-customers"
+	CustomerCartsGroup = "customer-carts"
 )
 
-// Topology is the shop's topology with the given default partition count.
-func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
-	opt := processors.WithLogger(log)
+// Option tunes the shop's topology.
+type Option func(*options)
 
-	customers := processors.NewGroup(CustomersGroup, opt)
+type options struct{ policy processors.Policy }
+
+// WithPolicy sets the failure policy of every group (retries, parking wait).
+func WithPolicy(p processors.Policy) Option { return func(o *options) { o.policy = p } }
+
+// Topology is the shop's topology with the given default partition count.
+func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topology {
+	o := options{policy: processors.DefaultPolicy()}
+	for _, f := range opts {
+		f(&o)
+	}
+	opt := func(name string, more ...processors.GroupOption) *processors.Group {
+		return processors.NewGroup(name, append([]processors.GroupOption{processors.WithLogger(log), processors.WithPolicy(o.policy)}, more...)...)
+	}
+
+	customers := opt(CustomersGroup)
 	processors.Project(customers, CustomersTable, CustomerEvents, EvolveCustomer)
 
-	products := processors.NewGroup(ProductsGroup, opt)
+	products := opt(ProductsGroup)
 	processors.Project(products, ProductsTable, ProductEvents, EvolveProduct)
 	processors.Project(products, ProductsTable, ProductValidations, EvolveProduct)
 
-	validator := processors.NewGroup(ValidatorGroup, opt, processors.WithBootstrap())
+	validator := opt(ValidatorGroup, processors.WithBootstrap())
 	processors.Output(validator, ProductValidations)
 	processors.AddReactor(validator, processors.Reactor[ValidatorState, codecs.Event]{
 		Table: ValidatorTable, Input: ProductEvents, React: validateProduct,
@@ -37,7 +55,7 @@ func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
 		Table: ValidatorTable, Input: ValidatorLoop, Loop: true, React: settleSKU, ID: claimID,
 	})
 
-	carts := processors.NewGroup(CartsGroup, opt)
+	carts := opt(CartsGroup)
 	processors.Lookup(carts, ProductsTable)
 	processors.Lookup(carts, CartHistoryTable)
 	cartsRelay := processors.HandleCommands(carts, processors.Aggregate[Cart, CartCommandData]{
@@ -51,11 +69,20 @@ func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
 		Source:   Source,
 	})
 
-	history := processors.NewGroup(CartHistoryGroup, opt)
+	history := opt(CartHistoryGroup)
 	processors.History(history, CartHistoryTable, CartEvents)
 
+	cartOwners := opt(CartCustomersGroup)
+	processors.Output(cartOwners, CustomerCartEvents)
+	processors.AddReactor(cartOwners, processors.Reactor[CartOwner, codecs.Event]{
+		Table: CartOwnersTable, Input: CartEvents, React: rekeyCart,
+	})
+	customerCarts := opt(CustomerCartsGroup)
+	processors.Project(customerCarts, CustomerCartsTable, CustomerEvents, EvolveCustomerCarts)
+	processors.Project(customerCarts, CustomerCartsTable, CustomerCartEvents, EvolveCustomerCarts)
+
 	return streamfold.NewTopology(streamfold.WithPartitions(partitions)).
-		AddGroup(customers, products, validator, carts, cartsRelay, history).
+		AddGroup(customers, products, validator, carts, cartsRelay, history, cartOwners, customerCarts).
 		WrittenBy(CustomerEvents, "http /customers").
 		WrittenBy(ProductEvents, "any producer").
 		WrittenBy(CartCommands, "http /carts/{id}/commands").
@@ -63,7 +90,8 @@ func Topology(partitions int, log *slog.Logger) *streamfold.Topology {
 		ReadBy(CustomersTable, "query api").
 		ReadBy(ProductsTable, "query api").
 		ReadBy(CartsTable, "query api").
-		ReadBy(CartHistoryTable, "query api")
+		ReadBy(CartHistoryTable, "query api").
+		ReadBy(CustomerCartsTable, "query api")
 }
 
 // decideCart adapts DecideCart to the aggregate block: lookups come from the

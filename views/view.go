@@ -136,7 +136,7 @@ func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: get %q: %w", v.table.Name, key, err)
 	}
-	if b == nil {
+	if b == nil || tables.IsAbsent(b) {
 		return nil, &NotFoundError{Table: v.table.Name, Key: key}
 	}
 	return b, nil
@@ -219,7 +219,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		if err != nil {
 			return Page[V]{}, err
 		}
-		if raw == nil { // deleted between the index read and now
+		if raw == nil || tables.IsAbsent(raw) { // deleted since the index read, or bookkeeping only
 			continue
 		}
 		val, err := v.table.Codec.Decode(raw)

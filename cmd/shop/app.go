@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/shop"
 )
@@ -55,7 +56,9 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 		a.brokers = a.broker.Addrs()
 		log.Info("embedded broker listening", "addrs", a.brokers, "dir", cfg.KafkaDir())
 	}
-	topo := shop.Topology(cfg.Partitions, log)
+	policy := processors.DefaultPolicy()
+	policy.MaxWait = cfg.MaxWait
+	topo := shop.Topology(cfg.Partitions, log, shop.WithPolicy(policy))
 	a.rt, err = streamfold.Open(ctx, topo, streamfold.Config{
 		Brokers:        a.brokers,
 		StateDir:       cfg.StateDir(),

@@ -26,6 +26,9 @@ type Config struct {
 	// member's partitions move); ReplyTimeout how long a command waits for its reply.
 	SessionTimeout time.Duration
 	ReplyTimeout   time.Duration
+	// MaxWait is how long a record parked for a missing parent waits before
+	// it is dead-lettered.
+	MaxWait time.Duration
 }
 
 // Embedded reports whether the shop runs its own broker (no --brokers given).
@@ -54,6 +57,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReplyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout))
+	}
+	if c.MaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("--max-wait must be positive, got %s", c.MaxWait))
 	}
 	if c.Embedded() && c.KafkaListen == "" {
 		errs = append(errs, errors.New("--kafka-listen must not be empty when running the embedded broker"))
@@ -89,6 +95,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) *string {
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
 	fs.IntVar(&c.Replication, "replication", envInt("replication", 0), "replication factor of topics the shop creates; default 1 embedded, the cluster's default (-1) otherwise (SHOP_REPLICATION)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", envDuration("session-timeout", 10*time.Second), "consumer-group session timeout (SHOP_SESSION_TIMEOUT)")
+	fs.DurationVar(&c.MaxWait, "max-wait", envDuration("max-wait", 7*24*time.Hour), "how long a record waits for a missing parent (e.g. a cart for an unregistered customer) before it is dead-lettered (SHOP_MAX_WAIT)")
 	fs.DurationVar(&c.ReplyTimeout, "reply-timeout", envDuration("reply-timeout", 5*time.Second), "how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
 	fs.TextVar(&c.LogLevel, "log-level", levelFromEnv(env("log-level", "info")), "log level: debug, info, warn, error (SHOP_LOG_LEVEL)")
 	return brokers

@@ -74,6 +74,7 @@ func testConfig(dataDir string) Config {
 		LogLevel:       slog.LevelInfo,
 		SessionTimeout: 10 * time.Second,
 		ReplyTimeout:   5 * time.Second,
+		MaxWait:        time.Hour,
 	}
 }
 

@@ -46,6 +46,7 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duratio
 		timeout:  replyTimeout,
 	}.register(api)
 	registerDLQ(api, rt, log)
+	registerParked(api, rt)
 	return api, replies.Close, nil
 }
 

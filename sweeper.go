@@ -1,0 +1,157 @@
+package streamfold
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// sweepLoop finds parked records that waited longer than their group's MaxWait
+// and asks the group, through its loop topic, to dead-letter them. A parked
+// record is otherwise looked at only when another record for its key arrives,
+// which for a parent that never comes is never.
+func (rt *Runtime) sweepLoop(ctx context.Context, running func(group string) bool) error {
+	var groups []*processors.Group
+	for _, g := range rt.topo.groups {
+		if g.Sweeps() && running(g.Name()) {
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	interval := time.Minute
+	for _, g := range groups {
+		interval = min(interval, max(g.Policy().MaxWait/4, 100*time.Millisecond))
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for _, g := range groups {
+			rt.sweepGroup(ctx, g)
+		}
+	}
+}
+
+func (rt *Runtime) sweepGroup(ctx context.Context, g *processors.Group) {
+	spec, _, ok := g.Table()
+	if !ok {
+		return
+	}
+	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
+		if !s.Recovered() {
+			continue
+		}
+		keys, err := s.Lookup(processors.ParkingIndex.Name, "1", "", 10000)
+		if err != nil {
+			rt.log.Warn("sweep: parked keys", "group", g.Name(), "err", err)
+			continue
+		}
+		for _, k := range keys {
+			if !rt.expired(s, k, g.Policy().MaxWait) {
+				continue
+			}
+			_, err := rt.produce(ctx, g.LoopTopic(), k, []byte("{}"), []codecs.Header{{Key: processors.HeaderControl, Value: []byte("sweep")}})
+			if err != nil {
+				rt.log.Warn("sweep: request", "group", g.Name(), "key", k, "err", err)
+			}
+		}
+	}
+}
+
+// expired reports whether key has a parked record older than maxWait.
+func (rt *Runtime) expired(s *tables.Store, key string, maxWait time.Duration) bool {
+	b, err := s.Get(key)
+	if err != nil || b == nil {
+		return false
+	}
+	var w struct {
+		Meta struct {
+			Parked []struct {
+				Since time.Time `json:"since"`
+			} `json:"parked"`
+		} `json:"_meta"`
+	}
+	if json.Unmarshal(b, &w) != nil {
+		return false
+	}
+	for _, p := range w.Meta.Parked {
+		if time.Since(p.Since) > maxWait {
+			return true
+		}
+	}
+	return false
+}
+
+// ParkedRecord is a record a group holds until its parent arrives.
+type ParkedRecord struct {
+	Key       string    `json:"key"`
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	WaitsFor  string    `json:"waitsFor"`
+	Since     time.Time `json:"since"`
+}
+
+// Parked lists the records parked in a group's local stores, by key.
+func (rt *Runtime) Parked(group string) ([]ParkedRecord, error) {
+	var g *processors.Group
+	for _, gr := range rt.topo.groups {
+		if gr.Name() == group {
+			g = gr
+		}
+	}
+	if g == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownGroup, group)
+	}
+	spec, _, ok := g.Table()
+	if !ok || !g.Sweeps() {
+		return nil, nil
+	}
+	var out []ParkedRecord
+	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
+		keys, err := s.Lookup(processors.ParkingIndex.Name, "1", "", 10000)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			b, err := s.Get(k)
+			if err != nil || b == nil {
+				continue
+			}
+			var w struct {
+				Meta struct {
+					Parked []struct {
+						Topic     string    `json:"topic"`
+						Partition int32     `json:"partition"`
+						Offset    int64     `json:"offset"`
+						Kind      string    `json:"kind"`
+						Since     time.Time `json:"since"`
+					} `json:"parked"`
+				} `json:"_meta"`
+			}
+			if json.Unmarshal(b, &w) != nil {
+				continue
+			}
+			for _, p := range w.Meta.Parked {
+				out = append(out, ParkedRecord{Key: k, Topic: p.Topic, Partition: p.Partition, Offset: p.Offset,
+					WaitsFor: p.Kind + " " + k, Since: p.Since})
+			}
+		}
+	}
+	return out, nil
+}
+
+// ErrUnknownGroup: a group name the topology does not have.
+var ErrUnknownGroup = errors.New("unknown group")
