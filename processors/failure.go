@@ -135,7 +135,8 @@ func (g *Group) retryLater(r *recordCtx, err error) {
 		h[HeaderOriginalOffset] = []byte(strconv.FormatInt(r.gctx.Offset(), 10))
 		h[HeaderFirstFailure] = []byte(time.Now().UTC().Format(time.RFC3339Nano))
 	}
-	h[HeaderRetryDue] = []byte(strconv.FormatInt(time.Now().Add(g.policy.RetryDelays[stage]).UnixMilli(), 10))
+	due := time.Now().Add(g.policy.RetryDelays[stage])
+	h[HeaderRetryDue] = []byte(strconv.FormatInt((due.UnixNano()+int64(time.Millisecond)-1)/int64(time.Millisecond), 10)) // rounded up: never early
 	h[HeaderAttempts] = []byte(strconv.Itoa(attempt(r.headers) + 1))
 	h[HeaderExceptionMessage] = []byte(err.Error())
 	g.stats.count("retried-later")

@@ -281,7 +281,8 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 	}
 	for n := range g.policy.RetryDelays {
 		in := g.retryInput(n + 1)
-		edges = append(edges, goka.Input(goka.Stream(in.topic.Spec().Name), raw, g.callback(in)))
+		edges = append(edges, goka.Input(goka.Stream(in.topic.Spec().Name), raw, g.callback(in)),
+			goka.Output(goka.Stream(in.topic.Spec().Name), raw))
 	}
 	if g.controlLoop() {
 		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.LoopTopic()}, loop: true,
