@@ -187,7 +187,16 @@ func (r readiness) Ready(context.Context) (bool, any) {
 type metrics struct{ rt *streamfold.Runtime }
 
 func (m metrics) WriteMetrics(w io.Writer) error {
+	fmt.Fprintln(w, "# HELP streamfold_records_processed_total Records handed to a group's handlers.")
+	fmt.Fprintln(w, "# TYPE streamfold_records_processed_total counter")
+	fmt.Fprintln(w, "# HELP streamfold_dead_letters_total Records dead-lettered, by group and error class.")
+	fmt.Fprintln(w, "# TYPE streamfold_dead_letters_total counter")
+	fmt.Fprintln(w, "# HELP streamfold_failures_total Records retried in place, moved to retry topics, parked and released, by group.")
+	fmt.Fprintln(w, "# TYPE streamfold_failures_total counter")
 	for group, s := range m.rt.Stats() {
+		for what, n := range s.Counters {
+			fmt.Fprintf(w, "streamfold_failures_total{group=%q,reason=%q} %d\n", group, what, n)
+		}
 		fmt.Fprintf(w, "streamfold_records_processed_total{group=%q} %d\n", group, s.Processed)
 		fmt.Fprintf(w, "streamfold_records_applied_total{group=%q} %d\n", group, s.Applied)
 		fmt.Fprintf(w, "streamfold_records_duplicate_total{group=%q} %d\n", group, s.Duplicates)

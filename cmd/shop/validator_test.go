@@ -16,6 +16,7 @@ import (
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -182,9 +183,17 @@ func TestValidator_GivenProcessKilledMidStream_ThenEveryProductHasOneValidationI
 
 	const chunk, kills = 1000, 3
 	p := startShopProcess(t, broker.Addrs(), dataDir)
+	var poison []*kgo.Record
 	for k := range kills {
-		// Products keep arriving; the shop is killed while it validates them.
-		produce(t, cl, productRecords(t, k*chunk, chunk)...)
+		// Products keep arriving, poison among them; the shop is killed while
+		// it validates them and dead-letters the poison.
+		recs := productRecords(t, k*chunk, chunk)
+		for i := range 5 {
+			bad := &kgo.Record{Topic: shop.ProductEvents.Name, Key: fmt.Appendf(nil, "poison-%d-%d", k, i), Value: []byte("not an event")}
+			poison = append(poison, bad)
+			recs = append(recs, bad)
+		}
+		produce(t, cl, recs...)
 		from := endOffsets(t, broker.Addrs(), shop.ProductValidations.Name)
 		require.Eventually(t, func() bool {
 			return endOffsets(t, broker.Addrs(), shop.ProductValidations.Name) > from+chunk/10
@@ -202,4 +211,26 @@ func TestValidator_GivenProcessKilledMidStream_ThenEveryProductHasOneValidationI
 		require.Len(t, set, 1, "product %s has %d validation ids", prod, len(set))
 	}
 	t.Logf("product-validations: %d records for %d products", records, total)
+
+	// A crash between writing a dead letter and committing repeats the dead
+	// letter, never loses it: every poison record is in the DLQ.
+	dlq := shop.ValidatorGroup + "-dlq"
+	want := map[string]bool{}
+	for _, r := range poison {
+		want[fmt.Sprintf("%d/%d", r.Partition, r.Offset)] = true
+	}
+	require.Eventually(t, func() bool {
+		n := int(endOffsets(t, broker.Addrs(), dlq))
+		seen := map[string]bool{}
+		for _, r := range consumeUpTo(t, broker.Addrs(), dlq, n) {
+			h := headerMap(r)
+			seen[h[processors.HeaderOriginalPartition]+"/"+h[processors.HeaderOriginalOffset]] = true
+		}
+		for k := range want {
+			if !seen[k] {
+				return false
+			}
+		}
+		return true
+	}, wait, 100*time.Millisecond, "a poison record was lost instead of dead-lettered")
 }
