@@ -1,0 +1,140 @@
+package views_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/tables"
+	"github.com/streamfold/streamfold/views"
+)
+
+type item struct {
+	ID    string `json:"id"`
+	Color string `json:"color"`
+}
+
+var colorIndex = tables.Index{Name: "color", Terms: func(_ string, v []byte) []string {
+	it, err := codecs.JSON[item]{}.Decode(v)
+	if err != nil || it.Color == "" {
+		return nil
+	}
+	return []string{it.Color}
+}}
+
+var itemsTable = tables.NewTable[item]("items-table", codecs.JSON[item]{}, colorIndex)
+
+const partitions = 3
+
+// open builds one store per partition, as goka would, writes the items into
+// the partition their key hashes to, and marks the stores recovered unless told not to.
+func open(t *testing.T, items []item, recovered bool) *tables.Engine {
+	t.Helper()
+	e, err := tables.NewEngine(t.TempDir(), tables.WithIndex(itemsTable.Name, colorIndex))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	build := e.Builder()
+	for p := range partitions {
+		st, err := build(itemsTable.Name, int32(p))
+		require.NoError(t, err)
+		require.NoError(t, st.Open())
+		for _, it := range items {
+			if tables.PartitionFor(it.ID, partitions) == int32(p) {
+				b, _ := codecs.JSON[item]{}.Encode(it)
+				require.NoError(t, st.Set(it.ID, b))
+			}
+		}
+		if recovered {
+			require.NoError(t, st.MarkRecovered())
+		}
+	}
+	return e
+}
+
+func TestView_GivenRestoredStores_ThenGetAndNotFound(t *testing.T) {
+	v := views.New(open(t, []item{{"a", "red"}}, true), itemsTable, partitions)
+	got, err := v.Get(context.Background(), "a")
+	require.NoError(t, err)
+	assert.Equal(t, item{"a", "red"}, got)
+
+	_, err = v.Get(context.Background(), "nope")
+	assert.ErrorIs(t, err, views.ErrNotFound)
+	var nf interface{ NotFound() bool }
+	require.True(t, errors.As(err, &nf))
+}
+
+func TestView_GivenStoresStillRestoring_ThenNotReadyWithProgressAndRetryAfter(t *testing.T) {
+	v := views.New(open(t, []item{{"a", "red"}}, false), itemsTable, partitions)
+	_, err := v.Get(context.Background(), "a")
+	assert.ErrorIs(t, err, views.ErrNotReady)
+	var nr *views.NotReadyError
+	require.ErrorAs(t, err, &nr)
+	assert.Equal(t, time.Second, nr.RetryAfter())
+	assert.Len(t, nr.Stores, partitions)
+	ready, _ := v.Ready()
+	assert.False(t, ready)
+}
+
+func TestView_GivenMissingPartition_ThenNotReady(t *testing.T) {
+	e := open(t, nil, true)
+	v := views.New(e, itemsTable, partitions+1) // a partition nobody holds here
+	_, err := v.List(context.Background(), "", "", "", 10)
+	var nr *views.NotReadyError
+	require.ErrorAs(t, err, &nr)
+	assert.Equal(t, []int32{partitions}, nr.Missing)
+}
+
+func TestView_GivenIndex_ThenListPagesAcrossPartitionsInKeyOrder(t *testing.T) {
+	var items []item
+	for i := range 25 {
+		color := "red"
+		if i%2 == 1 {
+			color = "blue"
+		}
+		items = append(items, item{fmt.Sprintf("k%02d", i), color})
+	}
+	v := views.New(open(t, items, true), itemsTable, partitions)
+	var got []string
+	cursor := ""
+	for range 10 {
+		page, err := v.List(context.Background(), "color", "red", cursor, 4)
+		require.NoError(t, err)
+		for _, it := range page.Items {
+			assert.Equal(t, "red", it.Value.Color)
+			got = append(got, it.Key)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	var want []string
+	for i := 0; i < 25; i += 2 {
+		want = append(want, fmt.Sprintf("k%02d", i))
+	}
+	assert.Equal(t, want, got)
+
+	_, err := v.List(context.Background(), "size", "x", "", 4)
+	assert.Error(t, err, "unknown index")
+	_, err = v.List(context.Background(), "", "", "%%%", 4)
+	assert.ErrorIs(t, err, views.ErrBadCursor)
+}
+
+func TestView_GivenBookkeepingOnlySnapshot_ThenAbsent(t *testing.T) {
+	e := open(t, nil, true)
+	st, ok := e.Store(itemsTable.Name, tables.PartitionFor("parked", partitions))
+	require.True(t, ok)
+	require.NoError(t, st.Set("parked", []byte(`{"_meta":{"parked":[{"topic":"x"}],"absent":true},"id":"","color":""}`)))
+	v := views.New(e, itemsTable, partitions)
+	_, err := v.Get(context.Background(), "parked")
+	assert.ErrorIs(t, err, views.ErrNotFound)
+	page, err := v.List(context.Background(), "", "", "", 10)
+	require.NoError(t, err)
+	assert.Empty(t, page.Items)
+}
