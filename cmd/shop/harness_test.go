@@ -136,15 +136,7 @@ func (r *shopRun) do(method, path, body string, out any) *http.Response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(r.t, err)
-	if out != nil && len(b) > 0 {
-		require.NoError(r.t, json.Unmarshal(b, out), "body: %s", b)
-	}
-	return resp
+	return r.send(req, out)
 }
 
 // customer GETs a customer; ok is false on 404.
@@ -265,6 +257,13 @@ func stringsReader(s string) io.Reader {
 // doReq sends a prepared request and decodes the JSON answer into out.
 func (r *shopRun) doReq(req *http.Request, out any) int {
 	r.t.Helper()
+	return r.send(req, out).StatusCode
+}
+
+// send sends req, decodes a JSON answer into out (if non-nil) and returns the
+// response with its body consumed.
+func (r *shopRun) send(req *http.Request, out any) *http.Response {
+	r.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(r.t, err)
 	defer resp.Body.Close()
@@ -273,7 +272,7 @@ func (r *shopRun) doReq(req *http.Request, out any) int {
 	if out != nil && len(b) > 0 {
 		require.NoError(r.t, json.Unmarshal(b, out), "body: %s", b)
 	}
-	return resp.StatusCode
+	return resp
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
