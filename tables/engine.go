@@ -92,6 +92,7 @@ type EngineOption func(*engineOptions)
 type engineOptions struct {
 	logger           *slog.Logger
 	watermarks       Watermarks
+	restorer         Restorer
 	indexes          map[string][]Index
 	batchSize        int
 	progressInterval time.Duration
@@ -166,8 +167,11 @@ func WithProgressInterval(d time.Duration) EngineOption {
 //
 // Restores are batched and resumable: a restore commits its writes every
 // batch together with the changelog offset they reach, so a process killed
-// halfway continues from there. During processing a record costs one LevelDB
-// write, which carries the latest acknowledged changelog offset.
+// halfway continues from there. With a Restorer (WithRestorer) a store
+// restores itself in Open, reading the changelog in bulk up to the high
+// watermark, and leaves goka's recovery only what arrived since. During
+// processing a record costs one LevelDB write, which carries the latest
+// acknowledged changelog offset.
 //
 // All methods of Engine are safe for concurrent use. Stores are keyed by
 // topic and partition, so one engine can serve several goka components as
@@ -207,6 +211,9 @@ func NewEngine(dir string, opts ...EngineOption) (*Engine, error) {
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.restorer != nil && o.watermarks == nil {
+		o.errs = append(o.errs, errors.New("a restorer needs watermarks (WithWatermarks) to know where the changelog ends"))
 	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, fmt.Errorf("new storage engine: %w", err)

@@ -1,6 +1,7 @@
 package tables
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -108,6 +109,10 @@ type Progress struct {
 // After MarkRecovered every Set or
 // Delete is one LevelDB write that also carries the latest offset recorded
 // by SetOffset.
+//
+// With a Restorer (WithRestorer), Open restores the store the same way,
+// batch by batch, before it returns; readers may use the store meanwhile,
+// and Close stops the restore.
 type Store struct {
 	engine    *Engine
 	topic     string
@@ -141,6 +146,9 @@ type Store struct {
 	// direct writes after the restore; commit writes restore batches.
 	direct storeWriter
 	commit storeWriter
+
+	// cancelRestore stops the restore that Open runs, if any.
+	cancelRestore context.CancelFunc
 
 	// progress
 	openedAt     time.Time
@@ -221,23 +229,35 @@ func (s *Store) Partition() int32 { return s.partition }
 func (s *Store) Recovered() bool { return s.recovered.Load() }
 
 // Open opens the store's LevelDB, rebuilding it empty when it is unreadable,
-// of another format, or (with Watermarks) ahead of the changelog.
+// of another format, or (with Watermarks) ahead of the changelog. With a
+// Restorer it then restores the store up to the changelog's high watermark
+// (see WithRestorer); the store is visible to Engine.Store meanwhile.
 func (s *Store) Open() error {
+	ctx, from, to, err := s.open()
+	if err != nil || ctx == nil {
+		return err
+	}
+	return s.restore(ctx, from, to)
+}
+
+// open opens the store. It returns the context of the restore Open has to
+// run, and its range, or a nil context when there is none.
+func (s *Store) open() (context.Context, int64, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreClosed)
+		return nil, 0, 0, fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreClosed)
 	}
 	if s.opened {
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreOpen)
+		return nil, 0, 0, fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, ErrStoreOpen)
 	}
 	if err := s.engine.register(s); err != nil {
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+		return nil, 0, 0, fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
 	}
 	db, stored, err := s.openDB()
 	if err != nil {
 		s.engine.unregister(s)
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+		return nil, 0, 0, fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
 	}
 	s.opened = true
 	s.db.Store(db)
@@ -249,7 +269,15 @@ func (s *Store) Open() error {
 	s.progressDone = make(chan struct{})
 	go s.logProgress(s.engine.opts.progressInterval)
 	s.engine.publish(s)
-	return nil
+
+	from, to := s.startOffset.Load(), s.hwm
+	if s.engine.opts.restorer == nil || from < 0 || from >= to {
+		return nil, 0, 0, nil
+	}
+	// Close stops the restore through this context.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancelRestore = cancel
+	return ctx, from, to, nil
 }
 
 // openDB opens the LevelDB and decides where the restore starts.
@@ -370,6 +398,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.cancelRestore != nil {
+		s.cancelRestore()
+	}
 	db := s.db.Load()
 	var errs []error
 	if !s.recovered.Load() {
@@ -485,15 +516,7 @@ func (s *Store) write(key string, value []byte, del bool) error {
 	db := s.db.Load()
 	s.records.Add(1)
 	if !s.recovered.Load() {
-		// Hand the batch over before staging, so that it holds whole
-		// records and the offset that SetOffset recorded for the last one.
-		if b := s.staging; b.records >= s.engine.opts.batchSize || b.bytes >= engineBatchBytes {
-			if err := s.handOffLocked(db); err != nil {
-				return err
-			}
-		}
-		s.staging.stage(key, value, del)
-		return nil
+		return s.stageLocked(db, key, value, del)
 	}
 
 	w := &s.direct
@@ -528,6 +551,19 @@ func (s *Store) writeErr(key string, del bool, err error) error {
 		op = "delete"
 	}
 	return fmt.Errorf("%s %q in %s/%d: %w", op, key, s.topic, s.partition, err)
+}
+
+// stageLocked stages a restore write. It hands the batch over first when
+// it is full, so that a batch holds whole records and the offset recorded
+// for the last one. s.mu is held.
+func (s *Store) stageLocked(db *leveldb.DB, key string, value []byte, del bool) error {
+	if b := s.staging; b.records >= s.engine.opts.batchSize || b.bytes >= engineBatchBytes {
+		if err := s.handOffLocked(db); err != nil {
+			return err
+		}
+	}
+	s.staging.stage(key, value, del)
+	return nil
 }
 
 // handOffLocked hands the staged batch, with the latest recorded offset, to
