@@ -8,11 +8,13 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold/processors"
@@ -37,6 +39,27 @@ type Config struct {
 	SessionTimeout time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// Groups names the processor groups this instance runs: nil runs every
+	// group of the topology, an empty non-nil slice none. Every topic is
+	// created either way. Any number of instances may run the same group:
+	// they share its partitions as members of one consumer group.
+	Groups []string
+	// Replicas keeps a full read replica of every table the topology
+	// declares as read outside its groups (Topology.ReadBy) whose group does
+	// not run here: a goka view restored from the changelog into its own
+	// state directory, so that views answer for every key locally.
+	Replicas bool
+	// Standby keeps hot copies of the partitions of the running groups'
+	// tables that this instance does not own (goka's hot standby): a
+	// failover serves at once, and stale reads find a local copy. It costs a
+	// full copy of each table and longer rebalances.
+	Standby bool
+	// Advertise is this instance's query address (host:port), sent to the
+	// groups in its member metadata so that any instance can route a key's
+	// query to the partition's owner (see Runtime.Place); empty advertises
+	// none.
+	Advertise string
 }
 
 // Validate reports what is missing.
@@ -51,6 +74,11 @@ func (c Config) Validate() error {
 	if c.Replication < 1 && c.Replication != -1 {
 		errs = append(errs, fmt.Errorf("replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
 	}
+	for i, g := range c.Groups {
+		if strings.TrimSpace(g) == "" {
+			errs = append(errs, fmt.Errorf("group name %d is empty", i+1))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -64,11 +92,17 @@ type Runtime struct {
 	client     sarama.Client
 	engines    map[string]*tables.Engine // by group: a store belongs to one goka component
 	owners     map[string]string         // table topic -> the group that writes it
+	running    map[string]bool           // the groups that run here
+	replicas   map[string]*tables.Engine // table topic -> the engine of its read replica
 	partitions map[string]int
 	builders   gokaBuilders
+	self       Member
+	members    *membership
 
 	mu         sync.Mutex
 	processors map[string]*goka.Processor
+	views      map[string]*goka.View      // read replicas, by table
+	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
 	producer   sarama.SyncProducer
 }
 
@@ -89,19 +123,32 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	running, err := t.selectGroups(cfg.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	self := Member{Instance: newInstanceID(), Query: cfg.Advertise}
 	base := saramaConfig(cfg.ClientID)
 	if cfg.SessionTimeout > 0 {
 		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
-		base.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+		base.Consumer.Group.Heartbeat.Interval = (cfg.SessionTimeout / 3).Truncate(time.Millisecond)
+		// sarama sends heartbeats over the connection its fetches
+		// long-poll on: a fetch may hold a heartbeat back for its whole
+		// wait, which must stay well inside a short session.
+		base.Consumer.MaxWaitTime = min(base.Consumer.MaxWaitTime, (cfg.SessionTimeout / 10).Truncate(time.Millisecond))
 	}
+	// Every member of our groups says where its queries are served.
+	base.Consumer.Group.Member.UserData = encodeMember(self)
 	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
 	if err != nil {
 		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
 	}
 	rt := &Runtime{
-		topo: t, cfg: cfg, log: log, client: client,
+		topo: t, cfg: cfg, log: log, client: client, running: running, self: self,
 		builders:   gokaBuilders{base: base, replication: cfg.Replication, log: log},
 		processors: map[string]*goka.Processor{},
+		views:      map[string]*goka.View{},
+		assigned:   map[string]goka.Assignment{},
 	}
 	if err := rt.ensureTopics(ctx); err != nil {
 		client.Close()
@@ -114,7 +161,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// Every group gets its own engine (its own directory): a group's lookup
 	// tables are goka views of another group's table, held apart from the
 	// owner's stores. Indexes are kept wherever a table is held.
-	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client))}
+	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore"))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
 	for _, g := range t.groups {
 		g.Bind(rt.partitions)
@@ -129,6 +176,8 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		}
 	}
 	for _, g := range t.groups {
+		// Every group gets an engine, also one that does not run here: it
+		// then simply holds no stores.
 		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), opts...)
 		if err != nil {
 			rt.Close()
@@ -136,8 +185,43 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		}
 		rt.engines[g.Name()] = e
 	}
+	// A read replica of each table read outside the groups whose group does
+	// not run here, each in its own directory: a replica and a group's own
+	// stores of one table must never share an engine.
+	rt.replicas = map[string]*tables.Engine{}
+	if cfg.Replicas {
+		for _, name := range t.readTables() {
+			if running[rt.owners[name]] {
+				continue
+			}
+			e, err := tables.NewEngine(filepath.Join(cfg.StateDir, replicaDir, name), opts...)
+			if err != nil {
+				rt.Close()
+				return nil, fmt.Errorf("open storage engine of the replica of %s: %w", name, err)
+			}
+			rt.replicas[name] = e
+		}
+	}
+	// Where a table is not replicated here, queries find its keys' owners
+	// through the group's membership.
+	var routed []string
+	for _, g := range t.groups {
+		if spec, _, ok := g.Table(); ok && rt.replicas[spec.Name] == nil {
+			routed = append(routed, g.Name())
+		}
+	}
+	rt.members, err = newMembership(client, routed, log)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
 	return rt, nil
 }
+
+// replicaDir is the state subdirectory of the read replicas. Group names
+// cannot contain '/', so <state>/replicas/<table> never meets a group's
+// <state>/<group>.
+const replicaDir = "replicas"
 
 // ensureTopics creates missing topics with their configs and records every
 // topic's real partition count.
@@ -177,14 +261,24 @@ func (rt *Runtime) ensureTopics(ctx context.Context) error {
 	return rt.client.RefreshMetadata()
 }
 
-// Store returns the open local store of a table partition held by the group
-// that writes the table; it makes a Runtime the views' store source.
+// Store returns the open local store of a table partition: held by the group
+// that writes the table when it runs here (its own partitions and, with
+// Standby, hot copies of the others), else by the table's read replica. It
+// makes a Runtime the views' store source.
 func (rt *Runtime) Store(topic string, partition int32) (*tables.Store, bool) {
-	e, ok := rt.engines[rt.owners[topic]]
+	e, ok := rt.replicas[topic]
 	if !ok {
-		return nil, false
+		if e, ok = rt.engines[rt.owners[topic]]; !ok {
+			return nil, false
+		}
 	}
 	return e.Store(topic, partition)
+}
+
+// HighWatermark is the offset the next record of a topic partition will get;
+// views use it to report how far a stale copy lags.
+func (rt *Runtime) HighWatermark(topic string, partition int32) (int64, error) {
+	return rt.client.GetOffset(topic, partition, sarama.OffsetNewest)
 }
 
 // GroupStore returns a store held by a group's own engine: its table, or its
@@ -208,8 +302,11 @@ func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] 
 // them cleanly: flush, commit, close stores) or one of them fails.
 func (rt *Runtime) Run(ctx context.Context) error {
 	// Everything that can fail happens before the first processor starts.
-	procs := make(map[string]*goka.Processor, len(rt.topo.groups))
+	procs := make(map[string]*goka.Processor, len(rt.running))
 	for _, g := range rt.topo.groups {
+		if !rt.running[g.Name()] {
+			continue
+		}
 		gg, err := g.Graph()
 		if err != nil {
 			return err
@@ -220,23 +317,52 @@ func (rt *Runtime) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		p, err := goka.NewProcessor(rt.cfg.Brokers, gg,
-			append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[g.Name()].Builder())),
-				goka.WithClientID(rt.cfg.ClientID+"-"+g.Name()))...)
-		if err != nil {
-			return fmt.Errorf("group %s: %w", g.Name(), err)
+		name := g.Name()
+		opts := append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
+			goka.WithClientID(rt.cfg.ClientID+"-"+name),
+			goka.WithRebalanceCallback(func(a goka.Assignment) { rt.setAssigned(name, a) }))
+		if rt.cfg.Standby {
+			opts = append(opts, goka.WithHotStandby(), goka.WithRecoverAhead())
 		}
-		procs[g.Name()] = p
+		p, err := goka.NewProcessor(rt.cfg.Brokers, gg, opts...)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", name, err)
+		}
+		procs[name] = p
+	}
+	views := make(map[string]*goka.View, len(rt.replicas))
+	for table, e := range rt.replicas {
+		v, err := goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
+			append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+		if err != nil {
+			return fmt.Errorf("replica of %s: %w", table, err)
+		}
+		views[table] = v
 	}
 	rt.mu.Lock()
-	rt.processors = procs
+	rt.processors, rt.views = procs, views
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		rt.members.run(ctx, MembershipRefresh)
+		return nil
+	})
+	for table, v := range views {
+		eg.Go(func() error {
+			rt.log.Info("read replica starting", "table", table)
+			if err := v.Run(ctx); err != nil {
+				return fmt.Errorf("replica of %s: %w", table, err)
+			}
+			rt.log.Info("read replica stopped", "table", table)
+			return nil
+		})
+	}
 	eg.Go(func() error {
 		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
 	})
 	for name, p := range procs {
 		eg.Go(func() error {
+			defer rt.setAssigned(name, nil)
 			rt.log.Info("processor starting", "group", name)
 			if err := p.Run(ctx); err != nil {
 				return fmt.Errorf("group %s: %w", name, err)
@@ -246,6 +372,18 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		})
 	}
 	return eg.Wait()
+}
+
+// setAssigned records a group's partitions in a new generation (goka's
+// rebalance callback); nil forgets them.
+func (rt *Runtime) setAssigned(group string, a goka.Assignment) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if a == nil {
+		delete(rt.assigned, group)
+		return
+	}
+	rt.assigned[group] = maps.Clone(a)
 }
 
 // warnOutOfRange logs, for each input partition whose committed offset fell out
@@ -294,16 +432,21 @@ func (rt *Runtime) warnOutOfRange(g *processors.Group) {
 	}
 }
 
-// Recovered reports whether every processor group has restored its tables and
-// is processing.
+// Recovered reports whether every processor group that runs here has restored
+// its tables and is processing, and every read replica has caught up.
 func (rt *Runtime) Recovered() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if len(rt.processors) < len(rt.topo.groups) {
+	if len(rt.processors) < len(rt.running) || len(rt.views) < len(rt.replicas) {
 		return false
 	}
 	for _, p := range rt.processors {
 		if !p.Recovered() {
+			return false
+		}
+	}
+	for _, v := range rt.views {
+		if !v.Recovered() {
 			return false
 		}
 	}
@@ -315,11 +458,16 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 	out := map[string][]tables.Progress{}
 	for _, g := range rt.topo.groups {
 		spec, _, ok := g.Table()
-		if !ok {
+		if !ok || !rt.running[g.Name()] {
 			continue
 		}
 		for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
 			out[spec.Name] = append(out[spec.Name], s.Progress())
+		}
+	}
+	for table, e := range rt.replicas {
+		for _, s := range e.Stores(table) {
+			out[table] = append(out[table], s.Progress())
 		}
 	}
 	return out
@@ -356,6 +504,9 @@ func (rt *Runtime) Close() error {
 	}
 	rt.mu.Unlock()
 	for _, e := range rt.engines {
+		errs = append(errs, e.Close())
+	}
+	for _, e := range rt.replicas {
 		errs = append(errs, e.Close())
 	}
 	errs = append(errs, rt.client.Close())

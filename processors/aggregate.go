@@ -365,15 +365,14 @@ func decodeAggSnapshot[S any](c codecs.Codec[S], b []byte) (*S, aggMeta, error) 
 	if b == nil {
 		return nil, aggMeta{}, nil
 	}
-	s, err := c.Decode(b)
+	var m aggMeta
+	state, err := splitMeta(b, &m)
 	if err != nil {
 		return nil, aggMeta{}, err
 	}
-	var w struct {
-		Meta aggMeta `json:"_meta"`
+	s, err := c.Decode(state)
+	if err != nil {
+		return nil, aggMeta{}, err
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, aggMeta{}, fmt.Errorf("decode meta: %w", err)
-	}
-	return &s, w.Meta, nil
+	return &s, m, nil
 }

@@ -14,7 +14,7 @@ import (
 
 // rememberedIDs is how many applied event ids a snapshot keeps per key to drop
 // re-sent duplicates; re-consumed records are caught by their offset.
-const rememberedIDs = 16
+const rememberedIDs = 4
 
 // Apply folds one event into a state. state is nil when the key has none; a nil
 // result removes the key (a tombstone in the table, gone from every view and
@@ -297,18 +297,42 @@ func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 	if b == nil {
 		return nil, meta{}, nil
 	}
-	s, err := c.Decode(b)
+	var m meta
+	state, err := splitMeta(b, &m)
 	if err != nil {
 		return nil, meta{}, err
 	}
-	var w struct {
-		Meta meta `json:"_meta"`
+	if m.Absent {
+		return nil, m, nil
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, meta{}, fmt.Errorf("decode meta: %w", err)
+	s, err := c.Decode(state)
+	if err != nil {
+		return nil, meta{}, err
 	}
-	if w.Meta.Absent {
-		return nil, w.Meta, nil
+	return &s, m, nil
+}
+
+// splitMeta decodes the leading "_meta" member of a snapshot into m and
+// returns the state's members alone, so each part is parsed once. A value
+// without a leading "_meta" (written by something else) is returned whole.
+func splitMeta(b []byte, m any) ([]byte, error) {
+	const prefix = `{"_meta":`
+	if !bytes.HasPrefix(b, []byte(prefix)) {
+		return b, nil
 	}
-	return &s, w.Meta, nil
+	dec := json.NewDecoder(bytes.NewReader(b[len(prefix):]))
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("decode meta: %w", err)
+	}
+	rest := bytes.TrimLeft(b[len(prefix)+int(dec.InputOffset()):], " \t\r\n")
+	switch {
+	case len(rest) > 0 && rest[0] == ',':
+		out := make([]byte, 0, len(rest))
+		out = append(out, '{')
+		return append(out, rest[1:]...), nil
+	case len(rest) > 0 && rest[0] == '}':
+		return []byte("{}"), nil
+	default:
+		return nil, fmt.Errorf("decode meta: malformed snapshot after _meta")
+	}
 }

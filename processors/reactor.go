@@ -1,7 +1,6 @@
 package processors
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -265,17 +264,16 @@ func decodeReactSnapshot[S any](c codecs.Codec[S], b []byte) (*S, reactMeta, err
 	if b == nil {
 		return nil, reactMeta{}, nil
 	}
-	s, err := c.Decode(b)
+	var m reactMeta
+	state, err := splitMeta(b, &m)
 	if err != nil {
 		return nil, reactMeta{}, err
 	}
-	var w struct {
-		Meta reactMeta `json:"_meta"`
+	s, err := c.Decode(state)
+	if err != nil {
+		return nil, reactMeta{}, err
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, reactMeta{}, fmt.Errorf("decode meta: %w", err)
-	}
-	return &s, w.Meta, nil
+	return &s, m, nil
 }
 
 // Bootstrap mode.

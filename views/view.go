@@ -114,9 +114,17 @@ func (v *View[V]) notReady() error {
 	return e
 }
 
-// store returns the restored store of partition p, or a NotReadyError.
-func (v *View[V]) store(p int32) (*tables.Store, error) {
+// store returns the restored store of partition p, or a NotReadyError. Under
+// a context from WithStaleReads any open copy will do, and what was read is
+// recorded there.
+func (v *View[V]) store(ctx context.Context, p int32) (*tables.Store, error) {
 	s, ok := v.engine.Store(v.table.Name, p)
+	if ok {
+		if sr := staleFrom(ctx); sr != nil {
+			sr.record(lagOf(v.engine, s), !s.Recovered())
+			return s, nil
+		}
+	}
 	if !ok || !s.Recovered() {
 		return nil, v.notReady()
 	}
@@ -128,7 +136,7 @@ func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := v.store(tables.PartitionFor(key, v.partitions))
+	s, err := v.store(ctx, tables.PartitionFor(key, v.partitions))
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +186,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 	}
 	stores := make([]*tables.Store, 0, v.partitions)
 	for p := range v.partitions {
-		s, err := v.store(int32(p))
+		s, err := v.store(ctx, int32(p))
 		if err != nil {
 			return Page[V]{}, err
 		}

@@ -4,12 +4,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/streamfold/streamfold/shop"
 )
 
 // Config is the shop's configuration, filled from flags and SHOP_* environment
@@ -29,6 +34,18 @@ type Config struct {
 	// MaxWait is how long a record parked for a missing parent waits before
 	// it is dead-lettered.
 	MaxWait time.Duration
+
+	// Groups are the processor groups this instance runs: nil all of them,
+	// empty none (a query-only instance serving from read replicas).
+	Groups []string
+	// NoQuery turns the query API off: the instance processes, and serves
+	// only /healthz, /readyz and /metrics.
+	NoQuery bool
+	// Standby keeps hot copies of the partitions other instances own.
+	Standby bool
+	// AdvertiseHTTP is the host:port other instances forward queries to;
+	// empty derives it from the listener (see advertiseAddr).
+	AdvertiseHTTP string
 }
 
 // Embedded reports whether the shop runs its own broker (no --brokers given).
@@ -64,12 +81,92 @@ func (c Config) Validate() error {
 	if c.Embedded() && c.KafkaListen == "" {
 		errs = append(errs, errors.New("--kafka-listen must not be empty when running the embedded broker"))
 	}
+	if err := validateGroups(c.Groups); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NoQuery && c.Groups != nil && len(c.Groups) == 0 {
+		errs = append(errs, errors.New("--groups none with --no-query leaves the instance nothing to do"))
+	}
+	if c.AdvertiseHTTP != "" {
+		if _, port, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil || port == "" || port == "0" {
+			errs = append(errs, fmt.Errorf("--advertise-http must be host:port, got %q", c.AdvertiseHTTP))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// shopGroups are the processor groups of the shop's topology, sorted.
+func shopGroups() []string {
+	var names []string
+	for _, g := range shop.Topology(1, nil).Groups() {
+		names = append(names, g.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+func validateGroups(groups []string) error {
+	valid := shopGroups()
+	var unknown []string
+	for _, g := range groups {
+		if !slices.Contains(valid, g) {
+			unknown = append(unknown, fmt.Sprintf("%q", g))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--groups: unknown group %s; give all, none, or a comma-separated list of: %s",
+		strings.Join(unknown, ", "), strings.Join(valid, ", "))
+}
+
+// parseGroups reads --groups: "all" is nil, "" and "none" are no group.
+func parseGroups(s string) []string {
+	switch s = strings.TrimSpace(s); s {
+	case "all":
+		return nil
+	case "", "none":
+		return []string{}
+	}
+	var out []string
+	for g := range strings.SplitSeq(s, ",") {
+		if g = strings.TrimSpace(g); g != "" && !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// parseRunFlags parses the run command's arguments into a validated config.
+// The flag package has already written a parse error to out when the error
+// is errUsage.
+func parseRunFlags(args []string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("shop run", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var cfg Config
+	raw := bindFlags(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(out, "shop run: unexpected arguments %q\n", fs.Args())
+		return Config{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	cfg.finish(raw)
+	return cfg, cfg.Validate()
+}
+
+// rawFlags are the flags finish turns into Config fields.
+type rawFlags struct {
+	brokers, groups string
 }
 
 // bindFlags declares the flags of the run command on fs, each with its SHOP_*
 // environment variable as the default.
-func bindFlags(fs *flag.FlagSet, c *Config) *string {
+func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv("SHOP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
 			return v
@@ -82,6 +179,12 @@ func bindFlags(fs *flag.FlagSet, c *Config) *string {
 		}
 		return def
 	}
+	envBool := func(name string, def bool) bool {
+		if v, err := strconv.ParseBool(env(name, strconv.FormatBool(def))); err == nil {
+			return v
+		}
+		return def
+	}
 	envInt := func(name string, def int) int {
 		if v, err := strconv.Atoi(env(name, strconv.Itoa(def))); err == nil {
 			return v
@@ -91,14 +194,46 @@ func bindFlags(fs *flag.FlagSet, c *Config) *string {
 	fs.StringVar(&c.DataDir, "data-dir", env("data-dir", "./data"), "data directory: the embedded broker's log in <dir>/kafka, table state in <dir>/state (SHOP_DATA_DIR)")
 	fs.StringVar(&c.HTTPAddr, "http", env("http", ":8080"), "HTTP listen address (SHOP_HTTP)")
 	fs.StringVar(&c.KafkaListen, "kafka-listen", env("kafka-listen", "127.0.0.1:9092"), "embedded broker's listen and advertised address (SHOP_KAFKA_LISTEN)")
-	brokers := fs.String("brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
+	var raw rawFlags
+	fs.StringVar(&raw.brokers, "brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
 	fs.IntVar(&c.Replication, "replication", envInt("replication", 0), "replication factor of topics the shop creates; default 1 embedded, the cluster's default (-1) otherwise (SHOP_REPLICATION)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", envDuration("session-timeout", 10*time.Second), "consumer-group session timeout (SHOP_SESSION_TIMEOUT)")
 	fs.DurationVar(&c.MaxWait, "max-wait", envDuration("max-wait", 7*24*time.Hour), "how long a record waits for a missing parent (e.g. a cart for an unregistered customer) before it is dead-lettered (SHOP_MAX_WAIT)")
 	fs.DurationVar(&c.ReplyTimeout, "reply-timeout", envDuration("reply-timeout", 5*time.Second), "how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
 	fs.TextVar(&c.LogLevel, "log-level", levelFromEnv(env("log-level", "info")), "log level: debug, info, warn, error (SHOP_LOG_LEVEL)")
-	return brokers
+	fs.StringVar(&raw.groups, "groups", env("groups", "all"), "processor groups to run: all, none (a query-only instance), or a comma-separated list such as customers,carts,carts-relay (SHOP_GROUPS)")
+	c.NoQuery = !envBool("query", true)
+	fs.Var(boolFlag{p: &c.NoQuery, invert: true}, "query", "serve the query API; --no-query (or --query=false) turns it off (SHOP_QUERY)")
+	fs.Var(boolFlag{p: &c.NoQuery}, "no-query", "serve no query API, only /healthz, /readyz and /metrics")
+	c.Standby = envBool("standby", false)
+	fs.Var(boolFlag{p: &c.Standby}, "standby", "keep hot copies of partitions other instances own, for fast failover and stale reads (SHOP_STANDBY)")
+	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", env("advertise-http", ""), "host:port other instances forward queries to; default the --http port on this host's first non-loopback address, or --http itself when it names a host (SHOP_ADVERTISE_HTTP)")
+	return &raw
+}
+
+// boolFlag is a boolean flag bound to *p, inverted for --query.
+type boolFlag struct {
+	p      *bool
+	invert bool
+}
+
+func (b boolFlag) IsBoolFlag() bool { return true }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p != b.invert)
+}
+
+func (b boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = v != b.invert
+	return nil
 }
 
 func levelFromEnv(s string) *slog.Level {
@@ -110,8 +245,9 @@ func levelFromEnv(s string) *slog.Level {
 }
 
 // finish fills what depends on other settings.
-func (c *Config) finish(brokers string) {
-	for b := range strings.SplitSeq(brokers, ",") {
+func (c *Config) finish(raw *rawFlags) {
+	c.Groups = parseGroups(raw.groups)
+	for b := range strings.SplitSeq(raw.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
 		}

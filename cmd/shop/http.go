@@ -47,7 +47,7 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duratio
 	}.register(api)
 	registerDLQ(api, rt, log)
 	registerParked(api, rt)
-	return api, replies.Close, nil
+	return routeQueries(rt, api, log), replies.Close, nil
 }
 
 // viewReader serves a view's values as JSON (the framework's bookkeeping stripped).

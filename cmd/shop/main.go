@@ -72,18 +72,8 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 var errUsage = errors.New("usage")
 
 func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("shop run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg Config
-	brokers := bindFlags(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	cfg.finish(*brokers)
-	if err := cfg.Validate(); err != nil {
+	cfg, err := parseRunFlags(args, stderr)
+	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
