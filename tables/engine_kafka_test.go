@@ -315,43 +315,7 @@ func TestEngine_GivenGokaProcessor_WhenItProcessesStopsAndRestarts_ThenStateAndO
 		}
 	}
 
-	run := func() func() {
-		cfg := *k.cfg
-		cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-		producerCfg := cfg
-		tmc := goka.NewTopicManagerConfig()
-		tmc.Table.Replication, tmc.Stream.Replication = 1, 1
-		g := goka.DefineGroup("t",
-			goka.Input(input, new(codec.String), func(ctx goka.Context, _ interface{}) {
-				n, _ := ctx.Value().(int64)
-				ctx.SetValue(n + 1)
-			}),
-			goka.Persist(new(codec.Int64)),
-		)
-		p, err := goka.NewProcessor(k.addrs, g,
-			goka.WithStorageBuilder(e.Builder()),
-			goka.WithHasher(goka.DefaultHasher()),
-			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(&cfg)),
-			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(&cfg)),
-			goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(&producerCfg)),
-			goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&cfg, tmc)),
-			goka.WithLogger(log.New(io.Discard, "", 0)),
-		)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		require.NoError(t, p.WaitForReadyContext(ctx))
-		return func() {
-			cancel()
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("processor did not stop")
-			}
-		}
-	}
+	run := func() func() { return runCountingProcessor(t, k, input, e) }
 
 	send()
 	stop := run()
@@ -381,4 +345,45 @@ func TestEngine_GivenGokaProcessor_WhenItProcessesStopsAndRestarts_ThenStateAndO
 	send()
 	storeTestEventually(t, allAt(3), "processor applied the third round once")
 	stop()
+}
+
+// runCountingProcessor runs a goka processor on engine e that counts the
+// records of input per key in its group table ("t"), and returns its stop.
+func runCountingProcessor(t *testing.T, k *engineTestKafka, input string, e *Engine) func() {
+	t.Helper()
+	cfg := *k.cfg
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	producerCfg := cfg
+	tmc := goka.NewTopicManagerConfig()
+	tmc.Table.Replication, tmc.Stream.Replication = 1, 1
+	g := goka.DefineGroup("t",
+		goka.Input(goka.Stream(input), new(codec.String), func(ctx goka.Context, _ interface{}) {
+			n, _ := ctx.Value().(int64)
+			ctx.SetValue(n + 1)
+		}),
+		goka.Persist(new(codec.Int64)),
+	)
+	p, err := goka.NewProcessor(k.addrs, g,
+		goka.WithStorageBuilder(e.Builder()),
+		goka.WithHasher(goka.DefaultHasher()),
+		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(&cfg)),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(&cfg)),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(&producerCfg)),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&cfg, tmc)),
+		goka.WithLogger(log.New(io.Discard, "", 0)),
+	)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	require.NoError(t, p.WaitForReadyContext(ctx))
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("processor did not stop")
+		}
+	}
 }

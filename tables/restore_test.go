@@ -548,38 +548,7 @@ func TestRestorer_GivenGokaProcessorOnAnEmptyDisk_WhenItStarts_ThenTheRestorerRe
 			return true
 		}
 	}
-	run := func(e *Engine) func() {
-		cfg := *k.cfg
-		cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-		producerCfg := cfg
-		tmc := goka.NewTopicManagerConfig()
-		tmc.Table.Replication, tmc.Stream.Replication = 1, 1
-		g := goka.DefineGroup("t",
-			goka.Input(input, new(codec.String), func(ctx goka.Context, _ interface{}) {
-				n, _ := ctx.Value().(int64)
-				ctx.SetValue(n + 1)
-			}),
-			goka.Persist(new(codec.Int64)),
-		)
-		p, err := goka.NewProcessor(k.addrs, g,
-			goka.WithStorageBuilder(e.Builder()),
-			goka.WithHasher(goka.DefaultHasher()),
-			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(&cfg)),
-			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(&cfg)),
-			goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(&producerCfg)),
-			goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(&cfg, tmc)),
-			goka.WithLogger(log.New(io.Discard, "", 0)),
-		)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		require.NoError(t, p.WaitForReadyContext(ctx))
-		return func() {
-			cancel()
-			require.NoError(t, <-done)
-		}
-	}
+	run := func(e *Engine) func() { return runCountingProcessor(t, k, input, e) }
 	newEngine := func(r Restorer) *Engine {
 		return storeTestEngine(t, t.TempDir(), WithWatermarks(SaramaWatermarks(k.client)), WithRestorer(r))
 	}
