@@ -177,7 +177,7 @@ func TestCarts_GivenProcessKilledWhileCommandsFlow_ThenEverySnapshotIsTheFoldOfI
 					body = fmt.Sprintf(`{"type":"RemoveItem","data":{"productId":%q}}`, prod)
 				}
 				cmdID := fmt.Sprintf("%s-%d", cart, n)
-				for attempt := 0; ; attempt++ {
+				for {
 					status, rep, err := send(cart, cmdID, body)
 					if err == nil && status == http.StatusOK {
 						mu.Lock()
@@ -194,7 +194,6 @@ func TestCarts_GivenProcessKilledWhileCommandsFlow_ThenEverySnapshotIsTheFoldOfI
 					// Unknown outcome: retry until the answer is definite, also
 					// after stop, so that every command ends accepted or rejected.
 					time.Sleep(20 * time.Millisecond) // pacing a retry, not synchronisation
-					_ = attempt
 				}
 			}
 		})
