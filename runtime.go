@@ -103,7 +103,7 @@ type Runtime struct {
 	processors map[string]*goka.Processor
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
-	producer   sarama.SyncProducer
+	producer   *sender
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -500,7 +500,7 @@ func (rt *Runtime) Close() error {
 	var errs []error
 	rt.mu.Lock()
 	if rt.producer != nil {
-		errs = append(errs, rt.producer.Close())
+		rt.producer.close()
 	}
 	rt.mu.Unlock()
 	for _, e := range rt.engines {

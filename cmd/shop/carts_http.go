@@ -58,21 +58,34 @@ func (c cartsHTTP) command(r *http.Request) (int, any, error) {
 	if err := shop.ValidateCartCommand(cmd); err != nil {
 		return 0, nil, queryapi.BadRequest(err.Error())
 	}
-	wait, cancel := c.replies.Expect(cmd.ID)
-	if _, err := c.commands.Emit(r.Context(), id, cmd); err != nil {
-		cancel()
-		return 0, nil, err
-	}
+	// The timeout covers producing the command as well as its reply: a
+	// broker that does not acknowledge is as unknown an outcome as a
+	// processor that does not answer.
 	ctx, stop := context.WithTimeout(r.Context(), c.timeout)
 	defer stop()
-	rep, err := wait(ctx)
-	if errors.Is(err, streamfold.ErrNoReply) {
+	rep, err := c.request(ctx, id, cmd)
+	if err == nil {
+		return commandAnswer(rep)
+	}
+	if errors.Is(err, streamfold.ErrNoReply) || errors.Is(err, context.DeadlineExceeded) {
 		return 0, nil, queryapi.NewProblem(http.StatusGatewayTimeout,
 			fmt.Sprintf("no reply to command %s within %s; it may still be applied — retry with the same %s", cmd.ID, c.timeout, idempotencyKeyHd))
 	}
-	if err != nil {
-		return 0, nil, err
+	return 0, nil, err
+}
+
+// request produces cmd and waits for its reply.
+func (c cartsHTTP) request(ctx context.Context, id string, cmd shop.CartCommand) (processors.Reply, error) {
+	wait, cancel := c.replies.Expect(cmd.ID)
+	if _, err := c.commands.Emit(ctx, id, cmd); err != nil {
+		cancel()
+		return processors.Reply{}, err
 	}
+	return wait(ctx)
+}
+
+// commandAnswer turns the carts group's reply into the HTTP answer.
+func commandAnswer(rep processors.Reply) (int, any, error) {
 	extras := map[string]any{"commandId": rep.CommandID, "version": rep.Version}
 	switch rep.Status {
 	case processors.ReplyAccepted:
