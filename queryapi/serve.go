@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,8 +35,16 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// running counts requests being handled: at the end of the grace, the
+	// connections net/http still waits for may hold none (it keeps a new
+	// connection that has sent nothing yet for five seconds).
+	var running atomic.Int64
 	srv := &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			running.Add(1)
+			defer running.Add(-1)
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -57,8 +66,15 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
 	if err != nil {
+		n := running.Load()
 		_ = srv.Close()
-		err = fmt.Errorf("queryapi: shutdown on %s: %w", ln.Addr(), err)
+		if n == 0 {
+			// Only connections without a request were left: closing them
+			// cuts nothing off.
+			err = nil
+		} else {
+			err = fmt.Errorf("queryapi: shutdown on %s: %d requests still running after %v: %w", ln.Addr(), n, ShutdownGrace, err)
+		}
 	}
 	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, fmt.Errorf("queryapi: serve on %s: %w", ln.Addr(), serveErr))

@@ -116,3 +116,35 @@ func TestServe_GivenBadAddress_ThenError(t *testing.T) {
 		t.Fatal("Serve on an invalid address returned nil")
 	}
 }
+
+// net/http's Shutdown waits five seconds for a new connection that has sent
+// nothing (a request may be on its way), as long as the grace: such a
+// connection cuts no request off and is no shutdown failure.
+func TestServe_GivenAConnectionThatSendsNothing_WhenContextCancelled_ThenServeReturnsNil(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- queryapi.ServeListener(ctx, ln, queryapi.New(), nil) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server has accepted it once a request on another connection is
+	// answered after it (Serve accepts in order).
+	waitFor(t, "the server to answer", func() bool {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/nothing")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	cancel()
+	if err := recv(t, "ServeListener to return", served); err != nil {
+		t.Fatalf("ServeListener = %v, want nil", err)
+	}
+}
