@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -34,6 +35,10 @@ type Replies[R any] struct {
 func NewReplies[R any](rt *Runtime, s tables.Stream[R]) (*Replies[R], error) {
 	c := copyConfig(rt.builders.base, rt.cfg.ClientID+"-replies")
 	c.Consumer.Return.Errors = false
+	// Close waits for the fetch in flight, which a broker answers within
+	// Consumer.MaxWaitTime (500 ms); one that does not answer (seen with the
+	// embedded broker) would hold Close for the whole default read timeout.
+	c.Net.ReadTimeout = 10 * time.Second
 	consumer, err := sarama.NewConsumer(rt.cfg.Brokers, c)
 	if err != nil {
 		return nil, fmt.Errorf("replies %s: %w", s.Name, err)

@@ -56,10 +56,18 @@ type shopProcess struct {
 	done chan struct{}
 }
 
+// startShopProcess runs the shop alone against broker with its state in dataDir.
 func startShopProcess(t *testing.T, brokers []string, dataDir string) *shopProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
+	return runShopProcess(t, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--http", "127.0.0.1:0", "--partitions", "2", "--session-timeout", "1s")
+}
+
+// runShopProcess runs the shop binary with args and waits until it is ready.
+// It is killed with the test at the latest.
+func runShopProcess(t *testing.T, args ...string) *shopProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SHOP_TEST_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -78,14 +86,14 @@ func startShopProcess(t *testing.T, brokers []string, dataDir string) *shopProce
 				logTail = logTail[1:]
 			}
 			logMu.Unlock()
-			if i := strings.Index(l, `msg="http listening" addr=`); i >= 0 {
-				addr <- strings.TrimPrefix(l[i:], `msg="http listening" addr=`)
+			if _, a, ok := strings.Cut(l, `msg="http listening" addr=`); ok {
+				addr <- a
 			}
 		}
 		_ = cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(p.kill)
 	select {
 	case a := <-addr:
 		p.base = "http://" + a
@@ -135,171 +143,29 @@ func TestCarts_GivenProcessKilledWhileCommandsFlow_ThenEverySnapshotIsTheFoldOfI
 	}
 	carts := []string{"k0", "k1", "k2", "k3", "k4", "k5"}
 
+	// One instance at a time; its replacement after each kill takes over.
 	var mu sync.Mutex
-	accepted := map[string][]codecs.Event{} // cart -> events of accepted commands, in reply order
-	var base string
-	send := func(cart, cmdID, body string) (int, cartReply, error) {
-		mu.Lock()
-		url := base
-		mu.Unlock()
-		req, _ := http.NewRequest(http.MethodPost, url+"/carts/"+cart+"/commands", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", cmdID)
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-		if err != nil {
-			return 0, cartReply{}, err
-		}
-		defer resp.Body.Close()
-		var rep cartReply
-		b, _ := io.ReadAll(resp.Body)
-		_ = jsonUnmarshal(b, &rep)
-		return resp.StatusCode, rep, nil
-	}
-
-	// Commands flow from one client per cart; a command whose outcome is
-	// unknown (connection cut, 504) is retried with the same id, which is what
-	// makes retries safe.
-	stop := make(chan struct{})
-	var clients sync.WaitGroup
-	for ci, cart := range carts {
-		clients.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(ci), 7))
-			held := map[string]bool{}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				prod := products[rng.IntN(len(products))]
-				body := addItem(prod, 1+rng.IntN(5))
-				if held[prod] {
-					body = fmt.Sprintf(`{"type":"RemoveItem","data":{"productId":%q}}`, prod)
-				}
-				cmdID := fmt.Sprintf("%s-%d", cart, n)
-				for {
-					status, rep, err := send(cart, cmdID, body)
-					if err == nil && status == http.StatusOK {
-						mu.Lock()
-						if !rep.Duplicate || len(accepted[cart]) == 0 || !containsID(accepted[cart], rep.Events) {
-							accepted[cart] = append(accepted[cart], rep.Events...)
-						}
-						mu.Unlock()
-						held[prod] = !held[prod]
-						break
-					}
-					if err == nil && status == http.StatusUnprocessableEntity {
-						break // a rule said no: nothing appended
-					}
-					// Unknown outcome: retry until the answer is definite, also
-					// after stop, so that every command ends accepted or rejected.
-					time.Sleep(20 * time.Millisecond) // pacing a retry, not synchronisation
-				}
-			}
-		})
-	}
-
-	mu.Lock()
-	base = p.base
-	mu.Unlock()
-	for range 3 {
-		// Let commands flow, then kill at an arbitrary point.
-		waitAccepted(t, &mu, accepted, 10)
-		p.kill()
-		p = startShopProcess(t, broker.Addrs(), dataDir)
-		mu.Lock()
-		base = p.base
-		mu.Unlock()
-	}
-	waitAccepted(t, &mu, accepted, 10)
-	close(stop)
-	clients.Wait()
-
-	// Every cart's snapshot is the fold of its distinct events, every accepted
-	// command's events are in cart-events, and copies only ever repeat an id.
-	events := readCartEvents(t, broker.Addrs())
-	copies, total := 0, 0
-	defer func() { t.Logf("cart-events: %d records, %d re-appended copies", total, copies) }()
-	for _, cart := range carts {
-		distinct := map[string]codecs.Event{}
-		var order []codecs.Event
-		for _, ev := range events[cart] {
-			total++
-			if prev, dup := distinct[ev.ID]; dup {
-				copies++
-				assert.Equal(t, prev.Type, ev.Type, "a re-appended copy differs from its original")
-				assert.JSONEq(t, string(prev.Data), string(ev.Data))
-				continue
-			}
-			distinct[ev.ID] = ev
-			order = append(order, ev)
-		}
-		mu.Lock()
-		acceptedIDs := map[string]bool{}
-		for _, ev := range accepted[cart] {
-			acceptedIDs[ev.ID] = true
-			_, ok := distinct[ev.ID]
-			assert.True(t, ok, "accepted event %s of %s lost", ev.ID, cart)
-		}
-		mu.Unlock()
-		for id, ev := range distinct {
-			assert.True(t, acceptedIDs[id], "event %s (%s %s) of %s belongs to no accepted command", id, ev.Type, ev.Data, cart)
-		}
-		var folded *shop.Cart
-		for _, ev := range order {
-			folded, err = shop.EvolveCart(folded, ev)
-			require.NoError(t, err)
-		}
-		var got shop.Cart
-		resp := httpGetJSON(t, p.base+"/carts/"+cart+fmt.Sprintf("?minVersion=%d", len(order)), &got)
-		require.Equal(t, http.StatusOK, resp, "cart %s", cart)
-		require.NotNil(t, folded)
-		assert.Equal(t, int64(len(order)), got.Version, "cart %s: version is not the number of distinct events", cart)
-		if !assert.Equal(t, folded.Items, got.Items, "cart %s: snapshot is not the fold of its events", cart) {
-			for _, ev := range events[cart] {
-				t.Logf("%s %s %s %s", cart, ev.ID[:8], ev.Type, ev.Data)
-			}
-		}
-	}
-}
-
-func containsID(have []codecs.Event, evs []codecs.Event) bool {
-	for _, e := range evs {
-		for _, h := range have {
-			if h.ID == e.ID {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// waitAccepted waits until at least n more events were accepted.
-func waitAccepted(t *testing.T, mu *sync.Mutex, accepted map[string][]codecs.Event, n int) {
-	t.Helper()
-	count := func() int {
+	base := p.base
+	setBase := func(b string) {
 		mu.Lock()
 		defer mu.Unlock()
-		c := 0
-		for _, evs := range accepted {
-			c += len(evs)
-		}
-		return c
+		base = b
 	}
-	start := count()
-	require.Eventually(t, func() bool { return count() >= start+n }, wait, 10*time.Millisecond, "commands stopped flowing")
-}
+	flow := startCartFlow(carts, products, 7, func(*rand.Rand) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return base
+	}, func(string) {})
+	for range 3 {
+		// Let commands flow, then kill at an arbitrary point.
+		flow.awaitAccepted(t, 10)
+		p.kill()
+		p = startShopProcess(t, broker.Addrs(), dataDir)
+		setBase(p.base)
+	}
+	flow.awaitAccepted(t, 10)
+	flow.finish()
 
-// readCartEvents reads all of cart-events, by cart, in log order.
-func readCartEvents(t *testing.T, brokers []string) map[string][]codecs.Event {
-	t.Helper()
-	total := int(endOffsets(t, brokers, shop.CartEvents.Name))
-	recs := consumeAll(t, brokers, shop.CartEvents.Name, total)
-	out := map[string][]codecs.Event{}
-	for _, r := range recs {
-		ev, err := codecs.DecodeEvent(r.Value, nil)
-		require.NoError(t, err)
-		out[string(r.Key)] = append(out[string(r.Key)], ev)
-	}
-	return out
+	records, copies := flow.checkCarts(t, broker.Addrs(), p.base)
+	t.Logf("cart-events: %d records, %d re-appended copies", records, copies)
 }
