@@ -97,9 +97,6 @@ func ValidateCartCommand(cmd CartCommand) error {
 		if cmd.Data.ProductID == "" {
 			return fmt.Errorf("%s needs data.productId", cmd.Type)
 		}
-		if cmd.Data.ProductID == "" {
-			return fmt.Errorf("RemoveItem needs data.productId")
-		}
 	case CheckOutType:
 	default:
 		return fmt.Errorf("unknown command type %q (AddItem, RemoveItem, CheckOut)", cmd.Type)
