@@ -421,15 +421,23 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (a *API) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem, retryAfter time.Duration) {
+	if err := WriteProblem(w, r, p, retryAfter); err != nil {
+		a.log.ErrorContext(r.Context(), "encode problem extras", "path", r.URL.Path, "error", err)
+	}
+}
+
+// WriteProblem writes p as application/problem+json (its instance defaults
+// to the request's path), with Retry-After when retryAfter > 0: for handlers
+// in front of an API, such as a router, that answer in the same shape. An
+// extra that does not marshal is left out rather than breaking the response;
+// the error says which.
+func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem, retryAfter time.Duration) error {
 	cp := *p
 	if cp.Instance == "" {
 		cp.Instance = r.URL.EscapedPath()
 	}
 	b, err := cp.MarshalJSON()
 	if err != nil {
-		// An extra that does not marshal must not turn a 4xx into a broken
-		// response; say what we can without it.
-		a.log.ErrorContext(r.Context(), "encode problem extras", "path", r.URL.Path, "error", err)
 		cp.Extras = nil
 		b, _ = cp.MarshalJSON()
 	}
@@ -441,6 +449,7 @@ func (a *API) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem, r
 	}
 	w.WriteHeader(cp.status())
 	_, _ = w.Write(b)
+	return err
 }
 
 // requestInfo travels in the request context from ServeHTTP to the handlers

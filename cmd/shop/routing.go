@@ -428,27 +428,7 @@ func placementExtras(pl streamfold.Placement, reason string) map[string]any {
 
 // writeProblem writes p as application/problem+json.
 func writeProblem(w http.ResponseWriter, r *http.Request, p *queryapi.Problem, retryAfter time.Duration) {
-	cp := *p
-	if cp.Instance == "" {
-		cp.Instance = r.URL.EscapedPath()
-	}
-	b, err := cp.MarshalJSON()
-	if err != nil {
-		cp.Extras = nil
-		b, _ = cp.MarshalJSON()
-	}
-	status := cp.Status
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	if retryAfter > 0 {
-		h.Set("Retry-After", strconv.Itoa(max(int((retryAfter+time.Second-1)/time.Second), 1)))
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_ = queryapi.WriteProblem(w, r, p, retryAfter)
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
