@@ -98,6 +98,7 @@ type Broker struct {
 	cluster *kfake.Cluster
 	addrs   []string
 	log     *logBridge
+	joins   *joinKeeper
 
 	// mu guards closed: kfake blocks forever on admin calls after Close,
 	// so Compact must not reach it once Close has started.
@@ -161,6 +162,7 @@ func Start(cfg Config) (*Broker, error) {
 		addrs:   c.ListenAddrs(),
 		log:     log,
 	}
+	b.joins = keepJoinersAlive(c, b.addrs)
 	// kfake arms its cleaner only when a topic is created or reconfigured,
 	// never for topics loaded from disk; without this a restarted broker
 	// would not compact until someone touched a topic.
@@ -259,6 +261,7 @@ func (b *Broker) Close() error {
 		close(b.stopCompactor)
 		<-b.compactorDone
 	}
+	b.joins.close()
 	b.log.collectErrors(true)
 	b.cluster.Close()
 	return b.log.collectErrors(false)
