@@ -169,12 +169,14 @@ func (g *Group) addInput(t tables.Topic, h func(*recordCtx) error) {
 	g.inputs = append(g.inputs, input{topic: t, handle: h})
 }
 
-// Table is the group's table spec, or false for a stateless group.
+// Table is the group's table spec and its indexes, or false for a stateless
+// group. The indexes' Terms see the state as the application's codec wrote
+// it, without the framework's bookkeeping.
 func (g *Group) Table() (tables.Spec, []tables.Index, bool) {
 	if g.table == nil {
 		return tables.Spec{}, nil, false
 	}
-	return g.table.Spec(), g.indexes, true
+	return g.table.Spec(), stateIndexes(g.indexes), true
 }
 
 // Edges lists every topic the group touches, with its role.

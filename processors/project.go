@@ -316,7 +316,7 @@ func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 // returns the state's members alone, so each part is parsed once. A value
 // without a leading "_meta" (written by something else) is returned whole.
 func splitMeta(b []byte, m any) ([]byte, error) {
-	const prefix = `{"_meta":`
+	const prefix = metaPrefix
 	if !bytes.HasPrefix(b, []byte(prefix)) {
 		return b, nil
 	}
@@ -324,15 +324,9 @@ func splitMeta(b []byte, m any) ([]byte, error) {
 	if err := dec.Decode(m); err != nil {
 		return nil, fmt.Errorf("decode meta: %w", err)
 	}
-	rest := bytes.TrimLeft(b[len(prefix)+int(dec.InputOffset()):], " \t\r\n")
-	switch {
-	case len(rest) > 0 && rest[0] == ',':
-		out := make([]byte, 0, len(rest))
-		out = append(out, '{')
-		return append(out, rest[1:]...), nil
-	case len(rest) > 0 && rest[0] == '}':
-		return []byte("{}"), nil
-	default:
-		return nil, fmt.Errorf("decode meta: malformed snapshot after _meta")
+	state, err := restAfterMeta(b[len(prefix)+int(dec.InputOffset()):])
+	if err != nil {
+		return nil, fmt.Errorf("decode meta: %w", err)
 	}
+	return state, nil
 }
