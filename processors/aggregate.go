@@ -100,7 +100,17 @@ type commandRecord struct {
 	// re-read after a crash (same record) from a client's retry (a new one).
 	Topic  string `json:"topic"`
 	Offset int64  `json:"offset"`
-	Reply  Reply  `json:"reply"`
+	// Reply is the encoded Reply, decoded only when it is sent: every
+	// command reads the snapshot, few need an old reply.
+	Reply json.RawMessage `json:"reply"`
+}
+
+func (c commandRecord) reply() (Reply, error) {
+	var r Reply
+	if err := json.Unmarshal(c.Reply, &r); err != nil {
+		return Reply{}, fmt.Errorf("remembered reply to %s: %w", c.ID, err)
+	}
+	return r, nil
 }
 
 // aggMeta is an aggregate snapshot's bookkeeping.
@@ -125,11 +135,16 @@ func (m *aggMeta) command(id string) (commandRecord, bool) {
 	return commandRecord{}, false
 }
 
-func (m *aggMeta) remember(id, topic string, offset int64, r Reply) {
-	m.Commands = append(m.Commands, commandRecord{ID: id, Topic: topic, Offset: offset, Reply: r})
+func (m *aggMeta) remember(id, topic string, offset int64, r Reply) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
+	}
+	m.Commands = append(m.Commands, commandRecord{ID: id, Topic: topic, Offset: offset, Reply: b})
 	if len(m.Commands) > rememberedCommands {
 		m.Commands = slices.Delete(m.Commands, 0, len(m.Commands)-rememberedCommands)
 	}
+	return nil
 }
 
 // Versioned is implemented by states that want to show their version (the
@@ -220,7 +235,10 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 				return nil
 			}
 			// A client's retry appends nothing and gets the original answer.
-			rep := rec.Reply
+			rep, err := rec.reply()
+			if err != nil {
+				return fail(ClassDecode, err)
+			}
 			rep.Duplicate = true
 			return reply(rep)
 		}
@@ -236,7 +254,9 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 			if next == nil { // nothing to remember it in
 				return reply(rep)
 			}
-			m.remember(cmd.ID, r.topic(), r.gctx.Offset(), rep)
+			if err := m.remember(cmd.ID, r.topic(), r.gctx.Offset(), rep); err != nil {
+				return err
+			}
 			m.Last = cmd.ID
 			off := r.gctx.Offset()
 			m.Offset = &off
@@ -312,24 +332,26 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 		if r.value == nil {
 			return nil // a tombstone: its decision was relayed from the record before it
 		}
-		var w struct {
-			Meta aggMeta `json:"_meta"`
-		}
-		if err := json.Unmarshal(r.value, &w); err != nil {
+		var m aggMeta
+		if err := decodeMeta(r.value, &m); err != nil {
 			return fail(ClassDecode, fmt.Errorf("snapshot meta: %w", err))
 		}
-		rec, ok := w.Meta.command(w.Meta.Last)
+		rec, ok := m.command(m.Last)
 		if !ok {
 			return nil
 		}
-		if err := emitEvents(r, a.Events, rec.Reply.Events); err != nil {
+		rep, err := rec.reply()
+		if err != nil {
+			return fail(ClassDecode, err)
+		}
+		if err := emitEvents(r, a.Events, rep.Events); err != nil {
 			return err
 		}
-		b, err := a.Replies.Codec.Encode(rec.Reply)
+		b, err := a.Replies.Codec.Encode(rep)
 		if err != nil {
 			return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
 		}
-		r.gctx.Emit(goka.Stream(a.Replies.Name), rec.Reply.CommandID, b)
+		r.gctx.Emit(goka.Stream(a.Replies.Name), rep.CommandID, b)
 		relay.stats.applied.Add(1)
 		return nil
 	})
