@@ -93,22 +93,81 @@ type Aggregate[S, C any] struct {
 const rememberedCommands = 16
 
 // commandRecord is what a snapshot remembers of a handled command: its reply,
-// with the events it appended, to answer a duplicate and re-append them.
+// with the events it appended, to answer a duplicate and re-append them. It
+// leaves out what the aggregate gives back (the command and aggregate ids;
+// the events' ids, source and subject): every command reads the snapshot,
+// and the remembered replies are most of it.
 type commandRecord struct {
 	ID string `json:"id"`
 	// Topic and Offset locate the command record that was handled, telling a
 	// re-read after a crash (same record) from a client's retry (a new one).
-	Topic  string `json:"topic"`
-	Offset int64  `json:"offset"`
-	// Reply is the encoded Reply, decoded only when it is sent: every
-	// command reads the snapshot, few need an old reply.
-	Reply json.RawMessage `json:"reply"`
+	Topic   string `json:"topic"`
+	Offset  int64  `json:"offset"`
+	Status  string `json:"status,omitempty"`
+	Version int64  `json:"version,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// Events holds the appended events as []recordedEvent, decoded only
+	// when the reply is sent.
+	Events json.RawMessage `json:"events,omitempty"`
+	// Reply is the whole reply, as snapshots written before the compact
+	// form remember it.
+	Reply json.RawMessage `json:"reply,omitempty"`
 }
 
-func (c commandRecord) reply() (Reply, error) {
-	var r Reply
-	if err := json.Unmarshal(c.Reply, &r); err != nil {
-		return Reply{}, fmt.Errorf("remembered reply to %s: %w", c.ID, err)
+// recordedEvent is an appended event without what its aggregate gives back.
+type recordedEvent struct {
+	Type string          `json:"type"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// newCommandRecord is what a snapshot remembers of rep, the reply to command
+// id read at topic/offset.
+func newCommandRecord(id, topic string, offset int64, rep Reply) (commandRecord, error) {
+	c := commandRecord{ID: id, Topic: topic, Offset: offset, Status: rep.Status, Version: rep.Version, Reason: rep.Reason}
+	if len(rep.Events) > 0 {
+		evs := make([]recordedEvent, len(rep.Events))
+		for i, ev := range rep.Events {
+			evs[i] = recordedEvent{Type: ev.Type, Time: ev.Time, Data: ev.Data}
+		}
+		b, err := json.Marshal(evs)
+		if err != nil {
+			return commandRecord{}, fail(ClassHandler, fmt.Errorf("encode events of %s: %w", id, err))
+		}
+		c.Events = b
+	}
+	return c, nil
+}
+
+// reply is the reply c remembers, as first sent, for the aggregate key whose
+// events come from source.
+func (c commandRecord) reply(key, source string) (Reply, error) {
+	if len(c.Reply) > 0 {
+		var r Reply
+		if err := json.Unmarshal(c.Reply, &r); err != nil {
+			return Reply{}, fmt.Errorf("remembered reply to %s: %w", c.ID, err)
+		}
+		return r, nil
+	}
+	r := Reply{CommandID: c.ID, AggregateID: key, Status: c.Status, Version: c.Version, Reason: c.Reason}
+	if len(c.Events) > 0 {
+		var evs []recordedEvent
+		if err := json.Unmarshal(c.Events, &evs); err != nil {
+			return Reply{}, fmt.Errorf("remembered events of %s: %w", c.ID, err)
+		}
+		r.Events = make([]codecs.Event, len(evs))
+		for i, e := range evs {
+			r.Events[i] = codecs.Event{
+				SpecVersion:     codecs.SpecVersion,
+				ID:              eventID(key, c.ID, i),
+				Source:          source,
+				Type:            e.Type,
+				Subject:         key,
+				Time:            e.Time,
+				DataContentType: codecs.ContentTypeJSON,
+				Data:            e.Data,
+			}
+		}
 	}
 	return r, nil
 }
@@ -136,11 +195,11 @@ func (m *aggMeta) command(id string) (commandRecord, bool) {
 }
 
 func (m *aggMeta) remember(id, topic string, offset int64, r Reply) error {
-	b, err := json.Marshal(r)
+	c, err := newCommandRecord(id, topic, offset, r)
 	if err != nil {
-		return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
+		return err
 	}
-	m.Commands = append(m.Commands, commandRecord{ID: id, Topic: topic, Offset: offset, Reply: b})
+	m.Commands = append(m.Commands, c)
 	if len(m.Commands) > rememberedCommands {
 		m.Commands = slices.Delete(m.Commands, 0, len(m.Commands)-rememberedCommands)
 	}
@@ -235,7 +294,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 				return nil
 			}
 			// A client's retry appends nothing and gets the original answer.
-			rep, err := rec.reply()
+			rep, err := rec.reply(key, a.Source)
 			if err != nil {
 				return fail(ClassDecode, err)
 			}
@@ -340,7 +399,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 		if !ok {
 			return nil
 		}
-		rep, err := rec.reply()
+		rep, err := rec.reply(r.gctx.Key(), a.Source)
 		if err != nil {
 			return fail(ClassDecode, err)
 		}
