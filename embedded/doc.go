@@ -29,6 +29,12 @@
 //     Start runs the same schedule itself). As in Kafka, the newest batch of a
 //     partition (the active segment) is never cleaned: a key whose latest
 //     value is in it may still show one older value.
+//   - Group members waiting in a join. Kafka keeps a member that has sent
+//     JoinGroup until the rebalance timeout; kfake drops it a session timeout
+//     after its last heartbeat and never answers its join, which stalls the
+//     member until its client's read timeout (30 s in sarama). The broker
+//     heartbeats for such a member, with its generation, until its join is
+//     answered (joins.go).
 //
 // Differences from a production cluster worth knowing: there is no
 // replication, so a topic on a one-broker cluster has replication factor 1
