@@ -36,14 +36,9 @@ func startCluster(t *testing.T) *embedded.Broker {
 }
 
 // memberSession is the members' session timeout: a killed member's
-// partitions move after it.
-//
-// Not 1 s: kfake expires a member that waits in a join for a session timeout
-// after its last heartbeat (Kafka keeps such a member) and never answers its
-// join, so a session shorter than the slowest member's rejoin (goka stops
-// all its partitions first; slow under -race on two cores) leaves that
-// member hanging for sarama's 30 s read timeout. At 3 s the storm still hit
-// it now and then; at 5 s it did not in the runs made.
+// partitions move after it. 5 s was chosen while the embedded broker still
+// dropped members that waited in a join longer than their session (it no
+// longer does); shorter sessions have not been tried since.
 const memberSession = 5 * time.Second
 
 // memberConfig is an instance joining the cluster: its own data directory,
