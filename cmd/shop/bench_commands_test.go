@@ -75,16 +75,7 @@ func BenchmarkCartCommands(b *testing.B) {
 		framework.add(f, b.N)
 		plain.add(g, b.N)
 	}
-	ratio := framework.rate() / plain.rate()
-	steadyRatio := framework.steadyRate() / plain.steadyRate()
-	b.ReportMetric(framework.rate(), "framework-cmd/s")
-	b.ReportMetric(plain.rate(), "goka-cmd/s")
-	b.ReportMetric(ratio, "framework/goka")
-	b.ReportMetric(framework.steadyRate(), "framework-steady-cmd/s")
-	b.ReportMetric(plain.steadyRate(), "goka-steady-cmd/s")
-	b.ReportMetric(steadyRatio, "framework/goka-steady")
-	b.ReportMetric(framework.cpuPerEvent(), "framework-cpu-µs/cmd")
-	b.ReportMetric(plain.cpuPerEvent(), "goka-cpu-µs/cmd")
+	ratio, steadyRatio := benchReportVersus(b, framework, plain, "cmd")
 	b.Logf("cart commands=%d carts=%d products=%d partitions=%d: framework %.0f cmd/s (%.2fs from Run, first command after %.2fs, steady %.0f cmd/s, %.1f µs CPU/command, stored carts %d B); "+
 		"goka %.0f cmd/s (%.2fs from Run, first command after %.2fs, steady %.0f cmd/s, %.1f µs CPU/command, stored carts %d B); framework/goka %.2fx (steady %.2fx)",
 		commands, carts, benchCartItems(commands, carts, 0), benchPartitions,

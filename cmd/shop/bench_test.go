@@ -76,22 +76,29 @@ func BenchmarkFoldCustomers(b *testing.B) {
 		framework.add(f, b.N)
 		plain.add(g, b.N)
 	}
-	ratio := framework.rate() / plain.rate()
-	steadyRatio := framework.steadyRate() / plain.steadyRate()
-	b.ReportMetric(framework.rate(), "framework-ev/s")
-	b.ReportMetric(plain.rate(), "goka-ev/s")
-	b.ReportMetric(ratio, "framework/goka")
-	b.ReportMetric(framework.steadyRate(), "framework-steady-ev/s")
-	b.ReportMetric(plain.steadyRate(), "goka-steady-ev/s")
-	b.ReportMetric(steadyRatio, "framework/goka-steady")
-	b.ReportMetric(framework.cpuPerEvent(), "framework-cpu-µs/ev")
-	b.ReportMetric(plain.cpuPerEvent(), "goka-cpu-µs/ev")
+	ratio, steadyRatio := benchReportVersus(b, framework, plain, "ev")
 	b.Logf("fold events=%d keys=%d partitions=%d: framework %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, %.1f µs CPU/event, stored values %d B); "+
 		"goka %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, %.1f µs CPU/event, stored values %d B); framework/goka %.2fx (steady %.2fx)",
 		events, keys, benchPartitions,
 		framework.rate(), framework.total.Seconds(), framework.startup.Seconds(), framework.steadyRate(), framework.committed.Seconds(), framework.cpuPerEvent(), framework.valueBytes,
 		plain.rate(), plain.total.Seconds(), plain.startup.Seconds(), plain.steadyRate(), plain.committed.Seconds(), plain.cpuPerEvent(), plain.valueBytes,
 		ratio, steadyRatio)
+}
+
+// benchReportVersus reports the rates, their ratios and the CPU per item
+// (unit: "ev", "cmd") of the framework's and plain goka's runs.
+func benchReportVersus(b *testing.B, framework, plain benchFold, unit string) (ratio, steadyRatio float64) {
+	ratio = framework.rate() / plain.rate()
+	steadyRatio = framework.steadyRate() / plain.steadyRate()
+	b.ReportMetric(framework.rate(), "framework-"+unit+"/s")
+	b.ReportMetric(plain.rate(), "goka-"+unit+"/s")
+	b.ReportMetric(ratio, "framework/goka")
+	b.ReportMetric(framework.steadyRate(), "framework-steady-"+unit+"/s")
+	b.ReportMetric(plain.steadyRate(), "goka-steady-"+unit+"/s")
+	b.ReportMetric(steadyRatio, "framework/goka-steady")
+	b.ReportMetric(framework.cpuPerEvent(), "framework-cpu-µs/"+unit)
+	b.ReportMetric(plain.cpuPerEvent(), "goka-cpu-µs/"+unit)
+	return ratio, steadyRatio
 }
 
 // benchFold is the timing of one fold: from Run until the handler had seen
