@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -177,37 +174,6 @@ func restoreTestOpenAsync(t *testing.T, e *Engine, p int32) (*Store, chan error)
 	return st.(*Store), done
 }
 
-// restoreTestRunView runs a goka view of the table on the engine until it
-// is recovered, and returns a function stopping it. Unlike runView it
-// waits for Recovered: goka's view reports running as soon as every
-// partition recovered, and a partition then briefly reports connecting
-// while it starts catching up, which a restore done in Open makes likely.
-func restoreTestRunView(t *testing.T, k *engineTestKafka, e *Engine) (*goka.View, func()) {
-	t.Helper()
-	view, err := goka.NewView(k.addrs, goka.Table(engineTestTopic), new(codec.Bytes),
-		goka.WithViewStorageBuilder(e.Builder()),
-		goka.WithViewHasher(goka.DefaultHasher()),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(k.cfg)),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(k.cfg, goka.NewTopicManagerConfig())),
-		goka.WithViewLogger(log.New(io.Discard, "", 0)),
-	)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- view.Run(ctx) }()
-	select {
-	case <-view.WaitRunning():
-	case err := <-done:
-		cancel()
-		t.Fatalf("view stopped before recovering: %v", err)
-	}
-	storeTestEventually(t, view.Recovered, "view recovered")
-	return view, func() {
-		cancel()
-		require.NoError(t, <-done)
-	}
-}
-
 func TestRestorer_GivenChangelogWithOverwritesAndTombstones_WhenStoresOpen_ThenTheyHoldWhatGokaRestoresWithOffsetAtHwm(t *testing.T) {
 	k := engineTestCluster(t)
 	want := restoreTestChangelog(t, k, 4)
@@ -215,7 +181,7 @@ func TestRestorer_GivenChangelogWithOverwritesAndTombstones_WhenStoresOpen_ThenT
 	// goka's own recovery, for reference.
 	byGoka := storeTestEngine(t, t.TempDir(), WithIndex(engineTestTopic, storeTestColor),
 		WithWatermarks(SaramaWatermarks(k.client)), WithBatchSize(7))
-	_, stop := restoreTestRunView(t, k, byGoka)
+	_, stop := k.runView(t, byGoka)
 	gokaData, gokaColors := engineTestState(t, byGoka)
 	stop()
 	require.Equal(t, want, gokaData)
@@ -428,7 +394,7 @@ func TestRestorer_GivenGokaView_WhenItRestoresFollowsAndRestarts_ThenTheRestorer
 		WithLogger(logs.logger()))
 
 	// When a goka view restores the table into the engine.
-	view, stop := restoreTestRunView(t, k, e)
+	view, stop := k.runView(t, e)
 
 	// Then the restorer read it in Open and goka's recovery had nothing left.
 	data, byColor := engineTestState(t, e)
@@ -466,7 +432,7 @@ func TestRestorer_GivenGokaView_WhenItRestoresFollowsAndRestarts_ThenTheRestorer
 	k.produce(t, map[string][]byte{"cust-003": []byte("color=red;round=10")})
 	want["cust-003"] = "color=red;round=10"
 	before := len(r.Calls())
-	_, stop = restoreTestRunView(t, k, e)
+	_, stop = k.runView(t, e)
 	data, byColor = engineTestState(t, e)
 	assert.Equal(t, want, data)
 	assert.Equal(t, engineTestExpectedColors(want), byColor)
@@ -491,7 +457,7 @@ func TestRestorer_GivenFailingRestorer_WhenGokaViewRestores_ThenGokaRecoveryComp
 		}}
 	e := storeTestEngine(t, t.TempDir(), WithIndex(engineTestTopic, storeTestColor),
 		WithWatermarks(SaramaWatermarks(k.client)), WithRestorer(r), WithBatchSize(7), WithLogger(logs.logger()))
-	_, stop := restoreTestRunView(t, k, e)
+	_, stop := k.runView(t, e)
 	defer stop()
 	data, byColor := engineTestState(t, e)
 	assert.Equal(t, want, data)
