@@ -265,7 +265,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 			return fail(ClassDecode, errors.New("command needs commandId and type"))
 		}
 		prevRaw, _ := r.gctx.Value().([]byte)
-		state, m, err := decodeAggSnapshot(a.Table.Codec, prevRaw)
+		state, m, err := decodeWithMeta[S, aggMeta](a.Table.Codec, prevRaw)
 		if err != nil {
 			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", key, err))
 		}
@@ -286,7 +286,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 				// write may be what was lost), marking this command as the
 				// decision to relay: its events and reply go out again.
 				m.Last = cmd.ID
-				b, err := encodeAggSnapshot(a.Table.Codec, *state, m)
+				b, err := encodeWithMeta(a.Table.Codec, *state, m)
 				if err != nil {
 					return err
 				}
@@ -319,7 +319,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 			m.Last = cmd.ID
 			off := r.gctx.Offset()
 			m.Offset = &off
-			b, err := encodeAggSnapshot(a.Table.Codec, *next, m)
+			b, err := encodeWithMeta(a.Table.Codec, *next, m)
 			if err != nil {
 				return err
 			}
@@ -436,24 +436,4 @@ func eventID(aggregate, command string, i int) string {
 	h[6] = (h[6] & 0x0f) | 0x50
 	h[8] = (h[8] & 0x3f) | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
-}
-
-func encodeAggSnapshot[S any](c codecs.Codec[S], s S, m aggMeta) ([]byte, error) {
-	return encodeWithMeta(c, s, m)
-}
-
-func decodeAggSnapshot[S any](c codecs.Codec[S], b []byte) (*S, aggMeta, error) {
-	if b == nil {
-		return nil, aggMeta{}, nil
-	}
-	var m aggMeta
-	state, err := splitMeta(b, &m)
-	if err != nil {
-		return nil, aggMeta{}, err
-	}
-	s, err := c.Decode(state)
-	if err != nil {
-		return nil, aggMeta{}, err
-	}
-	return &s, m, nil
 }

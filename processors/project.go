@@ -292,24 +292,18 @@ func encodeWithMeta[S any](c codecs.Codec[S], s S, m any) ([]byte, error) {
 	return out, nil
 }
 
-// decodeSnapshot reads a stored snapshot; nil bytes mean no state.
+// decodeSnapshot reads a stored snapshot; nil bytes and a snapshot marked
+// absent mean no state.
 func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
-	if b == nil {
-		return nil, meta{}, nil
-	}
 	var m meta
 	state, err := splitMeta(b, &m)
 	if err != nil {
 		return nil, meta{}, err
 	}
-	if m.Absent {
+	if b == nil || m.Absent {
 		return nil, m, nil
 	}
-	s, err := c.Decode(state)
-	if err != nil {
-		return nil, meta{}, err
-	}
-	return &s, m, nil
+	return decodeState(c, state, m)
 }
 
 // splitMeta decodes the leading "_meta" member of a snapshot into m and

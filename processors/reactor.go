@@ -167,7 +167,7 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 		}
 		id := inputID(r, in, rt.ID)
 		prevRaw, _ := r.gctx.Value().([]byte)
-		state, m, err := decodeReactSnapshot(rt.Table.Codec, prevRaw)
+		state, m, err := decodeWithMeta[S, reactMeta](rt.Table.Codec, prevRaw)
 		if err != nil {
 			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
 		}
@@ -258,22 +258,6 @@ func send(r *recordCtx, e emitRecord) {
 		return
 	}
 	r.gctx.Emit(goka.Stream(e.Topic), e.Key, e.Value, opts...)
-}
-
-func decodeReactSnapshot[S any](c codecs.Codec[S], b []byte) (*S, reactMeta, error) {
-	if b == nil {
-		return nil, reactMeta{}, nil
-	}
-	var m reactMeta
-	state, err := splitMeta(b, &m)
-	if err != nil {
-		return nil, reactMeta{}, err
-	}
-	s, err := c.Decode(state)
-	if err != nil {
-		return nil, reactMeta{}, err
-	}
-	return &s, m, nil
 }
 
 // Bootstrap mode.

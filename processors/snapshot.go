@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -23,6 +24,29 @@ func stateOf(snapshot []byte) ([]byte, error) {
 		return nil, err
 	}
 	return restAfterMeta(snapshot[len(metaPrefix)+n:])
+}
+
+// decodeWithMeta reads a stored snapshot: its "_meta" member into an M and
+// the rest with the state's codec; nil bytes mean no state.
+func decodeWithMeta[S, M any](c codecs.Codec[S], b []byte) (*S, M, error) {
+	var m M
+	if b == nil {
+		return nil, m, nil
+	}
+	state, err := splitMeta(b, &m)
+	if err != nil {
+		return nil, m, err
+	}
+	return decodeState(c, state, m)
+}
+
+func decodeState[S, M any](c codecs.Codec[S], state []byte, m M) (*S, M, error) {
+	s, err := c.Decode(state)
+	if err != nil {
+		var zero M
+		return nil, zero, err
+	}
+	return &s, m, nil
 }
 
 // restAfterMeta turns what follows the "_meta" value (a comma and the state's
