@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -68,14 +67,7 @@ func TestRoles_GivenAQueryOnlyAndAProcessorOnlyInstance_ThenReplicasServeEveryKe
 	assert.NoError(t, err, "an unused group directory is harmless")
 
 	// Writes through the query-only instance; reads served from its replicas.
-	var ids []string
-	for i := range 12 {
-		id := fmt.Sprintf("q-%02d", i)
-		status, err := register(q.base, id)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusAccepted, status)
-		ids = append(ids, id)
-	}
+	ids := registerAll(t, q.base, "q", 12)
 	allReadable(t, []string{q.base, p.base}, ids)
 	for _, id := range ids {
 		assert.Equal(t, q.app.Advertised(), mustGet(t, q.base, "/customers/"+id).servedBy, "a replica answers locally")
@@ -125,14 +117,7 @@ func TestStandby_GivenHotStandbys_ThenEveryInstanceHoldsEveryPartitionAndAStaleR
 	b := startShop(t, bcfg)
 	awaitStable(t, a.app.rt, 2)
 
-	var ids []string
-	for i := range 16 {
-		id := fmt.Sprintf("s-%02d", i)
-		status, err := register(a.base, id)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusAccepted, status)
-		ids = append(ids, id)
-	}
+	ids := registerAll(t, a.base, "s", 16)
 	allReadable(t, []string{a.base, b.base}, ids)
 
 	// Each instance holds a restored copy of every partition, owned or not.

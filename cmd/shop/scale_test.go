@@ -228,6 +228,21 @@ func register(base, id string) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// registerAll registers n customers named prefix-00, prefix-01, … through
+// base and returns their ids; each must be accepted.
+func registerAll(t *testing.T, base, prefix string, n int) []string {
+	t.Helper()
+	ids := make([]string, 0, n)
+	for i := range n {
+		id := fmt.Sprintf("%s-%02d", prefix, i)
+		status, err := register(base, id)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, status)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func TestScale_GivenThreeInstancesOnThreeBrokers_ThenEveryKeyIsServedEverywhereAndSurvivesAKillAndAStop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
@@ -239,14 +254,7 @@ func TestScale_GivenThreeInstancesOnThreeBrokers_ThenEveryKeyIsServedEverywhereA
 	awaitStable(t, a.app.rt, 3)
 
 	// Given customers registered through one instance.
-	var ids []string
-	for i := range 24 {
-		id := fmt.Sprintf("cust-%02d", i)
-		status, err := register(a.base, id)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusAccepted, status)
-		ids = append(ids, id)
-	}
+	ids := registerAll(t, a.base, "cust", 24)
 	// Then every key is readable through every instance, most of them
 	// answered by the partition's owner behind a forward.
 	forwarded := allReadable(t, []string{a.base, b.base, c.base}, ids)
