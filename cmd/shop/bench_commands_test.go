@@ -22,7 +22,6 @@ import (
 	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
@@ -140,16 +139,7 @@ func benchAddItem(product string, i int) shop.CartCommand {
 // returns the product ids.
 func benchProducts(b *testing.B, addrs []string, n int) []string {
 	ctx := context.Background()
-	rt, err := streamfold.Open(ctx, shop.Topology(benchPartitions, nil), streamfold.Config{
-		Brokers:     addrs,
-		StateDir:    b.TempDir(),
-		Replication: 1,
-		ClientID:    "bench",
-		Groups:      []string{shop.ProductsGroup, shop.ValidatorGroup},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt := benchOpen(b, ctx, addrs, shop.Topology(benchPartitions, nil), shop.ProductsGroup, shop.ValidatorGroup)
 	defer rt.Close()
 	run := benchStart(pprof.Labels("run", "products"), rt.Run)
 	defer run.stop()
@@ -214,16 +204,7 @@ func benchCommandsFramework(b *testing.B, addrs []string, commands, carts int, p
 	if !slices.ContainsFunc(topo.Groups(), func(g *processors.Group) bool { return g.Name() == benchCartsRelay }) {
 		b.Fatalf("shop.Topology has no group %q (the carts group's relay)", benchCartsRelay)
 	}
-	rt, err := streamfold.Open(ctx, topo, streamfold.Config{
-		Brokers:     addrs,
-		StateDir:    b.TempDir(),
-		Replication: 1,
-		ClientID:    "bench",
-		Groups:      []string{shop.CartsGroup, benchCartsRelay},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt := benchOpen(b, ctx, addrs, topo, shop.CartsGroup, benchCartsRelay)
 	defer rt.Close()
 	// The relay's counter is cheap to poll; the end offsets, which say the
 	// replies are in Kafka, are asked for only once it has relayed them all.

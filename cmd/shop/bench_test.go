@@ -145,15 +145,7 @@ func benchFoldOnce(b *testing.B, events, keys int) (framework, plain benchFold) 
 
 	// Open creates customer-events (and the group's topics) with the shop's
 	// configs; nothing runs until Run.
-	rt, err := streamfold.Open(ctx, benchCustomersTopology(b), streamfold.Config{
-		Brokers:     addrs,
-		StateDir:    b.TempDir(),
-		Replication: 1,
-		ClientID:    "bench",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt := benchOpen(b, ctx, addrs, benchCustomersTopology(b))
 	defer rt.Close()
 
 	versions := benchProduceCustomerEvents(b, addrs, events, keys)
@@ -562,15 +554,7 @@ func BenchmarkGetCustomer(b *testing.B) {
 	addrs := broker.Addrs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rt, err := streamfold.Open(ctx, shop.Topology(benchPartitions, nil), streamfold.Config{
-		Brokers:     addrs,
-		StateDir:    b.TempDir(),
-		Replication: 1,
-		ClientID:    "bench",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	rt := benchOpen(b, ctx, addrs, shop.Topology(benchPartitions, nil))
 	defer rt.Close()
 	ids := make([]string, keys)
 	for k := range ids {
@@ -792,6 +776,23 @@ func benchServe(b *testing.B, ctx context.Context, name string, h http.Handler) 
 		}
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// benchOpen opens topo on the benchmark's broker with a fresh state
+// directory, running the named groups (all without any); the caller closes
+// it.
+func benchOpen(b *testing.B, ctx context.Context, addrs []string, topo *streamfold.Topology, groups ...string) *streamfold.Runtime {
+	rt, err := streamfold.Open(ctx, topo, streamfold.Config{
+		Brokers:     addrs,
+		StateDir:    b.TempDir(),
+		Replication: 1,
+		ClientID:    "bench",
+		Groups:      groups,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rt
 }
 
 // benchRunning is a Run(ctx) in its own goroutine.
