@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -42,11 +41,7 @@ func addProducts(t *testing.T, s *shopRun, ids ...string) {
 	t.Helper()
 	cl := kafkaClient(t, s.brokers())
 	for i, id := range ids {
-		ev, err := codecs.NewEvent("urn:test", shop.ProductAddedType, id, shop.ProductAdded{Name: "Product " + id, Price: "9.99", SKU: fmt.Sprintf("ABC-%04d", i)})
-		require.NoError(t, err)
-		b, err := codecs.CloudEvents{}.Encode(ev)
-		require.NoError(t, err)
-		produce(t, cl, &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b})
+		produce(t, cl, productAdded(t, id, shop.ProductAdded{Name: "Product " + id, Price: "9.99", SKU: fmt.Sprintf("ABC-%04d", i)}))
 	}
 	// Wait until the carts group's own copy of products-table (a lookup
 	// table, which may lag the products group) shows them validated.

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -19,11 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
-	"github.com/streamfold/streamfold/shop"
 )
 
 func TestCarts_GivenNoReplyInTime_Then504Problem(t *testing.T) {
@@ -133,13 +129,11 @@ func TestCarts_GivenProcessKilledWhileCommandsFlow_ThenEverySnapshotIsTheFoldOfI
 	dataDir := t.TempDir()
 
 	p := startShopProcess(t, broker.Addrs(), dataDir)
-	products := []string{"p0", "p1", "p2", "p3"}
-	cl := kafkaClient(t, broker.Addrs())
-	for i, id := range products {
-		ev, err := codecs.NewEvent("urn:test", shop.ProductAddedType, id, shop.ProductAdded{Name: id, Price: "1.00", SKU: fmt.Sprintf("PRD-%04d", i)})
-		require.NoError(t, err)
-		b, _ := codecs.CloudEvents{}.Encode(ev)
-		produce(t, cl, &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b})
+	recs := productRecords(t, 0, 4)
+	produce(t, kafkaClient(t, broker.Addrs()), recs...)
+	var products []string
+	for _, r := range recs {
+		products = append(products, string(r.Key))
 	}
 	carts := []string{"k0", "k1", "k2", "k3", "k4", "k5"}
 

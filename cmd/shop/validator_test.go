@@ -26,13 +26,20 @@ func productRecords(t *testing.T, from, n int) []*kgo.Record {
 	recs := make([]*kgo.Record, 0, n)
 	for i := from; i < from+n; i++ {
 		id := fmt.Sprintf("prod-%05d", i)
-		ev, err := codecs.NewEvent("urn:test", shop.ProductAddedType, id, shop.ProductAdded{Name: "Product " + id, Price: "4.20", SKU: fmt.Sprintf("%s-%04d", string(rune('A'+i/10000))+"BC", i%10000)})
-		require.NoError(t, err)
-		b, err := codecs.CloudEvents{}.Encode(ev)
-		require.NoError(t, err)
-		recs = append(recs, &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b})
+		recs = append(recs, productAdded(t, id, shop.ProductAdded{Name: "Product " + id, Price: "4.20", SKU: fmt.Sprintf("%s-%04d", string(rune('A'+i/10000))+"BC", i%10000)}))
 	}
 	return recs
+}
+
+// productAdded is a ProductAdded event for product-events, as any producer
+// writes it.
+func productAdded(t *testing.T, id string, p shop.ProductAdded) *kgo.Record {
+	t.Helper()
+	ev, err := codecs.NewEvent("urn:test", shop.ProductAddedType, id, p)
+	require.NoError(t, err)
+	b, err := codecs.CloudEvents{}.Encode(ev)
+	require.NoError(t, err)
+	return &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b}
 }
 
 // validations reads product-validations: per product, its distinct event ids
@@ -101,10 +108,7 @@ func TestValidator_GivenRules_ThenVerdictsAndFirstClaimKeepsTheSKU(t *testing.T)
 	s := startShop(t, testConfig(t.TempDir()))
 	cl := kafkaClient(t, s.brokers())
 	add := func(id, name, price, sku string) {
-		ev, err := codecs.NewEvent("urn:test", shop.ProductAddedType, id, shop.ProductAdded{Name: name, Price: jsonNumber(price), SKU: sku})
-		require.NoError(t, err)
-		b, _ := codecs.CloudEvents{}.Encode(ev)
-		produce(t, cl, &kgo.Record{Topic: shop.ProductEvents.Name, Key: []byte(id), Value: b})
+		produce(t, cl, productAdded(t, id, shop.ProductAdded{Name: name, Price: jsonNumber(price), SKU: sku}))
 	}
 	add("first", "First", "10", "DUP-0001")
 	awaitProduct(t, s, "first", shop.ProductValidated)
