@@ -127,12 +127,8 @@ func TestCustomers_GivenBadRequests_ThenProblemsAndNothingWritten(t *testing.T) 
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var p problem
-			resp := s.do(tc.method, tc.path, tc.body, &p)
-			assert.Equal(t, tc.status, resp.StatusCode)
-			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+			p := s.expectProblem(t, tc.method, tc.path, tc.body, tc.status)
 			assert.Equal(t, tc.status, p.Status)
-			assert.NotEmpty(t, p.Detail)
 		})
 	}
 	// And nothing reached the log.

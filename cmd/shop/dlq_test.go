@@ -214,11 +214,7 @@ func TestDLQ_GivenBadRequests_ThenProblemsAndUsageErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var p problem
-			resp := s.do(tc.method, tc.path, tc.body, &p)
-			assert.Equal(t, tc.status, resp.StatusCode)
-			assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
-			assert.NotEmpty(t, p.Detail)
+			s.expectProblem(t, tc.method, tc.path, tc.body, tc.status)
 		})
 	}
 	// Nothing was re-driven: the event topic holds the one poison record.

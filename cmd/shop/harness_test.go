@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -147,6 +148,18 @@ func (r *shopRun) do(method, path, body string, out any) *http.Response {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return r.send(req, out)
+}
+
+// expectProblem sends a request that must be answered with status as a
+// problem+json document with a detail, and returns the problem.
+func (r *shopRun) expectProblem(t *testing.T, method, path, body string, status int) problem {
+	t.Helper()
+	var p problem
+	resp := r.do(method, path, body, &p)
+	assert.Equal(t, status, resp.StatusCode)
+	assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	assert.NotEmpty(t, p.Detail)
+	return p
 }
 
 // customer GETs a customer; ok is false on 404.
