@@ -47,6 +47,7 @@ type groupMember struct{ group, member string }
 // kept is what the keeper knows of one member.
 type kept struct {
 	generation int32         // from its last SyncGroup, Heartbeat or OffsetCommit
+	seen       time.Time     // when it last spoke with a generation
 	stop       chan struct{} // non-nil while heartbeating for it; closed to stop
 }
 
@@ -103,9 +104,11 @@ func (k *joinKeeper) alive(group, member string, generation int32) {
 	defer k.mu.Unlock()
 	m := k.members[groupMember{group, member}]
 	if m == nil {
+		k.forgetSilent()
 		m = &kept{}
 		k.members[groupMember{group, member}] = m
 	}
+	m.seen = time.Now()
 	if generation < m.generation || m.stop != nil && generation == m.generation {
 		return // a late request of an older generation, or the keeper's own
 	}
@@ -138,6 +141,26 @@ func (k *joinKeeper) joining(group, member string, session time.Duration) {
 			m.stop = nil
 		}
 	})
+}
+
+// Members that die without leaving are never told of; the keeper forgets
+// those silent for longer than any session once it knows many members.
+const (
+	keptMembers = 1024
+	keptSilence = 10 * time.Minute
+)
+
+// forgetSilent drops members silent for keptSilence once there are
+// keptMembers of them. k.mu must be held.
+func (k *joinKeeper) forgetSilent() {
+	if len(k.members) < keptMembers {
+		return
+	}
+	for id, m := range k.members {
+		if m.stop == nil && time.Since(m.seen) > keptSilence {
+			delete(k.members, id)
+		}
+	}
 }
 
 // forget drops a member that left.
