@@ -82,6 +82,33 @@ func (k *engineTestKafka) produceTo(t *testing.T, topic string, kvs map[string][
 	require.NoError(t, k.producer.SendMessages(msgs))
 }
 
+// engineTestRounds writes rounds of updates of keys cust-000..cust-059 (so
+// that most keys have several versions) and tombstones for every tenth key,
+// and returns the table they leave.
+func engineTestRounds(t *testing.T, k *engineTestKafka, rounds int) map[string]string {
+	t.Helper()
+	want := map[string]string{}
+	colors := []string{"red", "green", "blue"}
+	for round := range rounds {
+		kvs := map[string][]byte{}
+		for i := range 60 {
+			key := fmt.Sprintf("cust-%03d", i)
+			v := fmt.Sprintf("color=%s;round=%d", colors[(i+round)%3], round)
+			kvs[key] = []byte(v)
+			want[key] = v
+		}
+		k.produce(t, kvs)
+	}
+	tombs := map[string][]byte{}
+	for i := 0; i < 60; i += 10 {
+		key := fmt.Sprintf("cust-%03d", i)
+		tombs[key] = nil
+		delete(want, key)
+	}
+	k.produce(t, tombs)
+	return want
+}
+
 // runView runs a goka view of the table on the engine until it is
 // recovered, and returns a function stopping it.
 func (k *engineTestKafka) runView(t *testing.T, e *Engine) (*goka.View, func()) {
@@ -172,25 +199,7 @@ func TestEngine_GivenCompactedChangelogInKafka_WhenGokaViewRestores_ThenDataAndI
 		WithLogger(logs.logger()))
 
 	// Given three rounds of updates and some tombstones.
-	want := map[string]string{}
-	colors := []string{"red", "green", "blue"}
-	for round := range 3 {
-		kvs := map[string][]byte{}
-		for i := range 60 {
-			key := fmt.Sprintf("cust-%03d", i)
-			v := fmt.Sprintf("color=%s;round=%d", colors[(i+round)%3], round)
-			kvs[key] = []byte(v)
-			want[key] = v
-		}
-		k.produce(t, kvs)
-	}
-	tombs := map[string][]byte{}
-	for i := 0; i < 60; i += 10 {
-		key := fmt.Sprintf("cust-%03d", i)
-		tombs[key] = nil
-		delete(want, key)
-	}
-	k.produce(t, tombs)
+	want := engineTestRounds(t, k, 3)
 	k.cluster.Compact()
 
 	// When a goka view restores the table into the engine.

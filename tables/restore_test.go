@@ -80,30 +80,11 @@ func (r *restoreTestRestorer) records() int {
 	return n
 }
 
-// restoreTestChangelog writes rounds of updates of keys cust-000..cust-059
-// (so that most keys have several versions), tombstones for every tenth key,
-// then one empty value, and returns the table they leave.
+// restoreTestChangelog writes engineTestRounds, then one empty value, and
+// returns the table they leave.
 func restoreTestChangelog(t *testing.T, k *engineTestKafka, rounds int) map[string]string {
 	t.Helper()
-	want := map[string]string{}
-	colors := []string{"red", "green", "blue"}
-	for round := range rounds {
-		kvs := map[string][]byte{}
-		for i := range 60 {
-			key := fmt.Sprintf("cust-%03d", i)
-			v := fmt.Sprintf("color=%s;round=%d", colors[(i+round)%3], round)
-			kvs[key] = []byte(v)
-			want[key] = v
-		}
-		k.produce(t, kvs)
-	}
-	tombs := map[string][]byte{}
-	for i := 0; i < 60; i += 10 {
-		key := fmt.Sprintf("cust-%03d", i)
-		tombs[key] = nil
-		delete(want, key)
-	}
-	k.produce(t, tombs)
+	want := engineTestRounds(t, k, rounds)
 	k.produce(t, map[string][]byte{"cust-005": {}})
 	want["cust-005"] = ""
 	return want
