@@ -52,6 +52,17 @@ type shopProcess struct {
 	done chan struct{}
 }
 
+// startProcessBroker starts a broker, with its log on disk, for shop
+// processes that are killed and restarted against it; members that die are
+// dropped after a second.
+func startProcessBroker(t *testing.T) *embedded.Broker {
+	t.Helper()
+	broker, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", MinSessionTimeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = broker.Close() })
+	return broker
+}
+
 // startShopProcess runs the shop alone against broker with its state in dataDir.
 func startShopProcess(t *testing.T, brokers []string, dataDir string) *shopProcess {
 	t.Helper()
@@ -123,9 +134,7 @@ func TestCarts_GivenProcessKilledWhileCommandsFlow_ThenEverySnapshotIsTheFoldOfI
 	if testing.Short() {
 		t.Skip("kills processes")
 	}
-	broker, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", MinSessionTimeout: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = broker.Close() })
+	broker := startProcessBroker(t)
 	dataDir := t.TempDir()
 
 	p := startShopProcess(t, broker.Addrs(), dataDir)

@@ -179,9 +179,7 @@ func TestValidator_GivenProcessKilledMidStream_ThenEveryProductHasOneValidationI
 	if testing.Short() {
 		t.Skip("kills processes")
 	}
-	broker, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", MinSessionTimeout: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = broker.Close() })
+	broker := startProcessBroker(t)
 	dataDir := t.TempDir()
 	cl := kafkaClient(t, broker.Addrs(), kgo.ProducerLinger(5*time.Millisecond))
 
