@@ -34,6 +34,11 @@ func saramaConfig(clientID string) *sarama.Config {
 	// offset that fell out of the log resets to the earliest one too.
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Group.ResetInvalidOffsets = true
+	// A transactional producer's aborted records (and records of a
+	// transaction still open) are never applied: every consumer of the
+	// framework reads committed data only, as Kafka Streams does under
+	// exactly-once.
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	// Idempotent producer: no duplicates from the producer's own retries.
 	c.Producer.Idempotent = true
 	c.Producer.RequiredAcks = sarama.WaitForAll

@@ -59,6 +59,9 @@ func (r *KafkaRestorer) Restore(ctx context.Context, topic string, partition int
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchMaxPartitionBytes(kafkaRestoreFetchBytes),
 		kgo.KeepControlRecords(),
+		// A changelog written by a transactional producer restores only
+		// what its transactions committed.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	}, r.opts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
