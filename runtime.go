@@ -55,12 +55,19 @@ type Config struct {
 	// failover serves at once, and stale reads find a local copy. It costs a
 	// full copy of each table and longer rebalances.
 	Standby bool
+	// StoreMemory is the budget, in bytes, of the local stores' LevelDB
+	// memtables and block caches, shared by every table partition this
+	// instance may hold (tables.WithMemory); default DefaultStoreMemory.
+	StoreMemory int
 	// Advertise is this instance's query address (host:port), sent to the
 	// groups in its member metadata so that any instance can route a key's
 	// query to the partition's owner (see Runtime.Place); empty advertises
 	// none.
 	Advertise string
 }
+
+// DefaultStoreMemory is Config.StoreMemory's default.
+const DefaultStoreMemory = 128 << 20
 
 // Validate reports what is missing.
 func (c Config) Validate() error {
@@ -70,6 +77,9 @@ func (c Config) Validate() error {
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("no state directory"))
+	}
+	if c.StoreMemory < 0 {
+		errs = append(errs, fmt.Errorf("store memory must not be negative, got %d", c.StoreMemory))
 	}
 	if c.Replication < 1 && c.Replication != -1 {
 		errs = append(errs, fmt.Errorf("replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
@@ -175,6 +185,10 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			}
 		}
 	}
+	if cfg.StoreMemory == 0 {
+		cfg.StoreMemory = DefaultStoreMemory
+	}
+	opts = append(opts, tables.WithMemory(cfg.StoreMemory, rt.storesHeld(cfg.Replicas)))
 	for _, g := range t.groups {
 		// Every group gets an engine, also one that does not run here: it
 		// then simply holds no stores.
@@ -216,6 +230,32 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// storesHeld counts the table partitions this instance may hold at once:
+// the tables and lookup tables of the groups that run here (every
+// partition: a standby or a rebalance may bring them all) and the read
+// replicas.
+func (rt *Runtime) storesHeld(replicas bool) int {
+	n := 0
+	for _, g := range rt.topo.groups {
+		if !rt.running[g.Name()] {
+			continue
+		}
+		for _, e := range g.Edges() {
+			if e.Role == processors.RoleTable || e.Role == processors.RoleLookup {
+				n += rt.partitions[e.Spec.Name]
+			}
+		}
+	}
+	if replicas {
+		for _, name := range rt.topo.readTables() {
+			if !rt.running[rt.owners[name]] {
+				n += rt.partitions[name]
+			}
+		}
+	}
+	return max(n, 1)
 }
 
 // replicaDir is the state subdirectory of the read replicas. Group names

@@ -51,17 +51,24 @@ var (
 // never synced: the changelog is the durable copy, and a store that lost its
 // last writes replays them from the offset it did keep. The bloom filter
 // keeps reads of absent keys (index maintenance on new keys, Has on misses)
-// off the tables. An 8 MiB write buffer restored a million distinct keys
-// faster than the default 4 MiB; larger ones were slower, since goleveldb
-// allocates every memtable at its full size, per partition.
-func storeLevelDBOptions() *opt.Options {
+// off the tables. goleveldb allocates every memtable at its full write
+// buffer size and fills a block cache per database, per partition: a
+// process holds dozens of stores, so both come from the engine's memory
+// budget (WithMemory) instead of goleveldb's 4+8 MiB defaults each.
+func storeLevelDBOptions(m storeMemory) *opt.Options {
 	return &opt.Options{
-		WriteBuffer:         8 << 20,
-		CompactionTableSize: 4 << 20,
-		Filter:              filter.NewBloomFilter(10),
-		NoSync:              true,
+		WriteBuffer:            m.writeBuffer,
+		BlockCacheCapacity:     m.blockCache,
+		OpenFilesCacheCapacity: storeOpenFiles,
+		CompactionTableSize:    4 << 20,
+		Filter:                 filter.NewBloomFilter(10),
+		NoSync:                 true,
 	}
 }
+
+// storeOpenFiles bounds the table files a store keeps open (goleveldb's
+// default is 500 per database).
+const storeOpenFiles = 64
 
 // KV is a key with its value.
 type KV struct {
@@ -282,7 +289,7 @@ func (s *Store) open() (context.Context, int64, int64, error) {
 
 // openDB opens the LevelDB and decides where the restore starts.
 func (s *Store) openDB() (*leveldb.DB, int64, error) {
-	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions())
+	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions(s.engine.opts.memory))
 	if lerrors.IsCorrupted(err) {
 		s.log.Warn("local state corrupted; rebuilding from changelog", "error", err)
 		db, err = s.wipe(nil)
@@ -378,7 +385,7 @@ func (s *Store) wipe(db *leveldb.DB) (*leveldb.DB, error) {
 	if err := os.RemoveAll(s.path); err != nil {
 		return nil, fmt.Errorf("remove local state: %w", err)
 	}
-	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions())
+	db, err := leveldb.OpenFile(s.path, storeLevelDBOptions(s.engine.opts.memory))
 	if err != nil {
 		return nil, fmt.Errorf("open leveldb: %w", err)
 	}
