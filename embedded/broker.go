@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +21,12 @@ const (
 	DefaultListen             = "127.0.0.1:9092"
 	DefaultPartitions         = 8
 	DefaultCompactionInterval = 2 * time.Minute
+
+	// LargeLogBytes is the log size from which Start warns that the
+	// embedded broker is the wrong tool: kfake keeps an index entry for
+	// every record batch in memory (about 64 bytes; a log of small batches
+	// holds millions of them) and replays its segments at every start.
+	LargeLogBytes = 1 << 30
 )
 
 // Config configures an embedded broker. The zero value is a one-broker,
@@ -54,6 +62,9 @@ type Config struct {
 	// broker accepts (Kafka's group.min.session.timeout.ms); 0 keeps kfake's
 	// 6 s. Tests that kill group members lower it to fail over quickly.
 	MinSessionTimeout time.Duration
+	// LargeLog is the size of a reloaded log from which Start warns that
+	// the log has outgrown the embedded broker; default LargeLogBytes.
+	LargeLog int64
 	// Logger receives the broker's warnings and errors; nil discards them.
 	Logger *slog.Logger
 }
@@ -70,6 +81,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CompactionInterval == 0 {
 		c.CompactionInterval = DefaultCompactionInterval
+	}
+	if c.LargeLog == 0 {
+		c.LargeLog = LargeLogBytes
 	}
 	var errs []error
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
@@ -153,6 +167,12 @@ func Start(cfg Config) (*Broker, error) {
 	if cfg.MinSessionTimeout > 0 {
 		opts = append(opts, kfake.GroupMinSessionTimeout(cfg.MinSessionTimeout))
 	}
+	if restored && cfg.Logger != nil {
+		if n := dirBytes(cfg.Dir); n >= cfg.LargeLog {
+			cfg.Logger.Warn("the embedded broker's log is large: it keeps an index of every record batch in memory and replays the log at every start; run on real Kafka (--brokers) for logs of this size",
+				"dir", cfg.Dir, "log_bytes", n, "warn_from_bytes", cfg.LargeLog)
+		}
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start: %w", err)
@@ -172,6 +192,21 @@ func Start(cfg Config) (*Broker, error) {
 		go b.compactEvery(cfg.CompactionInterval)
 	}
 	return b, nil
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
 }
 
 // listenFn makes kfake listen where we say instead of on 127.0.0.1: broker

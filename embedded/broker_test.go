@@ -1,8 +1,11 @@
 package embedded_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -192,5 +195,30 @@ func TestGivenOneBrokerWhenCreatingATopicWithReplicationTwoThenItIsRefused(t *te
 	err = admin.CreateTopic("replicated", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 2}, false)
 	if !errors.Is(err, sarama.ErrInvalidReplicationFactor) {
 		t.Fatalf("got %v, want ErrInvalidReplicationFactor", err)
+	}
+}
+
+func TestGivenALogLargerThanLargeLogWhenTheBrokerRestartsThenItWarns(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, embedded.Config{Dir: dir, Listen: "127.0.0.1:0"})
+	c := newClient(t, b)
+	createTopic(t, c, "orders", 1, nil)
+	produce(t, c, "orders", records("order", 30)...)
+	c.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var small, large bytes.Buffer
+	b2 := start(t, embedded.Config{Dir: dir, Listen: "127.0.0.1:0", LargeLog: 1 << 40, Logger: slog.New(slog.NewTextHandler(&small, nil))})
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(small.String(), "log is large") {
+		t.Errorf("warned about a log below LargeLog: %s", small.String())
+	}
+	start(t, embedded.Config{Dir: dir, Listen: "127.0.0.1:0", LargeLog: 1, Logger: slog.New(slog.NewTextHandler(&large, nil))})
+	if !strings.Contains(large.String(), "log is large") {
+		t.Errorf("no warning for a log above LargeLog; logged: %q", large.String())
 	}
 }

@@ -72,7 +72,7 @@ func startShopProcess(t *testing.T, brokers []string, dataDir string) *shopProce
 
 // runShopProcess runs the shop binary with args and waits until it is ready.
 // It is killed with the test at the latest.
-func runShopProcess(t *testing.T, args ...string) *shopProcess {
+func runShopProcess(t testing.TB, args ...string) *shopProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SHOP_TEST_AS_MAIN=1")

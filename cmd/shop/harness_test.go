@@ -190,7 +190,7 @@ func (r *shopRun) awaitVersion(id string, version int64) shop.Customer {
 
 // kafkaClient is a plain Kafka client, as any producer outside the shop would
 // use; franz-go's default partitioner is the Java client's murmur2.
-func kafkaClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client {
+func kafkaClient(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	require.NoError(t, err)
