@@ -17,7 +17,7 @@ import (
 // HeaderRedrivenFrom names the dead letter a re-driven record came from, as
 // <dlq-topic>/<partition>/<offset>. The group copies it into the next dead
 // letter if the record fails again.
-const HeaderRedrivenFrom = "streamfold-redriven-from"
+const HeaderRedrivenFrom = processors.HeaderRedrivenFrom
 
 // Topic is a group's dead-letter topic, <group>-dlq.
 func Topic(group string) string { return group + "-dlq" }
