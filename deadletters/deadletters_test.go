@@ -213,6 +213,7 @@ func TestRedrive_GivenOneDeadLetter_ThenItGoesBackToItsTopicByKeyWithItsHeadersA
 		processors.HeaderAttempts:      "2",
 		processors.HeaderFirstFailure:  firstFailed,
 		deadletters.HeaderRedrivenFrom: "orders-dlq/0/1",
+		processors.HeaderRedriveOf:     "order-events/3/9",
 	}, headers(r))
 
 	// And the dead letters are all still there.
@@ -225,13 +226,13 @@ func TestRedrive_GivenOneDeadLetter_ThenItGoesBackToItsTopicByKeyWithItsHeadersA
 func TestRedrive_GivenARangeOrAll_ThenEachSelectedDeadLetterIsReDrivenOrSkippedWithAReason(t *testing.T) {
 	k := startKafka(t)
 	k.deadLetters(
-		dead{partition: 1, key: "k0", value: []byte("v0"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 1, key: "k1", value: []byte("v1"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 1, key: "k2", value: nil, class: processors.ClassHandler, message: "m", attempts: 4},
-		dead{partition: 1, key: "k3", value: []byte("v3"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 2, key: "k4", value: []byte("v4"), class: processors.ClassDecode, message: "m", origTopic: "-"},
-		dead{partition: 2, key: "k5", value: []byte("v5"), class: processors.ClassDecode, message: "m", origTopic: "vanished-events"},
-		dead{partition: 2, key: "", value: []byte("keyless"), class: processors.ClassMissingKey, message: "m"},
+		dead{partition: 1, key: "k0", value: []byte("v0"), origOffset: 10, class: processors.ClassDecode, message: "m"},
+		dead{partition: 1, key: "k1", value: []byte("v1"), origOffset: 11, class: processors.ClassDecode, message: "m"},
+		dead{partition: 1, key: "k2", value: nil, origOffset: 12, class: processors.ClassHandler, message: "m", attempts: 4},
+		dead{partition: 1, key: "k3", value: []byte("v3"), origOffset: 13, class: processors.ClassDecode, message: "m"},
+		dead{partition: 2, key: "k4", value: []byte("v4"), origOffset: 14, class: processors.ClassDecode, message: "m", origTopic: "-"},
+		dead{partition: 2, key: "k5", value: []byte("v5"), origOffset: 15, class: processors.ClassDecode, message: "m", origTopic: "vanished-events"},
+		dead{partition: 2, key: "", value: []byte("keyless"), origOffset: 16, class: processors.ClassMissingKey, message: "m"},
 	)
 	c := k.client()
 	ctx := ctxT(t)
@@ -257,23 +258,36 @@ func TestRedrive_GivenARangeOrAll_ThenEachSelectedDeadLetterIsReDrivenOrSkippedW
 	res, err = c.Redrive(ctx, group, deadletters.All())
 	require.NoError(t, err)
 
-	// Then what names a live topic went back, the rest is skipped with a reason.
-	assert.Equal(t, 5, res.Count)
+	// Then what names a live topic and was not re-driven yet went back; the
+	// rest is skipped with a reason.
+	assert.Equal(t, 2, res.Count)
 	var from []coord
 	for _, r := range res.Redriven {
 		from = append(from, coord{r.From.Partition, r.From.Offset})
 	}
-	assert.Equal(t, []coord{{1, 0}, {1, 1}, {1, 2}, {1, 3}, {2, 2}}, from)
-	require.Len(t, res.Skipped, 2)
-	assert.Equal(t, deadletters.Position{Topic: dlqTopic, Partition: 2, Offset: 0}, res.Skipped[0].From)
-	assert.Contains(t, res.Skipped[0].Reason, processors.HeaderOriginalTopic)
-	assert.Contains(t, res.Skipped[1].Reason, "vanished-events")
+	assert.Equal(t, []coord{{1, 0}, {2, 2}}, from)
+	var skipped []coord
+	for _, s := range res.Skipped {
+		skipped = append(skipped, coord{s.From.Partition, s.From.Offset})
+	}
+	assert.Equal(t, []coord{{1, 1}, {1, 2}, {1, 3}, {2, 0}, {2, 1}}, skipped)
+	assert.Equal(t, processors.RedriveSent, res.Skipped[0].Status)
+	assert.Contains(t, res.Skipped[0].Reason, "no outcome yet")
+	assert.Contains(t, res.Skipped[3].Reason, processors.HeaderOriginalTopic)
+	assert.Contains(t, res.Skipped[4].Reason, "vanished-events")
 	// And nothing left the dead-letter topic.
 	assert.Equal(t, before, k.endOffset(dlqTopic, 1)+k.endOffset(dlqTopic, 2))
 
 	// A dead letter that cannot be re-driven is the error when selected alone.
 	_, err = c.Redrive(ctx, group, deadletters.One(2, 0))
 	assert.ErrorIs(t, err, deadletters.ErrNotRedrivable)
+	// And so is one re-driven already, unless forced.
+	_, err = c.Redrive(ctx, group, deadletters.One(1, 0))
+	assert.ErrorIs(t, err, deadletters.ErrSkipped)
+	res, err = c.Redrive(ctx, group, deadletters.One(1, 0).Forced())
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Count)
+	assert.Equal(t, 3, res.Redriven[0].Attempts, "one more than the last re-drive's")
 }
 
 func TestRedrive_GivenBadSelections_ThenErrorsAndNothingProduced(t *testing.T) {
