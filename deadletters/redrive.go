@@ -1,6 +1,7 @@
 package deadletters
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -184,7 +185,7 @@ func (c *Client) Redrive(ctx context.Context, group string, sel Selection) (Resu
 		return res, fmt.Errorf("consumer: %w", err)
 	}
 	defer consumer.Close()
-	rd := &redrive{c: c, group: group, res: &res, topics: map[string]error{},
+	rd := &redrive{c: c, group: group, res: &res, topics: map[string]error{}, consumer: consumer,
 		force: sel.force, states: states, selected: map[string]Position{}}
 	defer rd.close()
 
@@ -229,6 +230,7 @@ type redrive struct {
 	batch    []pending
 	topics   map[string]error // original topic -> nil if it exists
 
+	consumer sarama.Consumer
 	force    bool
 	states   map[string]RedriveState // by original coordinates, as the call started
 	selected map[string]Position     // original coordinates -> the dead letter re-driven for them
@@ -242,6 +244,7 @@ type pending struct {
 	original string        // the original coordinates, the state's key
 	prev     *RedriveState // the state before this re-drive; nil: none
 	state    RedriveState  // the state this re-drive writes
+	dl       DeadLetter
 }
 
 // add queues m, or records why it is skipped.
@@ -299,7 +302,7 @@ func (r *redrive) add(m *sarama.ConsumerMessage) {
 		msg.Headers = append(msg.Headers, header(processors.HeaderRedriveForce, "true"))
 	}
 	now := time.Now().UTC()
-	r.batch = append(r.batch, pending{from: from, key: dl.Key, attempts: attempts, msg: msg, original: original, prev: prev,
+	r.batch = append(r.batch, pending{from: from, key: dl.Key, attempts: attempts, msg: msg, original: original, prev: prev, dl: dl,
 		state: RedriveState{Status: processors.RedriveSent, At: now, Attempts: attempts, Forced: r.force, From: dl.Coordinates(), RedrivenAt: now}})
 }
 
@@ -348,6 +351,13 @@ func (r *redrive) send(ctx context.Context) error {
 			return fmt.Errorf("producer: %w", err)
 		}
 		r.producer = p
+	}
+	if err := r.precheck(ctx); err != nil {
+		r.batch = r.batch[:0]
+		return err
+	}
+	if len(r.batch) == 0 {
+		return nil
 	}
 	// The states first: the group's outcome, written once it has the record,
 	// must come after them.
@@ -416,6 +426,10 @@ func (r *redrive) restore(ps []pending) error {
 }
 
 func (r *redrive) done(sel Selection, err error) error {
+	// The pre-check skips at send time: put them in (partition, offset) order.
+	slices.SortStableFunc(r.res.Skipped, func(a, b Skipped) int {
+		return cmp.Or(cmp.Compare(a.From.Partition, b.From.Partition), cmp.Compare(a.From.Offset, b.From.Offset))
+	})
 	log := r.c.log.With("group", r.group, "selection", sel.String(), "count", r.res.Count, "skipped", len(r.res.Skipped))
 	if err != nil {
 		log.Warn("re-drive stopped", "err", err)
