@@ -290,3 +290,43 @@ func TestDLQ_GivenBadRequests_ThenProblemsAndUsageErrors(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no such dead letter")
 }
+
+func TestDLQ_GivenATombstoneDeadLetteredBeforeTheCustomerRegisteredAgain_ThenNoReDriveErasesIt(t *testing.T) {
+	s := startShop(t, testConfig(t.TempDir()))
+	brokers := strings.Join(s.brokers(), ",")
+	manual := kafkaClient(t, s.brokers(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+
+	// Given a tombstone for tom, dead-lettered (it came on the wrong partition).
+	wrong := (tables.PartitionFor("tom", 4) + 1) % 4
+	produce(t, manual, &kgo.Record{Topic: shop.CustomerEvents.Name, Partition: wrong, Key: []byte("tom"), Value: nil})
+	consumeAll(t, s.brokers(), "customers-dlq", 1)
+	tomb := byKey(s.dlqPage("customers", "").Items, "tom")
+	require.Len(t, tomb, 1)
+	assert.Equal(t, processors.ClassWrongPartition, tomb[0].Class)
+
+	// And tom registered since.
+	reg, _ := eventRecord(t, "tom", shop.CustomerRegisteredType, shop.CustomerRegistered{Name: "Tom", Email: "tom@example.com"})
+	produce(t, kafkaClient(t, s.brokers()), reg)
+	s.awaitVersion("tom", 1)
+
+	// When the tombstone is re-driven, forced, with the CLI.
+	code, out, errOut := runCLI(t, "dlq", "redrive", "--brokers", brokers, "--group", "customers",
+		"--partition", fmt.Sprint(tomb[0].Partition), "--offset", fmt.Sprint(tomb[0].Offset), "--force")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "re-drove 1 dead letter(s)")
+
+	// Then the group refuses it, and tom is still there.
+	stale := s.awaitRedrive("customers", "tom", processors.RedriveStale, 2)
+	assert.Contains(t, stale.Redrive.Reason, "a tombstone is never re-driven over a newer write")
+	assert.True(t, stale.Redrive.Forced)
+	c, ok := s.customer("tom")
+	require.True(t, ok, "the re-driven tombstone erased tom")
+	assert.Equal(t, int64(1), c.Version)
+
+	// And show says so.
+	code, out, errOut = runCLI(t, "dlq", "show", "--brokers", brokers, "--group", "customers",
+		"--partition", fmt.Sprint(tomb[0].Partition), "--offset", fmt.Sprint(tomb[0].Offset))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "stale (forced)")
+	assert.Contains(t, out, "never re-driven over a newer write")
+}
