@@ -206,6 +206,7 @@ func (g *Group) redriveFailed(gctx goka.Context, d deadRecord, err error) bool {
 	g.log.Warn("re-driven record failed again",
 		"topic", d.topic, "partition", d.partition, "offset", d.offset,
 		"key", d.key, "redriveOf", rd.key, "class", class, "err", err)
+	g.stats.count("redrive-failed-again")
 	g.emitRedriveState(gctx, rd, d.headers, RedriveState{Status: RedriveFailedAgain, Reason: err.Error(), Class: class})
 	return true
 }
