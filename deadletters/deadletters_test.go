@@ -214,6 +214,7 @@ func TestRedrive_GivenOneDeadLetter_ThenItGoesBackToItsTopicByKeyWithItsHeadersA
 		processors.HeaderFirstFailure:  firstFailed,
 		deadletters.HeaderRedrivenFrom: "orders-dlq/0/1",
 		processors.HeaderRedriveOf:     "order-events/3/9",
+		processors.HeaderRedriveGroup:  group,
 	}, headers(r))
 
 	// And the dead letters are all still there.

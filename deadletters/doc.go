@@ -17,7 +17,9 @@
 //     (tables.NewHasher), so they land where the group and its views look.
 //     Each carries streamfold-attempts, streamfold-first-failure,
 //     streamfold-redriven-from (<dlq-topic>/<partition>/<offset>) and
-//     streamfold-redrive-of (the original <topic>/<partition>/<offset>).
+//     streamfold-redrive-of (the original <topic>/<partition>/<offset>) and
+//     streamfold-redrive-group (other groups reading the topic handled the
+//     original already, and skip it).
 //     Re-driving never deletes anything: the dead letters stay in the topic.
 //
 // Re-drive cannot go back in time, and cannot multiply. Every re-drive is

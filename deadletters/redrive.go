@@ -297,7 +297,7 @@ func (r *redrive) add(m *sarama.ConsumerMessage) {
 	if ff, ok := dl.Headers[processors.HeaderFirstFailure]; ok {
 		msg.Headers = append(msg.Headers, header(processors.HeaderFirstFailure, ff))
 	}
-	msg.Headers = append(msg.Headers, header(HeaderRedrivenFrom, dl.Coordinates()), header(processors.HeaderRedriveOf, original))
+	msg.Headers = append(msg.Headers, header(HeaderRedrivenFrom, dl.Coordinates()), header(processors.HeaderRedriveOf, original), header(processors.HeaderRedriveGroup, r.group))
 	if r.force {
 		msg.Headers = append(msg.Headers, header(processors.HeaderRedriveForce, "true"))
 	}

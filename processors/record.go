@@ -91,6 +91,9 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 			}
 			return
 		}
+		if g.foreignRedrive(r) {
+			return
+		}
 		g.stats.processed.Add(1)
 		key := gctx.Key()
 		if key == "" {

@@ -22,6 +22,10 @@ const (
 	// HeaderRedriveForce is "true" when the operator forced a re-drive over
 	// newer writes of its key. It never lets a deletion erase a newer write.
 	HeaderRedriveForce = "streamfold-redrive-force"
+	// HeaderRedriveGroup names the group whose dead letter was re-driven.
+	// Other groups reading the topic handled the original already: they skip
+	// the record.
+	HeaderRedriveGroup = "streamfold-redrive-group"
 	// HeaderRedrivenFrom names the dead letter a re-driven record came from,
 	// <group>-dlq/<partition>/<offset>.
 	HeaderRedrivenFrom = "streamfold-redriven-from"
@@ -116,6 +120,18 @@ func redriveHeaders(hs []codecs.Header) (redriveOf, bool) {
 		}
 	}
 	return rd, found
+}
+
+// foreignRedrive reports a re-driven record meant for another group: this
+// one handled the original, so the record is skipped here.
+func (g *Group) foreignRedrive(r *recordCtx) bool {
+	for _, h := range r.headers {
+		if h.Key == HeaderRedriveGroup && string(h.Value) != g.name {
+			g.stats.count("redrive-skipped")
+			return true
+		}
+	}
+	return false
 }
 
 // refuseRedrive decides, before a projection applies a re-driven record,

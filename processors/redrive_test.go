@@ -212,6 +212,25 @@ func TestRedrive_GivenAReDrivenRecordThatFailsAgain_ThenItsStateIsUpdatedAndNoSe
 	assert.Equal(t, "balances-dlq/0/0", s.From)
 }
 
+func TestRedrive_GivenAReDriveForAnotherGroup_ThenSkippedHere(t *testing.T) {
+	r := startRedriveRig(t)
+	r.send(r.event("set", 1), nil)
+	h := redriveHeadersOf(0, true)
+	h[HeaderRedriveGroup] = []byte("someone-else")
+	r.send(r.event("set", 9), h)
+
+	amount, _ := r.amount()
+	assert.Equal(t, 1, amount)
+	_, _, n := r.lastState()
+	assert.Zero(t, n, "no state for another group's re-drive")
+	assert.Zero(t, r.deadLetters())
+
+	h[HeaderRedriveGroup] = []byte("balances")
+	r.send(r.event("set", 9), h)
+	amount, _ = r.amount()
+	assert.Equal(t, 9, amount)
+}
+
 func TestCoordinates_GivenWhatCoordinatesWrote_ThenParseReadsItBackAndRejectsTheRest(t *testing.T) {
 	topic, p, o, err := ParseCoordinates(Coordinates("a.b-c", 3, 42))
 	require.NoError(t, err)
