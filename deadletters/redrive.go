@@ -362,9 +362,10 @@ func (r *redrive) send(ctx context.Context) error {
 	// The states first: the group's outcome, written once it has the record,
 	// must come after them.
 	if err := r.setStates(func(p pending) *RedriveState { return &p.state }, r.batch); err != nil {
-		r.restore(r.batch)
+		err = fmt.Errorf("record re-drive states: %w", err)
+		err = errors.Join(err, r.restore(r.batch, err))
 		r.batch = r.batch[:0]
-		return fmt.Errorf("record re-drive states: %w", err)
+		return err
 	}
 	msgs := make([]*sarama.ProducerMessage, len(r.batch))
 	for i, p := range r.batch {
@@ -396,7 +397,8 @@ func (r *redrive) send(ctx context.Context) error {
 	}
 	r.batch = r.batch[:0]
 	if err != nil {
-		return errors.Join(fmt.Errorf("produce: %w", err), r.restore(unsent))
+		err = fmt.Errorf("produce: %w", err)
+		return errors.Join(err, r.restore(unsent, err))
 	}
 	return nil
 }
@@ -417,9 +419,19 @@ func (r *redrive) setStates(state func(pending) *RedriveState, ps []pending) err
 	return r.producer.SendMessages(msgs)
 }
 
-// restore puts back the states of re-drives that did not go out.
-func (r *redrive) restore(ps []pending) error {
-	if err := r.setStates(func(p pending) *RedriveState { return p.prev }, ps); err != nil {
+// restore puts back the states of re-drives that did not go out; one that
+// had none gets RedriveSendFailed. (Never a tombstone: compaction may drop
+// one at the end of the log, and a read up to the end offset would wait for
+// it.)
+func (r *redrive) restore(ps []pending, cause error) error {
+	now := time.Now().UTC()
+	err := r.setStates(func(p pending) *RedriveState {
+		if p.prev != nil {
+			return p.prev
+		}
+		return &RedriveState{Status: processors.RedriveSendFailed, At: now, Attempts: p.attempts - 1, From: p.state.From, Reason: cause.Error()}
+	}, ps)
+	if err != nil {
 		return fmt.Errorf("restore re-drive states: %w", err)
 	}
 	return nil

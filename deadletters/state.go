@@ -71,16 +71,12 @@ func withStates(ds []DeadLetter, states map[string]RedriveState) {
 	}
 }
 
-// stateMessage is the record that sets (or, nil, removes) one state.
+// stateMessage is the record that sets one state.
 func stateMessage(group, key string, s *RedriveState) (*sarama.ProducerMessage, error) {
 	table := processors.RedriveStates(group)
-	msg := &sarama.ProducerMessage{Topic: table.Name, Key: sarama.StringEncoder(key)}
-	if s != nil {
-		b, err := table.Codec.Encode(*s)
-		if err != nil {
-			return nil, fmt.Errorf("encode re-drive state: %w", err)
-		}
-		msg.Value = sarama.ByteEncoder(b)
+	b, err := table.Codec.Encode(*s)
+	if err != nil {
+		return nil, fmt.Errorf("encode re-drive state: %w", err)
 	}
-	return msg, nil
+	return &sarama.ProducerMessage{Topic: table.Name, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(b)}, nil
 }

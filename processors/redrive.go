@@ -37,6 +37,7 @@ const (
 	RedriveApplied     = "applied"      // the group handled it without error
 	RedriveStale       = "stale"        // refused: the key was written after the original offset
 	RedriveFailedAgain = "failed-again" // handled and failed again; not dead-lettered a second time
+	RedriveSendFailed  = "send-failed"  // the re-driver could not produce it; nothing reached the group
 )
 
 // RedriveState is what became of a dead letter that was re-driven: the value
