@@ -29,6 +29,10 @@ var (
 	ErrBadLimit = errors.New("bad limit")
 	// ErrBadSelection: a re-drive selection that selects nothing sensible.
 	ErrBadSelection = errors.New("bad selection")
+	// ErrSkipped: the one dead letter selected was not re-driven because of
+	// its re-drive state (applied, stale, or awaiting its outcome; see
+	// Selection.Forced).
+	ErrSkipped = errors.New("dead letter not re-driven")
 	// ErrNotRedrivable: a dead letter without an original topic header.
 	ErrNotRedrivable = errors.New("dead letter names no original topic")
 )
@@ -79,6 +83,8 @@ func New(brokers []string, opts ...Option) (*Client, error) {
 	c.Metadata.AllowAutoTopicCreation = false
 	c.Metadata.Full = false
 	c.Consumer.Return.Errors = true
+	// Never show a dead letter or a state whose transaction was aborted.
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
 	// Reads stop at end offsets known in advance: a fetch that finds nothing
 	// new need not wait for more (and, with one request in flight per
 	// connection for the idempotent producer, must not hold the line).
@@ -158,6 +164,11 @@ func (c *Client) List(ctx context.Context, group, cursor string, limit int) (Pag
 	if err != nil {
 		return Page{}, err
 	}
+	states, err := c.states(ctx, group)
+	if err != nil {
+		return Page{}, err
+	}
+	withStates(page.Items, states)
 	if len(page.Items) == limit && more(last, parts, ends) {
 		page.Next = encodeCursor(position{last.partition, last.offset + 1})
 	}
@@ -184,7 +195,13 @@ func (c *Client) Get(ctx context.Context, group string, partition int32, offset 
 	if err != nil {
 		return DeadLetter{}, err
 	}
-	return decode(group, m), nil
+	states, err := c.states(ctx, group)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	d := []DeadLetter{decode(group, m)}
+	withStates(d, states)
+	return d[0], nil
 }
 
 // one reads the record at partition/offset of topic, or ErrNotFound.

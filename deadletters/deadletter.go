@@ -17,7 +17,7 @@ import (
 // HeaderRedrivenFrom names the dead letter a re-driven record came from, as
 // <dlq-topic>/<partition>/<offset>. The group copies it into the next dead
 // letter if the record fails again.
-const HeaderRedrivenFrom = "streamfold-redriven-from"
+const HeaderRedrivenFrom = processors.HeaderRedrivenFrom
 
 // Topic is a group's dead-letter topic, <group>-dlq.
 func Topic(group string) string { return group + "-dlq" }
@@ -47,6 +47,9 @@ type DeadLetter struct {
 	FirstFailure      time.Time
 	// DeadLetteredAt is the dead-letter record's timestamp.
 	DeadLetteredAt time.Time
+	// Redrive is what became of the record's last re-drive, from
+	// <group>-dlq-state; nil when it was never re-driven.
+	Redrive *RedriveState
 }
 
 // Coordinates is <dlq-topic>/<partition>/<offset>, the value of
@@ -57,7 +60,7 @@ func (d DeadLetter) Coordinates() string {
 
 // Original is <topic>/<partition>/<offset> of the record as it first arrived.
 func (d DeadLetter) Original() string {
-	return fmt.Sprintf("%s/%d/%d", d.OriginalTopic, d.OriginalPartition, d.OriginalOffset)
+	return processors.Coordinates(d.OriginalTopic, d.OriginalPartition, d.OriginalOffset)
 }
 
 // decode reads a dead-letter record.
@@ -126,6 +129,7 @@ type deadLetterJSON struct {
 	Attempts          int               `json:"attempts"`
 	FirstFailure      *time.Time        `json:"firstFailure,omitempty"`
 	DeadLetteredAt    *time.Time        `json:"deadLetteredAt,omitempty"`
+	Redrive           *RedriveState     `json:"redrive,omitempty"`
 }
 
 // MarshalJSON writes the dead letter with camelCase fields. The value is a
@@ -140,6 +144,7 @@ func (d DeadLetter) MarshalJSON() ([]byte, error) {
 		Class:             d.Class, Message: d.Message, Attempts: d.Attempts,
 		FirstFailure:   timeOrNil(d.FirstFailure),
 		DeadLetteredAt: timeOrNil(d.DeadLetteredAt),
+		Redrive:        d.Redrive,
 	}
 	if j.Headers == nil {
 		j.Headers = map[string]string{}
@@ -165,6 +170,7 @@ func (d *DeadLetter) UnmarshalJSON(b []byte) error {
 		Key: j.Key, Headers: j.Headers,
 		OriginalTopic: j.OriginalTopic, OriginalPartition: j.OriginalPartition, OriginalOffset: j.OriginalOffset,
 		Class: j.Class, Message: j.Message, Attempts: j.Attempts,
+		Redrive: j.Redrive,
 	}
 	if j.Value != nil {
 		d.Value = []byte(*j.Value)

@@ -213,6 +213,8 @@ func TestRedrive_GivenOneDeadLetter_ThenItGoesBackToItsTopicByKeyWithItsHeadersA
 		processors.HeaderAttempts:      "2",
 		processors.HeaderFirstFailure:  firstFailed,
 		deadletters.HeaderRedrivenFrom: "orders-dlq/0/1",
+		processors.HeaderRedriveOf:     "order-events/3/9",
+		processors.HeaderRedriveGroup:  group,
 	}, headers(r))
 
 	// And the dead letters are all still there.
@@ -225,13 +227,13 @@ func TestRedrive_GivenOneDeadLetter_ThenItGoesBackToItsTopicByKeyWithItsHeadersA
 func TestRedrive_GivenARangeOrAll_ThenEachSelectedDeadLetterIsReDrivenOrSkippedWithAReason(t *testing.T) {
 	k := startKafka(t)
 	k.deadLetters(
-		dead{partition: 1, key: "k0", value: []byte("v0"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 1, key: "k1", value: []byte("v1"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 1, key: "k2", value: nil, class: processors.ClassHandler, message: "m", attempts: 4},
-		dead{partition: 1, key: "k3", value: []byte("v3"), class: processors.ClassDecode, message: "m"},
-		dead{partition: 2, key: "k4", value: []byte("v4"), class: processors.ClassDecode, message: "m", origTopic: "-"},
-		dead{partition: 2, key: "k5", value: []byte("v5"), class: processors.ClassDecode, message: "m", origTopic: "vanished-events"},
-		dead{partition: 2, key: "", value: []byte("keyless"), class: processors.ClassMissingKey, message: "m"},
+		dead{partition: 1, key: "k0", value: []byte("v0"), origOffset: 10, class: processors.ClassDecode, message: "m"},
+		dead{partition: 1, key: "k1", value: []byte("v1"), origOffset: 11, class: processors.ClassDecode, message: "m"},
+		dead{partition: 1, key: "k2", value: nil, origOffset: 12, class: processors.ClassHandler, message: "m", attempts: 4},
+		dead{partition: 1, key: "k3", value: []byte("v3"), origOffset: 13, class: processors.ClassDecode, message: "m"},
+		dead{partition: 2, key: "k4", value: []byte("v4"), origOffset: 14, class: processors.ClassDecode, message: "m", origTopic: "-"},
+		dead{partition: 2, key: "k5", value: []byte("v5"), origOffset: 15, class: processors.ClassDecode, message: "m", origTopic: "vanished-events"},
+		dead{partition: 2, key: "", value: []byte("keyless"), origOffset: 16, class: processors.ClassMissingKey, message: "m"},
 	)
 	c := k.client()
 	ctx := ctxT(t)
@@ -257,23 +259,36 @@ func TestRedrive_GivenARangeOrAll_ThenEachSelectedDeadLetterIsReDrivenOrSkippedW
 	res, err = c.Redrive(ctx, group, deadletters.All())
 	require.NoError(t, err)
 
-	// Then what names a live topic went back, the rest is skipped with a reason.
-	assert.Equal(t, 5, res.Count)
+	// Then what names a live topic and was not re-driven yet went back; the
+	// rest is skipped with a reason.
+	assert.Equal(t, 2, res.Count)
 	var from []coord
 	for _, r := range res.Redriven {
 		from = append(from, coord{r.From.Partition, r.From.Offset})
 	}
-	assert.Equal(t, []coord{{1, 0}, {1, 1}, {1, 2}, {1, 3}, {2, 2}}, from)
-	require.Len(t, res.Skipped, 2)
-	assert.Equal(t, deadletters.Position{Topic: dlqTopic, Partition: 2, Offset: 0}, res.Skipped[0].From)
-	assert.Contains(t, res.Skipped[0].Reason, processors.HeaderOriginalTopic)
-	assert.Contains(t, res.Skipped[1].Reason, "vanished-events")
+	assert.Equal(t, []coord{{1, 0}, {2, 2}}, from)
+	var skipped []coord
+	for _, s := range res.Skipped {
+		skipped = append(skipped, coord{s.From.Partition, s.From.Offset})
+	}
+	assert.Equal(t, []coord{{1, 1}, {1, 2}, {1, 3}, {2, 0}, {2, 1}}, skipped)
+	assert.Equal(t, processors.RedriveSent, res.Skipped[0].Status)
+	assert.Contains(t, res.Skipped[0].Reason, "no outcome yet")
+	assert.Contains(t, res.Skipped[3].Reason, processors.HeaderOriginalTopic)
+	assert.Contains(t, res.Skipped[4].Reason, "vanished-events")
 	// And nothing left the dead-letter topic.
 	assert.Equal(t, before, k.endOffset(dlqTopic, 1)+k.endOffset(dlqTopic, 2))
 
 	// A dead letter that cannot be re-driven is the error when selected alone.
 	_, err = c.Redrive(ctx, group, deadletters.One(2, 0))
 	assert.ErrorIs(t, err, deadletters.ErrNotRedrivable)
+	// And so is one re-driven already, unless forced.
+	_, err = c.Redrive(ctx, group, deadletters.One(1, 0))
+	assert.ErrorIs(t, err, deadletters.ErrSkipped)
+	res, err = c.Redrive(ctx, group, deadletters.One(1, 0).Forced())
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Count)
+	assert.Equal(t, 3, res.Redriven[0].Attempts, "one more than the last re-drive's")
 }
 
 func TestRedrive_GivenBadSelections_ThenErrorsAndNothingProduced(t *testing.T) {
@@ -359,4 +374,94 @@ func ExampleSelection() {
 	// partition 0 offsets 3..9
 	// all
 	// bad selection: from 9 is after to 3
+}
+
+// outcome writes the state the group would after handling a re-drive.
+func (k *kafka) outcome(original string, s deadletters.RedriveState) {
+	k.t.Helper()
+	b, err := json.Marshal(s)
+	require.NoError(k.t, err)
+	k.produce(&kgo.Record{Topic: stateTopic, Partition: 0, Key: []byte(original), Value: b})
+}
+
+func TestRedrive_GivenStatesAndAKeyDeletedSince_ThenAllSkipsWhatIsDoneOrStaleAndNeverMultiplies(t *testing.T) {
+	k := startKafka(t)
+	// Given, on partition 1 of the original topic: gone's original, alive's,
+	// a tombstone of gone, a newer write of alive.
+	k.produce(
+		&kgo.Record{Topic: origTopic, Partition: 1, Key: []byte("gone"), Value: []byte("g1")},
+		&kgo.Record{Topic: origTopic, Partition: 1, Key: []byte("alive"), Value: []byte("a1")},
+		&kgo.Record{Topic: origTopic, Partition: 1, Key: []byte("gone"), Value: nil},
+		&kgo.Record{Topic: origTopic, Partition: 1, Key: []byte("alive"), Value: []byte("a2")},
+	)
+	// And the dead letters of the first two.
+	k.deadLetters(
+		dead{partition: 0, key: "gone", value: []byte("g1"), origPart: 1, origOffset: 0, class: processors.ClassHandler, message: "m"},
+		dead{partition: 0, key: "alive", value: []byte("a1"), origPart: 1, origOffset: 1, class: processors.ClassHandler, message: "m"},
+	)
+	c := k.client()
+	ctx := ctxT(t)
+	sent := func() (n int64) {
+		for p := range int32(origParts) {
+			n += k.endOffset(origTopic, p)
+		}
+		return n
+	}
+
+	// When everything is re-driven.
+	res, err := c.Redrive(ctx, group, deadletters.All())
+	require.NoError(t, err)
+
+	// Then the update of the deleted key is refused as stale, saying what
+	// deleted it; the other goes (the group judges its newer write).
+	require.Equal(t, 1, res.Count)
+	assert.Equal(t, "alive", res.Redriven[0].Key)
+	require.Len(t, res.Skipped, 1)
+	assert.Equal(t, processors.RedriveStale, res.Skipped[0].Status)
+	assert.Contains(t, res.Skipped[0].Reason, "deleted at order-events/1/2")
+	assert.Equal(t, int64(5), sent())
+
+	// And the listing shows both states.
+	page, err := c.List(ctx, group, "", 10)
+	require.NoError(t, err)
+	require.Len(t, page.Items, 2)
+	gone, alive := page.Items[0].Redrive, page.Items[1].Redrive
+	require.NotNil(t, gone)
+	require.NotNil(t, alive)
+	assert.Equal(t, processors.RedriveStale, gone.Status)
+	require.NotNil(t, gone.AppliedOffset)
+	assert.Equal(t, int64(2), *gone.AppliedOffset)
+	assert.Equal(t, 1, gone.Attempts, "refused before it went out")
+	assert.Equal(t, processors.RedriveSent, alive.Status)
+	assert.Equal(t, 2, alive.Attempts)
+	assert.Equal(t, "orders-dlq/0/1", alive.From)
+
+	// When everything is re-driven again before the group answered.
+	res, err = c.Redrive(ctx, group, deadletters.All())
+	require.NoError(t, err)
+	// Then nothing goes out.
+	assert.Zero(t, res.Count)
+	assert.Len(t, res.Skipped, 2)
+	assert.Equal(t, int64(5), sent())
+
+	// When the group says the re-drive failed again, the next --all retries
+	// it, counting on.
+	k.outcome("order-events/1/1", deadletters.RedriveState{Status: processors.RedriveFailedAgain, Attempts: 2, Reason: "still broken"})
+	res, err = c.Redrive(ctx, group, deadletters.All())
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Count)
+	assert.Equal(t, 3, res.Redriven[0].Attempts)
+
+	// When the deleted key's update is forced, it goes, marked forced.
+	res, err = c.Redrive(ctx, group, deadletters.One(0, 0).Forced())
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Count)
+	r := k.recordAt(origTopic, res.Redriven[0].To.Partition, res.Redriven[0].To.Offset)
+	assert.Equal(t, "true", headers(r)[processors.HeaderRedriveForce])
+	assert.Equal(t, "order-events/1/0", headers(r)[processors.HeaderRedriveOf])
+
+	// When the group applied one, not even force sends it again.
+	k.outcome("order-events/1/1", deadletters.RedriveState{Status: processors.RedriveApplied, Attempts: 3})
+	_, err = c.Redrive(ctx, group, deadletters.One(0, 1).Forced())
+	assert.ErrorIs(t, err, deadletters.ErrSkipped)
 }

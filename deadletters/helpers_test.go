@@ -31,6 +31,7 @@ type kafka struct {
 const (
 	group       = "orders"
 	dlqTopic    = "orders-dlq"
+	stateTopic  = "orders-dlq-state"
 	origTopic   = "order-events"
 	origParts   = 4
 	dlqParts    = 3
@@ -50,6 +51,7 @@ func startKafka(t *testing.T) *kafka {
 	k := &kafka{t: t, brokers: b.Addrs(), admin: admin}
 	k.createTopic(dlqTopic, dlqParts)
 	k.createTopic(origTopic, origParts)
+	k.createTopic(stateTopic, 1)
 	k.cl, err = kgo.NewClient(kgo.SeedBrokers(k.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	require.NoError(t, err)
 	t.Cleanup(k.cl.Close)

@@ -14,4 +14,12 @@
 // arrived on the wrong partition for its key into a dead letter carrying the
 // record's coordinates; the partition keeps flowing and the input offset is
 // committed only after the dead letter (and every table write) is acknowledged.
+//
+// A dead letter re-driven to its topic (package deadletters) carries its
+// original coordinates (HeaderRedriveOf); redrive.go decides what becomes of
+// it and records that in the compacted <group>-dlq-state (RedriveStates): a
+// projection refuses one whose key was written after the original offset
+// (unless forced; a tombstone or deletion never), and one that fails again
+// updates its state instead of becoming a second dead letter. Counters:
+// redrive-refused, redrive-failed-again.
 package processors

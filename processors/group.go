@@ -198,7 +198,7 @@ func (g *Group) Edges() []Edge {
 	for _, l := range g.lookups {
 		es = append(es, Edge{RoleLookup, l.Spec()})
 	}
-	es = append(es, Edge{RoleDLQ, g.DLQ().Spec()})
+	es = append(es, Edge{RoleDLQ, g.DLQ().Spec()}, Edge{RoleOutput, RedriveStates(g.name).Spec()})
 	if g.bootstrap {
 		es = append(es, Edge{RoleOutput, g.BootstrapTopic().Spec()})
 	}
@@ -290,7 +290,7 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.LoopTopic()}, loop: true,
 			handle: func(*recordCtx) error { return nil }})))
 	}
-	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw))
+	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw), goka.Output(goka.Stream(RedriveStates(g.name).Name), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)
 	if err := gg.Validate(); err != nil {
 		return nil, fmt.Errorf("group %s: %w", g.name, err)

@@ -50,6 +50,9 @@ type projection[S any] struct {
 func (p projection[S]) handle(r *recordCtx) error {
 	g := p.g
 	prevRaw, _ := r.gctx.Value().([]byte)
+	if g.refuseRedrive(r, prevRaw) {
+		return nil
+	}
 	if r.value == nil {
 		if prevRaw != nil {
 			r.gctx.Delete()
@@ -94,6 +97,9 @@ func (p projection[S]) handle(r *recordCtx) error {
 	}
 	m.record(topic, offset, ev.ID)
 	next, m = p.release(r, next, m)
+	if next == nil && prev != nil && g.refuseRedrivenDelete(r, prevRaw) {
+		return nil
+	}
 	if next == nil {
 		if prev != nil || prevRaw != nil {
 			r.gctx.Delete()

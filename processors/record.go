@@ -46,6 +46,8 @@ type recordCtx struct {
 	gctx    goka.Context
 	value   []byte // nil for a Kafka tombstone
 	headers []codecs.Header
+
+	redriveSettled bool // a re-drive's outcome is recorded already (refused)
 }
 
 func (r *recordCtx) topic() string { return string(r.gctx.Topic()) }
@@ -89,6 +91,9 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 			}
 			return
 		}
+		if g.foreignRedrive(r) {
+			return
+		}
 		g.stats.processed.Add(1)
 		key := gctx.Key()
 		if key == "" {
@@ -103,6 +108,8 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 		}
 		if err := g.handleWithRetries(r, in.handle); err != nil {
 			g.route(r, err)
+		} else {
+			g.redriveApplied(r)
 		}
 	}
 }
@@ -131,6 +138,9 @@ type deadRecord struct {
 }
 
 func (g *Group) deadLetterRecord(gctx goka.Context, d deadRecord, err error) {
+	if g.redriveFailed(gctx, d, err) {
+		return
+	}
 	class := classify(err)
 	g.stats.deadLetter(class)
 	h := headerMap(d.headers)

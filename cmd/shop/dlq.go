@@ -23,13 +23,18 @@ import (
 const dlqUsage = `usage: shop dlq <command> --group <group> [flags]
 
 commands:
-  list      list dead letters in (partition, offset) order
+  list      list dead letters in (partition, offset) order, with what became
+            of their last re-drive (redriven, applied, stale, failed-again)
             [--limit N] [--cursor C] [--format text|json]
   show      print one dead letter, its value and headers
             --partition P --offset O [--format text|json]
   redrive   produce dead letters back to their original topic; they stay in the DLQ
             --partition P --offset O | --partition P --from A --to B | --all
-            [--format text|json]
+            [--force] [--format text|json]
+            Skips dead letters applied already, and, unless --force, stale ones
+            (their key was written since) and ones whose re-drive has no outcome
+            yet. The group refuses a stale record unless forced, and never lets
+            a tombstone or a deletion erase a newer write.
 
 Every command takes --brokers (SHOP_BROKERS; default 127.0.0.1:9092, the embedded
 broker of a running shop) and --timeout. Run 'shop dlq <command> -h' for its flags.
@@ -67,7 +72,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		cursor           string
 		partition        int
 		offset, from, to int64
-		all              bool
+		all, force       bool
 		partitionFlag    = func() { fs.IntVar(&partition, "partition", 0, "partition of the dead-letter topic") }
 	)
 	switch sub {
@@ -83,6 +88,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Int64Var(&from, "from", 0, "first offset of a range to re-drive")
 		fs.Int64Var(&to, "to", 0, "last offset (included) of a range to re-drive")
 		fs.BoolVar(&all, "all", false, "re-drive every dead letter of the group")
+		fs.BoolVar(&force, "force", false, "re-drive stale dead letters over newer writes of their key, and ones awaiting an outcome")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -130,6 +136,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if set["all"] {
 			q.All = &all
 		}
+		q.Force = force
 		var err error
 		if sel, err = q.selection(); err != nil {
 			return usageErr("%v; give --partition and --offset (one), --partition, --from and --to (a range, both included), or --all", err)
@@ -165,7 +172,11 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, d := range page.Items {
 			msg, _, _ := strings.Cut(d.Message, "\n")
-			fmt.Fprintf(tw, "%d/%d\t%s\tkey=%q\tclass=%s\tattempts=%d\t%s\n", d.Partition, d.Offset, d.Original(), d.Key, d.Class, d.Attempts, msg)
+			attempts, status := d.Attempts, "-"
+			if d.Redrive != nil {
+				attempts, status = max(attempts, d.Redrive.Attempts), d.Redrive.Status
+			}
+			fmt.Fprintf(tw, "%d/%d\t%s\tkey=%q\tclass=%s\tattempts=%d\tredrive=%s\t%s\n", d.Partition, d.Offset, d.Original(), d.Key, d.Class, attempts, status, msg)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -229,6 +240,20 @@ func writeDeadLetter(w io.Writer, d deadletters.DeadLetter) error {
 	row("first failure", ts(d.FirstFailure))
 	msg, rest, multi := strings.Cut(d.Message, "\n")
 	row("message", msg)
+	if rd := d.Redrive; rd != nil {
+		forced := ""
+		if rd.Forced {
+			forced = " (forced)"
+		}
+		row("re-drive", fmt.Sprintf("%s%s at %s, attempt %d", rd.Status, forced, ts(rd.At), rd.Attempts))
+		if rd.To != "" {
+			row("re-driven to", rd.To)
+		}
+		if rd.Reason != "" {
+			reason, _, _ := strings.Cut(rd.Reason, "\n")
+			row("re-drive reason", reason)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -257,5 +282,8 @@ func writeResult(w io.Writer, dlqTopic string, res deadletters.Result) {
 	}
 	for _, s := range res.Skipped {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.From, s.Reason)
+	}
+	if res.Count > 0 {
+		fmt.Fprintln(w, "the group records each outcome: see 'shop dlq list'")
 	}
 }

@@ -26,7 +26,8 @@ const dlqTimeout = 30 * time.Second
 //	GET  /dlq                                  the groups and their dead-letter topics
 //	GET  /dlq/{group}?limit=N&cursor=C         a page: {items, next}
 //	GET  /dlq/{group}/{partition}/{offset}     one dead letter
-//	POST /dlq/{group}/redrive                  {partition, offset} | {partition, from, to} | {all: true}
+//	POST /dlq/{group}/redrive                  {partition, offset} | {partition, from, to} | {all: true}, and force: true
+//	                                           to re-drive stale dead letters (see deadletters.Selection.Forced)
 //
 // Each request opens its own Kafka client: these are operator calls, rare
 // next to the queries, and nothing is left to close.
@@ -169,6 +170,8 @@ func dlqProblem(err error) error {
 		return queryapi.NotFound(err.Error())
 	case errors.Is(err, deadletters.ErrNotRedrivable):
 		return queryapi.Unprocessable(err.Error(), nil)
+	case errors.Is(err, deadletters.ErrSkipped):
+		return &queryapi.Problem{Status: http.StatusConflict, Detail: err.Error()}
 	}
 	return err
 }
@@ -217,6 +220,8 @@ type redriveRequest struct {
 	From      *int64 `json:"from,omitempty"`
 	To        *int64 `json:"to,omitempty"`
 	All       *bool  `json:"all,omitempty"`
+	// Force re-drives stale dead letters and ones awaiting their outcome.
+	Force bool `json:"force,omitempty"`
 }
 
 // selectionHelp follows a bad selection's reason in the 400 answer.
@@ -243,6 +248,9 @@ func (q redriveRequest) selection() (deadletters.Selection, error) {
 		sel = deadletters.Range(*q.Partition, *q.From, *q.To)
 	default:
 		return sel, errors.New("ambiguous or incomplete selection")
+	}
+	if q.Force {
+		sel = sel.Forced()
 	}
 	return sel, sel.Validate()
 }

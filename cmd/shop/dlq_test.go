@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,6 +47,18 @@ func byKey(ds []deadletters.DeadLetter, key string) []deadletters.DeadLetter {
 		}
 	}
 	return out
+}
+
+// awaitRedrive waits for the one dead letter of key in group to show a
+// re-drive state with status after attempts.
+func (r *shopRun) awaitRedrive(group, key, status string, attempts int) deadletters.DeadLetter {
+	r.t.Helper()
+	var last []deadletters.DeadLetter
+	require.Eventually(r.t, func() bool {
+		last = byKey(r.dlqPage(group, "").Items, key)
+		return len(last) == 1 && last[0].Redrive != nil && last[0].Redrive.Status == status && last[0].Redrive.Attempts == attempts
+	}, wait, 20*time.Millisecond, "dead letter of %q never showed %s after %d attempts: %+v", key, status, attempts, last)
+	return last[0]
 }
 
 func TestDLQ_GivenAPoisonRecordAndAnUpdateOfAnUnknownCustomer_ThenListedShownAndReDrivenWithHistoryKept(t *testing.T) {
@@ -139,9 +152,9 @@ func TestDLQ_GivenAPoisonRecordAndAnUpdateOfAnUnknownCustomer_ThenListedShownAnd
 	reg, _ := eventRecord(t, "una", shop.CustomerRegisteredType, shop.CustomerRegistered{Name: "Una", Email: "una@example.com"})
 	produce(t, cl, reg)
 	s.awaitVersion("una", 1)
+	oneUna := fmt.Sprintf(`{"partition":%d,"offset":%d}`, unknown[0].Partition, unknown[0].Offset)
 	var res deadletters.Result
-	resp = s.do(http.MethodPost, "/dlq/customers/redrive",
-		fmt.Sprintf(`{"partition":%d,"offset":%d}`, unknown[0].Partition, unknown[0].Offset), &res)
+	resp = s.do(http.MethodPost, "/dlq/customers/redrive", oneUna, &res)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, 1, res.Count)
 	assert.Equal(t, deadletters.Position{Topic: "customers-dlq", Partition: unknown[0].Partition, Offset: unknown[0].Offset}, res.Redriven[0].From)
@@ -149,9 +162,27 @@ func TestDLQ_GivenAPoisonRecordAndAnUpdateOfAnUnknownCustomer_ThenListedShownAnd
 	assert.Equal(t, tables.PartitionFor("una", 4), res.Redriven[0].To.Partition)
 	assert.Equal(t, 2, res.Redriven[0].Attempts)
 
-	// Then the update is applied.
+	// Then the group refuses it: the registration came after it, so applying
+	// it would go back in time. The dead letter says so, the customer is as
+	// registered.
+	stale := s.awaitRedrive("customers", "una", processors.RedriveStale, 2)
+	assert.Contains(t, stale.Redrive.Reason, "after the original offset")
+	assert.Equal(t, res.Redriven[0].To.String(), stale.Redrive.To)
+	c, _ := s.customer("una")
+	assert.Equal(t, int64(1), c.Version)
+
+	// And re-driving it again is refused at once, unless forced.
+	s.expectProblem(t, http.MethodPost, "/dlq/customers/redrive", oneUna, http.StatusConflict)
+	resp = s.do(http.MethodPost, "/dlq/customers/redrive", strings.TrimSuffix(oneUna, "}")+`,"force":true}`, &res)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 1, res.Count)
+	assert.Equal(t, 3, res.Redriven[0].Attempts)
+
+	// Then the forced update is applied.
 	una := s.awaitVersion("una", 2)
 	assert.Equal(t, "Una Updated", una.Name)
+	applied := s.awaitRedrive("customers", "una", processors.RedriveApplied, 3)
+	assert.True(t, applied.Redrive.Forced)
 
 	// When the poison record is re-driven with the CLI.
 	code, out, errOut = runCLI(t, "dlq", "redrive", "--brokers", brokers, "--group", "customers",
@@ -161,27 +192,39 @@ func TestDLQ_GivenAPoisonRecordAndAnUpdateOfAnUnknownCustomer_ThenListedShownAnd
 	require.NoError(t, json.Unmarshal([]byte(out), &poisonRes))
 	require.Equal(t, 1, poisonRes.Count)
 
-	// Then it fails again: a new dead letter, attempt 2, saying where it was re-driven from.
-	consumeAll(t, s.brokers(), "customers-dlq", 3)
-	after := s.dlqPage("customers", "")
-	require.Len(t, after.Items, 3)
-	zed := byKey(after.Items, "zed")
-	require.Len(t, zed, 2)
-	again := zed[0]
-	if again.Offset == poison[0].Offset && again.Partition == poison[0].Partition {
-		again = zed[1]
-	}
-	assert.Equal(t, 2, again.Attempts)
-	assert.Equal(t, processors.ClassDecode, again.Class)
-	assert.Equal(t, poisonRes.Redriven[0].To.Offset, again.OriginalOffset)
-	assert.Equal(t, poisonRes.Redriven[0].To.Partition, again.OriginalPartition)
-	assert.Equal(t, poison[0].Coordinates(), again.Headers[deadletters.HeaderRedrivenFrom])
-	assert.Equal(t, poison[0].FirstFailure, again.FirstFailure)
-	assert.Equal(t, "t-zed", again.Headers["trace"])
+	// Then it fails again: no second dead letter, the first one's state
+	// counts the attempt and says why.
+	zed := s.awaitRedrive("customers", "zed", processors.RedriveFailedAgain, 2)
+	assert.Equal(t, processors.ClassDecode, zed.Redrive.Class)
+	assert.Equal(t, poison[0].Coordinates(), zed.Redrive.From)
+	assert.Equal(t, poisonRes.Redriven[0].To.String(), zed.Redrive.To)
+	assert.Equal(t, int64(2), endOffsets(t, s.brokers(), "customers-dlq"))
 
-	// And the original dead letters are still there, unchanged.
-	assert.Contains(t, after.Items, poison[0])
-	assert.Contains(t, after.Items, unknown[0])
+	// When everything is re-driven with the CLI, twice.
+	for i, attempts := range []int{3, 4} {
+		code, out, errOut = runCLI(t, "dlq", "redrive", "--brokers", brokers, "--group", "customers", "--all")
+		require.Equal(t, 0, code, errOut)
+		// Then the applied update is skipped, the failing poison re-sent once.
+		assert.Contains(t, out, "re-drove 1 dead letter(s)", i)
+		assert.Contains(t, out, "already re-driven and applied", i)
+		s.awaitRedrive("customers", "zed", processors.RedriveFailedAgain, attempts)
+	}
+
+	// And the dead letters are still the two, unchanged, their states shown.
+	after := s.dlqPage("customers", "")
+	require.Len(t, after.Items, 2)
+	assert.Equal(t, int64(2), endOffsets(t, s.brokers(), "customers-dlq"))
+	for i, d := range after.Items {
+		require.NotNil(t, d.Redrive, d.Key)
+		d.Redrive = nil
+		after.Items[i] = d
+	}
+	assert.ElementsMatch(t, []deadletters.DeadLetter{poison[0], unknown[0]}, after.Items)
+	code, out, errOut = runCLI(t, "dlq", "list", "--brokers", brokers, "--group", "customers")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "redrive=failed-again")
+	assert.Contains(t, out, "redrive=applied")
+	assert.Contains(t, out, "attempts=4")
 }
 
 func TestDLQ_GivenBadRequests_ThenProblemsAndUsageErrors(t *testing.T) {
@@ -246,4 +289,44 @@ func TestDLQ_GivenBadRequests_ThenProblemsAndUsageErrors(t *testing.T) {
 	code, _, errOut = runCLI(t, "dlq", "show", "--brokers", brokers, "--group", "customers", "--partition", "0", "--offset", "99")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no such dead letter")
+}
+
+func TestDLQ_GivenATombstoneDeadLetteredBeforeTheCustomerRegisteredAgain_ThenNoReDriveErasesIt(t *testing.T) {
+	s := startShop(t, testConfig(t.TempDir()))
+	brokers := strings.Join(s.brokers(), ",")
+	manual := kafkaClient(t, s.brokers(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+
+	// Given a tombstone for tom, dead-lettered (it came on the wrong partition).
+	wrong := (tables.PartitionFor("tom", 4) + 1) % 4
+	produce(t, manual, &kgo.Record{Topic: shop.CustomerEvents.Name, Partition: wrong, Key: []byte("tom"), Value: nil})
+	consumeAll(t, s.brokers(), "customers-dlq", 1)
+	tomb := byKey(s.dlqPage("customers", "").Items, "tom")
+	require.Len(t, tomb, 1)
+	assert.Equal(t, processors.ClassWrongPartition, tomb[0].Class)
+
+	// And tom registered since.
+	reg, _ := eventRecord(t, "tom", shop.CustomerRegisteredType, shop.CustomerRegistered{Name: "Tom", Email: "tom@example.com"})
+	produce(t, kafkaClient(t, s.brokers()), reg)
+	s.awaitVersion("tom", 1)
+
+	// When the tombstone is re-driven, forced, with the CLI.
+	code, out, errOut := runCLI(t, "dlq", "redrive", "--brokers", brokers, "--group", "customers",
+		"--partition", fmt.Sprint(tomb[0].Partition), "--offset", fmt.Sprint(tomb[0].Offset), "--force")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "re-drove 1 dead letter(s)")
+
+	// Then the group refuses it, and tom is still there.
+	stale := s.awaitRedrive("customers", "tom", processors.RedriveStale, 2)
+	assert.Contains(t, stale.Redrive.Reason, "a tombstone is never re-driven over a newer write")
+	assert.True(t, stale.Redrive.Forced)
+	c, ok := s.customer("tom")
+	require.True(t, ok, "the re-driven tombstone erased tom")
+	assert.Equal(t, int64(1), c.Version)
+
+	// And show says so.
+	code, out, errOut = runCLI(t, "dlq", "show", "--brokers", brokers, "--group", "customers",
+		"--partition", fmt.Sprint(tomb[0].Partition), "--offset", fmt.Sprint(tomb[0].Offset))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "stale (forced)")
+	assert.Contains(t, out, "never re-driven over a newer write")
 }
