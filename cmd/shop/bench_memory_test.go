@@ -35,15 +35,15 @@ func BenchmarkMemoryVersusLog(b *testing.B) {
 		kafka := freeAddr(b)
 		p := runShopProcess(b, "--data-dir", dir, "--kafka-listen", kafka, "--http", "127.0.0.1:0")
 		cl := kafkaClient(b, []string{kafka}, kgo.ProducerLinger(5*time.Millisecond))
-		b.Logf("%10s %10s %12s", "events", "rss MB", "log MB")
-		b.Logf("%10d %10.0f %12.1f", 0, rssMB(b, p.cmd.Process.Pid), dirMB(filepath.Join(dir, "kafka")))
+		fmt.Printf("%10s %10s %12s\n", "events", "rss MB", "log MB")
+		fmt.Printf("%10d %10.0f %12.1f\n", 0, rssMB(b, p.cmd.Process.Pid), dirMB(filepath.Join(dir, "kafka")))
 		var rss float64
 		for done := 0; done < events; done += round {
 			last := produceCustomerRound(b, cl, done, round, keys)
 			require.Eventually(b, func() bool { return customerName(p.base, last.id) == last.name }, 2*wait, 50*time.Millisecond,
 				"the fold never reached event %d", done+round)
 			rss = rssMB(b, p.cmd.Process.Pid)
-			b.Logf("%10d %10.0f %12.1f", done+round, rss, dirMB(filepath.Join(dir, "kafka")))
+			fmt.Printf("%10d %10.0f %12.1f\n", done+round, rss, dirMB(filepath.Join(dir, "kafka")))
 		}
 		b.ReportMetric(rss, "rss-MB")
 		b.ReportMetric(dirMB(filepath.Join(dir, "kafka")), "log-MB")
