@@ -10,15 +10,15 @@ import (
 
 func TestIDs_GivenControlCharactersOrOverlongIDInPath_Then400AndHandlerNotCalled(t *testing.T) {
 	for name, seg := range map[string]string{
-		"NUL":        "c%00x",
-		"CR":         "c%0Dx",
-		"LF":         "c%0Ax",
-		"BEL":        "c%07",
-		"DEL":        "c%7F",
-		"C1":         "c%C2%85",
-		"U+2028":     "c%E2%80%A8",
-		"bad UTF-8":  "c%FFx",
-		"257 bytes":  strings.Repeat("a", queryapi.MaxIDBytes+1),
+		"NUL":       "c%00x",
+		"CR":        "c%0Dx",
+		"LF":        "c%0Ax",
+		"BEL":       "c%07",
+		"DEL":       "c%7F",
+		"C1":        "c%C2%85",
+		"U+2028":    "c%E2%80%A8",
+		"bad UTF-8": "c%FFx",
+		"257 bytes": strings.Repeat("a", queryapi.MaxIDBytes+1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			api := queryapi.New()
