@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/streamfold/streamfold/internal/promtext"
 	"github.com/streamfold/streamfold/queryapi"
 )
 
@@ -119,4 +120,17 @@ func TestGuard_GivenBearerGuard_ThenMissingOrWrongTokenIs401WithChallenge(t *tes
 	}
 	do(t, api, "GET", "/admin/customers", "", "Authorization", "Bearer s3cret").wantJSON(t, http.StatusOK, nil)
 	do(t, api, "GET", "/open", "").wantJSON(t, http.StatusOK, nil)
+}
+
+func TestMetrics_GivenRequests_ThenExpositionIsValidText(t *testing.T) {
+	api, _ := customersAPI(queryapi.WithMetrics(fakeMetrics{text: "# HELP app_up Up.\n# TYPE app_up gauge\napp_up 1"}))
+	do(t, api, "GET", "/customers/c1", "")
+	do(t, api, "GET", "/customers/ghost", "")
+	do(t, api, "GET", "/nowhere", "")
+
+	r := do(t, api, "GET", "/metrics", "")
+
+	if err := promtext.Check(strings.NewReader(r.body)); err != nil {
+		t.Fatalf("%v\n%s", err, r.body)
+	}
 }

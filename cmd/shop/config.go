@@ -46,6 +46,17 @@ type Config struct {
 	// AdvertiseHTTP is the host:port other instances forward queries to;
 	// empty derives it from the listener (see advertiseAddr).
 	AdvertiseHTTP string
+
+	// AdminToken guards the operator endpoints (dead letters, re-drive,
+	// parked records): requests must send Authorization: Bearer <token>.
+	// Without one they are served only on a loopback listener.
+	AdminToken string
+	// WriteToken, when set, guards every state-changing endpoint (POST,
+	// PUT, PATCH, DELETE) the same way.
+	WriteToken string
+	// CursorKey authenticates list cursors; empty is a random key per
+	// process. Instances behind one address need the same key.
+	CursorKey string
 }
 
 // Embedded reports whether the shop runs its own broker (no --brokers given).
@@ -86,6 +97,12 @@ func (c Config) Validate() error {
 	}
 	if c.NoQuery && c.Groups != nil && len(c.Groups) == 0 {
 		errs = append(errs, errors.New("--groups none with --no-query leaves the instance nothing to do"))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("--http must not be empty"))
+	}
+	if c.AdminToken != "" && c.AdminToken == c.WriteToken {
+		errs = append(errs, errors.New("--admin-token and --write-token must differ: a client that may write must not thereby re-drive dead letters"))
 	}
 	if c.AdvertiseHTTP != "" {
 		if _, port, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil || port == "" || port == "0" {
@@ -192,7 +209,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 		return def
 	}
 	fs.StringVar(&c.DataDir, "data-dir", env("data-dir", "./data"), "data directory: the embedded broker's log in <dir>/kafka, table state in <dir>/state (SHOP_DATA_DIR)")
-	fs.StringVar(&c.HTTPAddr, "http", env("http", ":8080"), "HTTP listen address (SHOP_HTTP)")
+	fs.StringVar(&c.HTTPAddr, "http", env("http", ""), "HTTP listen address; default 127.0.0.1:8080 with the embedded broker (loopback only: a laptop's shop is nobody else's), :8080 with --brokers (SHOP_HTTP)")
 	fs.StringVar(&c.KafkaListen, "kafka-listen", env("kafka-listen", "127.0.0.1:9092"), "embedded broker's listen and advertised address (SHOP_KAFKA_LISTEN)")
 	var raw rawFlags
 	fs.StringVar(&raw.brokers, "brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
@@ -209,6 +226,9 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	c.Standby = envBool("standby", false)
 	fs.Var(boolFlag{p: &c.Standby}, "standby", "keep hot copies of partitions other instances own, for fast failover and stale reads (SHOP_STANDBY)")
 	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", env("advertise-http", ""), "host:port other instances forward queries to; default the --http port on this host's first non-loopback address, or --http itself when it names a host (SHOP_ADVERTISE_HTTP)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("admin-token", ""), "bearer token the dead-letter, re-drive and parked endpoints require; without it they answer only on a loopback --http (SHOP_ADMIN_TOKEN)")
+	fs.StringVar(&c.WriteToken, "write-token", env("write-token", ""), "bearer token every state-changing endpoint requires; default none (SHOP_WRITE_TOKEN)")
+	fs.StringVar(&c.CursorKey, "cursor-key", env("cursor-key", ""), "key that signs list cursors; default a random one per process — give instances behind one address the same (SHOP_CURSOR_KEY)")
 	return &raw
 }
 
@@ -250,6 +270,12 @@ func (c *Config) finish(raw *rawFlags) {
 	for b := range strings.SplitSeq(raw.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+		if c.Embedded() {
+			c.HTTPAddr = "127.0.0.1:8080"
 		}
 	}
 	if c.Replication == 0 {
