@@ -40,6 +40,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`[1,2]`), "")
 	f.Add([]byte(``), "content-type=application/cloudevents-batch+json")
 	f.Add([]byte(`{}`), "CE_SPECVERSION=1.0\nce_id=\nce_id=2\nce_source=s\nce_type=t")
+	f.Add([]byte(`{}`), "ce_specversion=1.0\nce_id=1\nce_source=s\nce_type=t\nce_subject=\xff")
 	f.Fuzz(func(t *testing.T, value []byte, headers string) {
 		e, err := codecs.DecodeEvent(value, fuzzHeaders(headers))
 		if err != nil {
