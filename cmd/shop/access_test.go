@@ -1,12 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/internal/promtext"
 	"github.com/streamfold/streamfold/queryapi"
 )
@@ -180,4 +191,62 @@ func TestConfig_GivenNoHTTPFlag_ThenLoopbackWithTheEmbeddedBrokerOnly(t *testing
 
 	_, err = parseRunFlags([]string{"--admin-token", "same", "--write-token", "same"}, io.Discard)
 	assert.ErrorContains(t, err, "must differ")
+}
+
+func TestConfig_GivenKafkaSecurityFlags_ThenTheRuntimeGetsTLSAndSASL(t *testing.T) {
+	t.Setenv("SHOP_KAFKA_SASL_PASSWORD", "from-env")
+	cfg, err := parseRunFlags([]string{"--brokers", "kafka:9093", "--kafka-tls", "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-user", "shop"}, io.Discard)
+	require.NoError(t, err)
+	sec, err := cfg.Kafka.security()
+	require.NoError(t, err)
+	assert.NotNil(t, sec.TLS)
+	assert.Equal(t, streamfold.Security{TLS: sec.TLS, SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "shop", SASLPassword: "from-env"}, sec)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u"}, "apply to --brokers"},
+		{[]string{"--brokers", "k:9093", "--kafka-sasl-mechanism", "GSSAPI", "--kafka-sasl-user", "u"}, "unknown SASL mechanism"},
+		{[]string{"--brokers", "k:9093", "--kafka-tls-cert", "c.pem"}, "go together"},
+	} {
+		_, err := parseRunFlags(tc.args, io.Discard)
+		assert.ErrorContains(t, err, tc.want, "%v", tc.args)
+	}
+
+	// -h shows no secret taken from the environment.
+	t.Setenv("SHOP_ADMIN_TOKEN", "hunter2")
+	var usage strings.Builder
+	_, err = parseRunFlags([]string{"-h"}, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, usage.String(), "admin-token")
+	assert.NotContains(t, usage.String(), "hunter2")
+	assert.NotContains(t, usage.String(), "from-env")
+}
+
+func TestConfig_GivenACAFile_ThenTLSTrustsIt(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, testCAPEM(t), 0o600))
+	cfg, err := parseRunFlags([]string{"--brokers", "k:9093", "--kafka-tls-ca", ca}, io.Discard)
+	require.NoError(t, err)
+	assert.True(t, cfg.Kafka.TLS, "a CA file implies TLS")
+	sec, err := cfg.Kafka.security()
+	require.NoError(t, err)
+	require.NotNil(t, sec.TLS.RootCAs)
+
+	require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+	_, err = cfg.Kafka.security()
+	assert.ErrorContains(t, err, "no PEM certificate")
+}
+
+func testCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -68,6 +68,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	if !cfg.NoQuery {
 		advertise = advertiseAddr(a.ln.Addr(), cfg.AdvertiseHTTP)
 	}
+	sec, err := cfg.Kafka.security()
+	if err != nil {
+		return nil, err
+	}
 	policy := processors.DefaultPolicy()
 	policy.MaxWait = cfg.MaxWait
 	topo := shop.Topology(cfg.Partitions, log, shop.WithPolicy(policy))
@@ -82,6 +86,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 		Replicas:       !cfg.NoQuery,
 		Standby:        cfg.Standby,
 		Advertise:      advertise,
+		Security:       sec,
 	})
 	if err != nil {
 		return nil, err
