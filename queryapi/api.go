@@ -159,8 +159,10 @@ func New(opts ...Option) *API {
 		cursors:  newCursorSigner(o.cursorKey),
 		guards:   o.guards,
 	}
-	// Encoded paths let keys contain '/' (as %2F); Vars unescapes.
-	r := mux.NewRouter().UseEncodedPath()
+	// Encoded paths let keys contain '/' (as %2F); Vars unescapes. No
+	// path cleaning: an API answers JSON or problems, never a redirect to
+	// another path ("/carts/." is a 400 for its id, not a 301 to /carts/).
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(a.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(a.methodNotAllowed)
 	r.Use(recordRoute, a.guard, a.validateVars)

@@ -90,7 +90,7 @@ func FuzzID(f *testing.F) {
 	})
 	f.Fuzz(func(t *testing.T, id string) {
 		err := queryapi.ValidateID("id", id)
-		valid := id != "" && len(id) <= queryapi.MaxIDBytes && utf8.ValidString(id) &&
+		valid := id != "" && id != "." && id != ".." && len(id) <= queryapi.MaxIDBytes && utf8.ValidString(id) &&
 			!strings.ContainsFunc(id, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Zl, unicode.Zp) })
 		if (err == nil) != valid {
 			t.Fatalf("ValidateID(%q) = %v, want valid=%v", id, err, valid)
