@@ -225,13 +225,13 @@ func decodeBinary(value []byte, headers []Header) (Event, error) {
 		}
 		e.Time = t
 	}
+	ct, _ := header(headers, ContentTypeHeader)
+	e.DataContentType = ct
 	// Report missing attributes before data problems: they say more about
 	// what the producer got wrong.
 	if err := e.Validate(); err != nil {
 		return Event{}, decodeErr("cloudevents", "binary mode: %w (headers ce_specversion, ce_id, ce_source, ce_type)", err)
 	}
-	ct, _ := header(headers, ContentTypeHeader)
-	e.DataContentType = ct
 	if len(value) > 0 {
 		switch {
 		case isJSONMediaType(ct):
