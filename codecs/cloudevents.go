@@ -118,7 +118,7 @@ func (e Event) Validate() error {
 			problems = append(problems, a.name+" is not valid UTF-8")
 		}
 	}
-		if len(e.Data) > 0 && !json.Valid(e.Data) {
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		problems = append(problems, "data is not valid JSON")
 	}
 	if len(problems) > 0 {
