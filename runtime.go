@@ -135,7 +135,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	}
 	self := Member{Instance: newInstanceID(), Query: cfg.Advertise}
 	base := saramaConfig(cfg.ClientID)
-	cfg.Security.applySarama(base)
+	cfg.Security.ApplySarama(base)
 	if cfg.SessionTimeout > 0 {
 		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 		base.Consumer.Group.Heartbeat.Interval = (cfg.SessionTimeout / 3).Truncate(time.Millisecond)
@@ -170,7 +170,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// Every group gets its own engine (its own directory): a group's lookup
 	// tables are goka views of another group's table, held apart from the
 	// owner's stores. Indexes are kept wherever a table is held.
-	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.kgoOpts()...))}
+	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.KgoOpts()...))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
 	for _, g := range t.groups {
 		g.Bind(rt.partitions)
@@ -303,6 +303,10 @@ func (rt *Runtime) GroupStore(group, topic string, partition int32) (*tables.Sto
 
 // Brokers are the bootstrap servers the runtime runs against.
 func (rt *Runtime) Brokers() []string { return slices.Clone(rt.cfg.Brokers) }
+
+// Security is how the runtime's clients connect to Brokers; other clients of
+// the same cluster (dead-letter tools) use it too.
+func (rt *Runtime) Security() Security { return rt.cfg.Security }
 
 // PartitionsOf is the real partition count of a topic of the topology.
 func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] }

@@ -69,8 +69,9 @@ func (s Security) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// applySarama sets c's Net.TLS and Net.SASL.
-func (s Security) applySarama(c *sarama.Config) {
+// ApplySarama sets c's Net.TLS and Net.SASL, for a sarama client outside the
+// runtime (a dead-letter tool) that talks to the same cluster.
+func (s Security) ApplySarama(c *sarama.Config) {
 	if s.TLS != nil {
 		c.Net.TLS.Enable = true
 		c.Net.TLS.Config = s.TLS.Clone()
@@ -89,8 +90,8 @@ func (s Security) applySarama(c *sarama.Config) {
 	}
 }
 
-// kgoOpts are the same settings for franz-go clients.
-func (s Security) kgoOpts() []kgo.Opt {
+// KgoOpts are the same settings as options for franz-go clients.
+func (s Security) KgoOpts() []kgo.Opt {
 	var opts []kgo.Opt
 	if s.TLS != nil {
 		opts = append(opts, kgo.DialTLSConfig(s.TLS.Clone()))

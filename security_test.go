@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/processors"
@@ -102,17 +102,12 @@ func foldOne(t *testing.T, brokers []string, sec streamfold.Security, producer .
 
 func TestSecurity_GivenASASLBroker_WhenTheRuntimeHasCredentials_ThenItFoldsWithEachMechanism(t *testing.T) {
 	brokers := secureCluster(t, nil)
-	for _, tc := range []struct{ mech, user, pass string }{
-		{streamfold.SASLSCRAMSHA256, "scram256-user", "scram256-pass"},
-		{streamfold.SASLSCRAMSHA512, "scram512-user", "scram512-pass"},
+	for _, sec := range []streamfold.Security{
+		{SASLMechanism: streamfold.SASLSCRAMSHA256, SASLUser: "scram256-user", SASLPassword: "scram256-pass"},
+		{SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "scram512-user", SASLPassword: "scram512-pass"},
 	} {
-		t.Run(tc.mech, func(t *testing.T) {
-			auth := scram.Auth{User: tc.user, Pass: tc.pass}
-			mech := auth.AsSha256Mechanism()
-			if tc.mech == streamfold.SASLSCRAMSHA512 {
-				mech = auth.AsSha512Mechanism()
-			}
-			foldOne(t, brokers, streamfold.Security{SASLMechanism: tc.mech, SASLUser: tc.user, SASLPassword: tc.pass}, kgo.SASL(mech))
+		t.Run(sec.SASLMechanism, func(t *testing.T) {
+			foldOne(t, brokers, sec, sec.KgoOpts()...)
 		})
 	}
 }
@@ -120,10 +115,24 @@ func TestSecurity_GivenASASLBroker_WhenTheRuntimeHasCredentials_ThenItFoldsWithE
 func TestSecurity_GivenATLSAndSASLBroker_WhenTheRuntimeTrustsItsCertificate_ThenPlainOverTLSFolds(t *testing.T) {
 	cert, pool := selfSigned(t)
 	brokers := secureCluster(t, &cert)
-	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	foldOne(t, brokers,
-		streamfold.Security{TLS: clientTLS, SASLMechanism: streamfold.SASLPlain, SASLUser: "plain-user", SASLPassword: "plain-pass"},
-		kgo.DialTLSConfig(clientTLS.Clone()), kgo.SASL(scram.Auth{User: "scram256-user", Pass: "scram256-pass"}.AsSha256Mechanism()))
+	sec := streamfold.Security{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, SASLMechanism: streamfold.SASLPlain, SASLUser: "plain-user", SASLPassword: "plain-pass"}
+	foldOne(t, brokers, sec, sec.KgoOpts()...)
+}
+
+func TestSecurity_GivenSettings_ThenSaramaConfigIsValidAndSaysSo(t *testing.T) {
+	for _, sec := range []streamfold.Security{
+		{},
+		{TLS: &tls.Config{MinVersion: tls.VersionTLS12}},
+		{SASLMechanism: streamfold.SASLPlain, SASLUser: "u", SASLPassword: "p"},
+		{SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "u", SASLPassword: "p"},
+	} {
+		c := sarama.NewConfig()
+		sec.ApplySarama(c)
+		assert.NoError(t, c.Validate(), "%s", sec)
+		assert.Equal(t, sec.TLS != nil, c.Net.TLS.Enable)
+		assert.Equal(t, sec.SASLMechanism != "", c.Net.SASL.Enable)
+		assert.NotContains(t, sec.String(), "p\"", "no password in %s", sec)
+	}
 }
 
 func TestSecurity_GivenWrongCredentialsOrNoTLS_ThenOpenFailsSayingWhy(t *testing.T) {
