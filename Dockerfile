@@ -24,4 +24,7 @@ WORKDIR /var/lib/shop
 VOLUME ["/var/lib/shop"]
 EXPOSE 8080
 ENTRYPOINT ["shop"]
-CMD ["run", "--data-dir", "/var/lib/shop"]
+# A container is reached through its network, not its loopback: name the
+# listen address (the binary's default is 127.0.0.1:8080 with the embedded
+# broker). Operator endpoints then need SHOP_ADMIN_TOKEN.
+CMD ["run", "--data-dir", "/var/lib/shop", "--http", ":8080"]

@@ -64,6 +64,9 @@ type Config struct {
 	// query to the partition's owner (see Runtime.Place); empty advertises
 	// none.
 	Advertise string
+	// Security is TLS and SASL for every client; the zero value is
+	// plaintext.
+	Security Security
 }
 
 // DefaultStoreMemory is Config.StoreMemory's default.
@@ -83,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	if c.Replication < 1 && c.Replication != -1 {
 		errs = append(errs, fmt.Errorf("replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for i, g := range c.Groups {
 		if strings.TrimSpace(g) == "" {
@@ -139,6 +145,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	}
 	self := Member{Instance: newInstanceID(), Query: cfg.Advertise}
 	base := saramaConfig(cfg.ClientID)
+	cfg.Security.ApplySarama(base)
 	if cfg.SessionTimeout > 0 {
 		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 		base.Consumer.Group.Heartbeat.Interval = (cfg.SessionTimeout / 3).Truncate(time.Millisecond)
@@ -151,7 +158,9 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	base.Consumer.Group.Member.UserData = encodeMember(self)
 	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
 	if err != nil {
-		return nil, fmt.Errorf("connect to kafka %v: %w", cfg.Brokers, err)
+		// A broker that refuses credentials often just closes the
+		// connection (EOF): say what was tried.
+		return nil, fmt.Errorf("connect to kafka %v (%s): %w", cfg.Brokers, cfg.Security, err)
 	}
 	rt := &Runtime{
 		topo: t, cfg: cfg, log: log, client: client, running: running, self: self,
@@ -171,7 +180,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// Every group gets its own engine (its own directory): a group's lookup
 	// tables are goka views of another group's table, held apart from the
 	// owner's stores. Indexes are kept wherever a table is held.
-	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore"))}
+	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.KgoOpts()...))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
 	for _, g := range t.groups {
 		g.Bind(rt.partitions)
@@ -334,6 +343,10 @@ func (rt *Runtime) GroupStore(group, topic string, partition int32) (*tables.Sto
 
 // Brokers are the bootstrap servers the runtime runs against.
 func (rt *Runtime) Brokers() []string { return slices.Clone(rt.cfg.Brokers) }
+
+// Security is how the runtime's clients connect to Brokers; other clients of
+// the same cluster (dead-letter tools) use it too.
+func (rt *Runtime) Security() Security { return rt.cfg.Security }
 
 // PartitionsOf is the real partition count of a topic of the topology.
 func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] }

@@ -88,7 +88,8 @@ func NewID() string {
 }
 
 // Validate checks the attributes the spec requires (specversion "1.0", id,
-// source, type) and that Data, if any, is JSON. The error wraps
+// source, type), that every attribute is valid UTF-8 and that Data, if any,
+// is JSON. The error wraps
 // ErrInvalidEvent and names every problem found.
 func (e Event) Validate() error {
 	var problems []string
@@ -107,6 +108,15 @@ func (e Event) Validate() error {
 	}
 	if e.Type == "" {
 		problems = append(problems, "missing type")
+	}
+	// Attributes are Unicode strings: invalid UTF-8 would be replaced by
+	// U+FFFD when encoded, a different id or subject than was read.
+	for _, a := range []struct{ name, v string }{
+		{"id", e.ID}, {"source", e.Source}, {"type", e.Type}, {"subject", e.Subject}, {"datacontenttype", e.DataContentType},
+	} {
+		if !utf8.ValidString(a.v) {
+			problems = append(problems, a.name+" is not valid UTF-8")
+		}
 	}
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		problems = append(problems, "data is not valid JSON")
@@ -215,13 +225,13 @@ func decodeBinary(value []byte, headers []Header) (Event, error) {
 		}
 		e.Time = t
 	}
+	ct, _ := header(headers, ContentTypeHeader)
+	e.DataContentType = ct
 	// Report missing attributes before data problems: they say more about
 	// what the producer got wrong.
 	if err := e.Validate(); err != nil {
 		return Event{}, decodeErr("cloudevents", "binary mode: %w (headers ce_specversion, ce_id, ce_source, ce_type)", err)
 	}
-	ct, _ := header(headers, ContentTypeHeader)
-	e.DataContentType = ct
 	if len(value) > 0 {
 		switch {
 		case isJSONMediaType(ct):

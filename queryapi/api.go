@@ -40,7 +40,8 @@ type ListQuery struct {
 	Filters map[string]string
 	// Limit is the page size, 1..MaxLimit (DefaultLimit when not given).
 	Limit int
-	// Cursor is the Next of the previous page, verbatim; empty for the first.
+	// Cursor is the Next of the previous page, verbatim (the API has checked
+	// it is one it handed out); empty for the first.
 	Cursor string
 }
 
@@ -84,9 +85,11 @@ const notReadyRetryAfter = 5 * time.Second
 type Option func(*options)
 
 type options struct {
-	log     *slog.Logger
-	ready   Readiness
-	metrics Metrics
+	log       *slog.Logger
+	ready     Readiness
+	metrics   Metrics
+	cursorKey []byte
+	guards    []Guard
 }
 
 // WithLogger sets the logger. nil (the default) discards. Each request is
@@ -103,6 +106,25 @@ func WithReadiness(r Readiness) Option { return func(o *options) { o.ready = r }
 // request metrics (which are served with or without this option).
 func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
 
+// WithCursorKey sets the key that authenticates list cursors (HMAC-SHA256).
+// Without it each API makes a random key: cursors then stay valid for the
+// life of the process, and only on the instance that handed them out. Give
+// every instance behind one address the same key.
+func WithCursorKey(key []byte) Option {
+	return func(o *options) { o.cursorKey = append([]byte(nil), key...) }
+}
+
+// A Guard decides whether a request may reach a route: route is the matched
+// route's path template (e.g. "/dlq/{group}"). nil lets the request through;
+// an error is answered as a problem, e.g. RequireBearer's 401. Guards run in
+// the order given, before the route's variables are validated and before its
+// handler; requests no route matches never reach them (they answer 404/405).
+// A Guard is called concurrently.
+type Guard func(r *http.Request, route string) error
+
+// WithGuard adds g to the guards of every route, built-in ones included.
+func WithGuard(g Guard) Option { return func(o *options) { o.guards = append(o.guards, g) } }
+
 // API is an http.Handler serving resources and command handlers as JSON.
 //
 // Concurrency: register every route (Resource, Handle) before the API serves
@@ -114,6 +136,8 @@ type API struct {
 	ready    Readiness
 	metrics  Metrics
 	requests *requestMetrics
+	cursors  cursorSigner
+	guards   []Guard
 	serving  atomic.Bool
 }
 
@@ -132,12 +156,16 @@ func New(opts ...Option) *API {
 		ready:    o.ready,
 		metrics:  o.metrics,
 		requests: newRequestMetrics(),
+		cursors:  newCursorSigner(o.cursorKey),
+		guards:   o.guards,
 	}
-	// Encoded paths let keys contain '/' (as %2F); Vars unescapes.
-	r := mux.NewRouter().UseEncodedPath()
+	// Encoded paths let keys contain '/' (as %2F); Vars unescapes. No
+	// path cleaning: an API answers JSON or problems, never a redirect to
+	// another path ("/carts/." is a 400 for its id, not a 301 to /carts/).
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 	r.NotFoundHandler = http.HandlerFunc(a.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(a.methodNotAllowed)
-	r.Use(recordRoute)
+	r.Use(recordRoute, a.guard, a.validateVars)
 	a.router = r
 
 	a.handle(http.MethodGet, "/healthz", a.adapt(func(*http.Request) (int, any, error) {
@@ -157,7 +185,10 @@ var resourceName = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 //
 // The list route takes limit (1..MaxLimit, default DefaultLimit; anything
 // else is a 400 problem) and cursor; every other query parameter becomes a
-// filter, given at most once.
+// filter, given at most once. The API authenticates cursors (see
+// WithCursorKey): the Lister's Next goes out signed, and a cursor that comes
+// back forged, garbled or from another listing is a 400 problem that never
+// reaches the Lister.
 //
 // Resource panics on a name that is not a plain path segment
 // ([A-Za-z0-9._~-]+), that is reserved (healthz, readyz, metrics), or when
@@ -185,10 +216,14 @@ func (a *API) Resource(name string, r Reader, l Lister) {
 			if err != nil {
 				return 0, nil, err
 			}
+			if q.Cursor, err = a.cursors.verify(name, q.Cursor); err != nil {
+				return 0, nil, err
+			}
 			page, err := l.List(req.Context(), q)
 			if err != nil {
 				return 0, nil, err
 			}
+			page.Next = a.cursors.sign(name, page.Next)
 			if page.Items == nil {
 				page.Items = []json.RawMessage{}
 			}
@@ -442,6 +477,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem, retryAfter
 		b, _ = cp.MarshalJSON()
 	}
 	h := w.Header()
+	copyHeader(h, cp.Header)
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	if retryAfter > 0 {
@@ -474,6 +510,45 @@ func recordRoute(next http.Handler) http.Handler {
 		if info := infoOf(r); info != nil {
 			if t, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
 				info.route = t
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// guard is mux middleware running the guards of a matched route.
+func (a *API) guard(next http.Handler) http.Handler {
+	if len(a.guards) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := routeUnmatched
+		if info := infoOf(r); info != nil {
+			route = info.route
+		}
+		for _, g := range a.guards {
+			if err := g(r, route); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// validateVars is mux middleware: every route variable is an id, checked by
+// ValidateID once here rather than by each handler.
+func (a *API) validateVars(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for name, raw := range mux.Vars(r) {
+			v, err := url.PathUnescape(raw)
+			if err != nil {
+				a.writeError(w, r, BadRequest(fmt.Sprintf("path segment {%s}: invalid escape: %v", name, err)))
+				return
+			}
+			if err := ValidateID(fmt.Sprintf("path segment {%s}", name), v); err != nil {
+				a.writeError(w, r, err)
+				return
 			}
 		}
 		next.ServeHTTP(w, r)

@@ -12,7 +12,9 @@ import (
 	"strings"
 )
 
-// MaxBodyBytes is the largest request body DecodeJSON reads.
+// MaxBodyBytes is the largest request body the API takes (1 MiB): DecodeJSON
+// reads no more, and a proxy in front of an API (the shop's router) should
+// use the same limit through ErrBodyTooLarge. A larger body is a 413 problem.
 const MaxBodyBytes = 1 << 20
 
 // DecodeJSON decodes the request body, one JSON document, into v (a non-nil
@@ -50,7 +52,7 @@ func DecodeJSON(r *http.Request, v any) error {
 	case errors.Is(err, io.EOF):
 		return nil
 	case isTooLarge(err):
-		return tooLarge()
+		return ErrBodyTooLarge()
 	default:
 		return BadRequest(fmt.Sprintf("body: unexpected data after the JSON document at offset %d", off+leadingSpace(dec)))
 	}
@@ -67,7 +69,8 @@ func leadingSpace(dec *json.Decoder) int64 {
 	return int64(len(b) - len(bytes.TrimLeft(b, " \t\r\n")))
 }
 
-func tooLarge() *Problem {
+// ErrBodyTooLarge is the 413 problem of a body over MaxBodyBytes.
+func ErrBodyTooLarge() *Problem {
 	return PayloadTooLarge(fmt.Sprintf("body: larger than %d bytes", MaxBodyBytes))
 }
 
@@ -84,7 +87,7 @@ func decodeProblem(dec *json.Decoder, err error) error {
 	)
 	switch {
 	case isTooLarge(err):
-		return tooLarge()
+		return ErrBodyTooLarge()
 	case errors.Is(err, io.EOF):
 		return BadRequest("body: empty, expected a JSON document")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -46,6 +46,24 @@
 // Every success is application/json, every error application/problem+json
 // (the /metrics text format is the one exception).
 //
+// # Input rules and access
+//
+// Every route variable is an id and is checked once, after the guards and
+// before the handler, by ValidateID: 1 to MaxIDBytes (256) bytes of UTF-8
+// without control characters or line separators, and not "." or "..";
+// anything else is a 400 problem. Handlers check ids they take from bodies
+// and headers with the same function. A request body is at most
+// MaxBodyBytes (1 MiB; 413 problem), the one limit for the API and any
+// proxy in front of it (ErrBodyTooLarge).
+//
+// List cursors are signed (HMAC-SHA256, a random key per API unless
+// WithCursorKey gives one): a Lister only ever sees cursors it produced, and
+// a forged or garbled one is a 400 problem.
+//
+// WithGuard adds checks that run for every matched route before its
+// handler, with the route's template, e.g. RequireBearer for operator
+// routes (401 with a WWW-Authenticate challenge).
+//
 // # Concurrency
 //
 // Build the API (New, Resource, Handle) in one goroutine before serving;

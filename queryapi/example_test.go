@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 
 	"github.com/streamfold/streamfold/queryapi"
 )
@@ -36,4 +37,30 @@ func ExampleAPI_Resource() {
 	// {"id":"c1","name":"Ada"}
 	// 404 application/problem+json
 	// {"type":"about:blank","title":"Not Found","status":404,"detail":"customer \"c2\" not found","instance":"/customers/c2"}
+}
+
+func ExampleWithGuard() {
+	// Operator routes need a bearer token; everything else is open.
+	api := queryapi.New(queryapi.WithGuard(func(r *http.Request, route string) error {
+		if strings.HasPrefix(route, "/admin/") {
+			return queryapi.RequireBearer(r, "admin", "s3cret")
+		}
+		return nil
+	}))
+	api.Handle(http.MethodGet, "/admin/{group}", func(*http.Request) (int, any, error) {
+		return http.StatusOK, map[string]string{"ok": "yes"}, nil
+	})
+
+	for _, auth := range []string{"", "Bearer s3cret"} {
+		req := httptest.NewRequest(http.MethodGet, "/admin/customers", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		fmt.Println(rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	// Output:
+	// 401 Bearer realm="admin"
+	// 200
 }

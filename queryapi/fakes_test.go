@@ -164,7 +164,7 @@ type response struct {
 }
 
 // do sends one request through h. header is name, value pairs.
-func do(t *testing.T, h http.Handler, method, target, body string, header ...string) response {
+func do(t testing.TB, h http.Handler, method, target, body string, header ...string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -180,7 +180,7 @@ func do(t *testing.T, h http.Handler, method, target, body string, header ...str
 }
 
 // wantJSON asserts a success answer and decodes its body into v (may be nil).
-func (r response) wantJSON(t *testing.T, status int, v any) {
+func (r response) wantJSON(t testing.TB, status int, v any) {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
@@ -196,7 +196,7 @@ func (r response) wantJSON(t *testing.T, status int, v any) {
 }
 
 // wantProblem asserts an error answer and returns the decoded problem.
-func (r response) wantProblem(t *testing.T, status int) queryapi.Problem {
+func (r response) wantProblem(t testing.TB, status int) queryapi.Problem {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)

@@ -32,6 +32,9 @@ type Problem struct {
 	// Extras are extension members, flattened into the JSON object. A key
 	// that collides with a standard member is ignored.
 	Extras map[string]any
+	// Header is added to the response (e.g. WWW-Authenticate on a 401);
+	// it is not part of the document.
+	Header http.Header
 }
 
 // NewProblem returns a Problem with the given status and detail.
@@ -56,6 +59,17 @@ func Conflict(detail string, extras map[string]any) *Problem {
 func Unprocessable(detail string, extras map[string]any) *Problem {
 	return &Problem{Status: http.StatusUnprocessableEntity, Detail: detail, Extras: extras}
 }
+
+// Unauthorized returns a 401 Problem challenging for a bearer token of realm
+// (RFC 6750): the response carries WWW-Authenticate.
+func Unauthorized(realm, detail string) *Problem {
+	h := http.Header{}
+	h.Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
+	return &Problem{Status: http.StatusUnauthorized, Detail: detail, Header: h}
+}
+
+// Forbidden returns a 403 Problem.
+func Forbidden(detail string) *Problem { return NewProblem(http.StatusForbidden, detail) }
 
 // PayloadTooLarge returns a 413 Problem.
 func PayloadTooLarge(detail string) *Problem {

@@ -68,6 +68,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	if !cfg.NoQuery {
 		advertise = advertiseAddr(a.ln.Addr(), cfg.AdvertiseHTTP)
 	}
+	sec, err := cfg.Kafka.security()
+	if err != nil {
+		return nil, err
+	}
 	policy := processors.DefaultPolicy()
 	policy.MaxWait = cfg.MaxWait
 	topo := shop.Topology(cfg.Partitions, log, shop.WithPolicy(policy))
@@ -82,6 +86,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 		Replicas:       !cfg.NoQuery,
 		Standby:        cfg.Standby,
 		Advertise:      advertise,
+		Security:       sec,
 	})
 	if err != nil {
 		return nil, err
@@ -89,7 +94,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	if cfg.NoQuery {
 		a.handler = queryapi.New(queryapi.WithLogger(log), queryapi.WithReadiness(readiness{a.rt}), queryapi.WithMetrics(metrics{a.rt}))
 	} else {
-		a.handler, a.closeHTTP, err = newHTTP(a.rt, log, cfg.ReplyTimeout)
+		a.handler, a.closeHTTP, err = newHTTP(a.rt, log, cfg, isLoopback(a.ln.Addr()))
 		if err != nil {
 			return nil, err
 		}
@@ -151,6 +156,12 @@ func firstAddress() string {
 		}
 	}
 	return "127.0.0.1"
+}
+
+// isLoopback reports whether a listener accepts only local connections.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Advertised is the query address this instance advertises; empty with --no-query.

@@ -584,7 +584,7 @@ func BenchmarkGetCustomer(b *testing.B) {
 		return rt.Stats()[shop.CustomersGroup].Applied >= int64(keys) && rt.Recovered()
 	})
 
-	handler, closeHTTP, err := newHTTP(rt, slog.New(slog.DiscardHandler), 5*time.Second)
+	handler, closeHTTP, err := newHTTP(rt, slog.New(slog.DiscardHandler), Config{ReplyTimeout: 5 * time.Second}, true)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/shop"
+	"github.com/streamfold/streamfold/tables"
 	"github.com/streamfold/streamfold/views"
 )
 
@@ -24,7 +25,15 @@ const (
 	idempotencyKeyHd = "Idempotency-Key"
 )
 
+// changelogs tell how far a local store has applied its changelog.
+type changelogs interface {
+	Store(topic string, partition int32) (*tables.Store, bool)
+	HighWatermark(topic string, partition int32) (int64, error)
+	PartitionsOf(topic string) int
+}
+
 type cartsHTTP struct {
+	stores   changelogs
 	carts    *views.View[shop.Cart]
 	history  *views.View[processors.Timeline]
 	commands *streamfold.Emitter[shop.CartCommand]
@@ -44,6 +53,9 @@ func (c cartsHTTP) command(r *http.Request) (int, any, error) {
 	id := queryapi.Vars(r)["id"]
 	var cmd shop.CartCommand
 	if err := queryapi.DecodeJSON(r, &cmd); err != nil {
+		return 0, nil, err
+	}
+	if err := validateCommandIDs(r, cmd); err != nil {
 		return 0, nil, err
 	}
 	if key := r.Header.Get(idempotencyKeyHd); key != "" {
@@ -72,6 +84,26 @@ func (c cartsHTTP) command(r *http.Request) (int, any, error) {
 			fmt.Sprintf("no reply to command %s within %s; it may still be applied — retry with the same %s", cmd.ID, c.timeout, idempotencyKeyHd))
 	}
 	return 0, nil, err
+}
+
+// validateCommandIDs checks the ids a command carries in its body and
+// headers as the API checks ids in paths: they become keys, headers and log
+// lines.
+func validateCommandIDs(r *http.Request, cmd shop.CartCommand) error {
+	for what, id := range map[string]string{
+		`body: field "commandId"`:       cmd.ID,
+		`body: field "data.productId"`:  cmd.Data.ProductID,
+		`body: field "data.customerId"`: cmd.Data.CustomerID,
+		"header " + idempotencyKeyHd:    r.Header.Get(idempotencyKeyHd),
+	} {
+		if id == "" {
+			continue
+		}
+		if err := queryapi.ValidateID(what, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // request produces cmd and waits for its reply.
@@ -108,6 +140,11 @@ type commandAccepted struct {
 
 // get answers GET /carts/{id}[?minVersion=N]: with minVersion it never answers
 // with an older version; it waits briefly for the view, then answers 503.
+// A cart the view does not have is answered 404 like a plain GET as soon as
+// the view has applied everything its changelog held when the request came
+// (so the cart was never created, or was checked out), and at the latest
+// when the wait is over: only a cart the view has at an older version is
+// "not yet".
 func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 	id := queryapi.Vars(r)["id"]
 	var min int64
@@ -119,18 +156,26 @@ func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 		min = n
 	}
 	deadline := time.Now().Add(minVersionWait)
+	end := int64(-1)
+	if min > 0 {
+		end = c.changelogEnd(id)
+	}
 	for {
 		cart, err := c.carts.Get(r.Context(), id)
 		if err == nil && cart.Version >= min {
 			return http.StatusOK, cart, nil
 		}
-		if err != nil && !errors.Is(err, views.ErrNotFound) {
+		absent := errors.Is(err, views.ErrNotFound)
+		if err != nil && !absent {
 			return 0, nil, err
 		}
-		if min == 0 {
+		if min == 0 || absent && c.applied(id, end) {
 			return 0, nil, err
 		}
 		if time.Now().After(deadline) {
+			if absent {
+				return 0, nil, err
+			}
 			return 0, nil, versionNotYet{id: id, want: min, have: cart.Version}
 		}
 		select {
@@ -139,6 +184,28 @@ func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 		case <-time.After(minVersionPoll):
 		}
 	}
+}
+
+// changelogEnd is the end offset of the changelog partition of cart id now,
+// -1 when unknown.
+func (c cartsHTTP) changelogEnd(id string) int64 {
+	p := tables.PartitionFor(id, c.stores.PartitionsOf(shop.CartsTable.Name))
+	end, err := c.stores.HighWatermark(shop.CartsTable.Name, p)
+	if err != nil {
+		return -1
+	}
+	return end
+}
+
+// applied reports whether the local store of cart id has applied the
+// changelog up to end.
+func (c cartsHTTP) applied(id string, end int64) bool {
+	if end < 0 {
+		return false
+	}
+	p := tables.PartitionFor(id, c.stores.PartitionsOf(shop.CartsTable.Name))
+	s, ok := c.stores.Store(shop.CartsTable.Name, p)
+	return ok && s.Recovered() && s.Progress().Offset >= end-1
 }
 
 // versionNotYet is a 503 with Retry-After: the view has not reached the version.

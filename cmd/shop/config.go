@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -46,6 +49,75 @@ type Config struct {
 	// AdvertiseHTTP is the host:port other instances forward queries to;
 	// empty derives it from the listener (see advertiseAddr).
 	AdvertiseHTTP string
+
+	// AdminToken guards the operator endpoints (dead letters, re-drive,
+	// parked records): requests must send Authorization: Bearer <token>.
+	// Without one they are served only on a loopback listener.
+	AdminToken string
+	// WriteToken, when set, guards every state-changing endpoint (POST,
+	// PUT, PATCH, DELETE) the same way.
+	WriteToken string
+	// CursorKey authenticates list cursors; empty is a random key per
+	// process. Instances behind one address need the same key.
+	CursorKey string
+
+	// Kafka is how the shop connects to --brokers: TLS and SASL.
+	Kafka KafkaSecurity
+}
+
+// KafkaSecurity are the TLS and SASL settings of a real cluster.
+type KafkaSecurity struct {
+	// TLS encrypts connections; CAFile (PEM) replaces the system roots,
+	// CertFile and KeyFile (PEM) are a client certificate.
+	TLS                       bool
+	CAFile, CertFile, KeyFile string
+	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none).
+	SASLMechanism, SASLUser, SASLPassword string
+}
+
+func (k KafkaSecurity) any() bool { return k != KafkaSecurity{} }
+
+// security loads the certificate files into the runtime's settings.
+func (k KafkaSecurity) security() (streamfold.Security, error) {
+	sec := streamfold.Security{SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword}
+	if !k.TLS {
+		return sec, nil
+	}
+	sec.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if k.CAFile != "" {
+		pem, err := os.ReadFile(k.CAFile)
+		if err != nil {
+			return sec, fmt.Errorf("--kafka-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return sec, fmt.Errorf("--kafka-tls-ca: no PEM certificate in %s", k.CAFile)
+		}
+		sec.TLS.RootCAs = pool
+	}
+	if k.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(k.CertFile, k.KeyFile)
+		if err != nil {
+			return sec, fmt.Errorf("--kafka-tls-cert/--kafka-tls-key: %w", err)
+		}
+		sec.TLS.Certificates = []tls.Certificate{cert}
+	}
+	return sec, nil
+}
+
+func (k KafkaSecurity) validate(embedded bool) []error {
+	var errs []error
+	if embedded && k.any() {
+		errs = append(errs, errors.New("--kafka-tls and --kafka-sasl-* apply to --brokers; the embedded broker speaks plaintext on --kafka-listen"))
+	}
+	if (k.CertFile == "") != (k.KeyFile == "") {
+		errs = append(errs, errors.New("--kafka-tls-cert and --kafka-tls-key go together"))
+	}
+	sec := streamfold.Security{SASLMechanism: k.SASLMechanism, SASLUser: k.SASLUser, SASLPassword: k.SASLPassword}
+	if err := sec.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--kafka-sasl-*: %w", err))
+	}
+	return errs
 }
 
 // Embedded reports whether the shop runs its own broker (no --brokers given).
@@ -81,11 +153,18 @@ func (c Config) Validate() error {
 	if c.Embedded() && c.KafkaListen == "" {
 		errs = append(errs, errors.New("--kafka-listen must not be empty when running the embedded broker"))
 	}
+	errs = append(errs, c.Kafka.validate(c.Embedded())...)
 	if err := validateGroups(c.Groups); err != nil {
 		errs = append(errs, err)
 	}
 	if c.NoQuery && c.Groups != nil && len(c.Groups) == 0 {
 		errs = append(errs, errors.New("--groups none with --no-query leaves the instance nothing to do"))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("--http must not be empty"))
+	}
+	if c.AdminToken != "" && c.AdminToken == c.WriteToken {
+		errs = append(errs, errors.New("--admin-token and --write-token must differ: a client that may write must not thereby re-drive dead letters"))
 	}
 	if c.AdvertiseHTTP != "" {
 		if _, port, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil || port == "" || port == "0" {
@@ -162,6 +241,9 @@ func parseRunFlags(args []string, out io.Writer) (Config, error) {
 // rawFlags are the flags finish turns into Config fields.
 type rawFlags struct {
 	brokers, groups string
+	// secrets are read from their SHOP_* variable after parsing when no
+	// flag gave them: as flag defaults they would be printed by -h.
+	secrets map[*string]string
 }
 
 // bindFlags declares the flags of the run command on fs, each with its SHOP_*
@@ -192,9 +274,13 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 		return def
 	}
 	fs.StringVar(&c.DataDir, "data-dir", env("data-dir", "./data"), "data directory: the embedded broker's log in <dir>/kafka, table state in <dir>/state (SHOP_DATA_DIR)")
-	fs.StringVar(&c.HTTPAddr, "http", env("http", ":8080"), "HTTP listen address (SHOP_HTTP)")
+	fs.StringVar(&c.HTTPAddr, "http", env("http", ""), "HTTP listen address; default 127.0.0.1:8080 with the embedded broker (loopback only: a laptop's shop is nobody else's), :8080 with --brokers (SHOP_HTTP)")
 	fs.StringVar(&c.KafkaListen, "kafka-listen", env("kafka-listen", "127.0.0.1:9092"), "embedded broker's listen and advertised address (SHOP_KAFKA_LISTEN)")
-	var raw rawFlags
+	raw := rawFlags{secrets: map[*string]string{}}
+	secret := func(p *string, name, usage string) {
+		fs.StringVar(p, name, "", usage)
+		raw.secrets[p] = "SHOP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	}
 	fs.StringVar(&raw.brokers, "brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
 	fs.IntVar(&c.Replication, "replication", envInt("replication", 0), "replication factor of topics the shop creates; default 1 embedded, the cluster's default (-1) otherwise (SHOP_REPLICATION)")
@@ -209,6 +295,18 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	c.Standby = envBool("standby", false)
 	fs.Var(boolFlag{p: &c.Standby}, "standby", "keep hot copies of partitions other instances own, for fast failover and stale reads (SHOP_STANDBY)")
 	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", env("advertise-http", ""), "host:port other instances forward queries to; default the --http port on this host's first non-loopback address, or --http itself when it names a host (SHOP_ADVERTISE_HTTP)")
+	secret(&c.AdminToken, "admin-token", "bearer token the dead-letter, re-drive and parked endpoints require; without it they answer only on a loopback --http (SHOP_ADMIN_TOKEN)")
+	secret(&c.WriteToken, "write-token", "bearer token every state-changing endpoint requires; default none (SHOP_WRITE_TOKEN)")
+	k := &c.Kafka
+	k.TLS = envBool("kafka-tls", false)
+	fs.Var(boolFlag{p: &k.TLS}, "kafka-tls", "connect to --brokers over TLS (implied by --kafka-tls-ca/--kafka-tls-cert) (SHOP_KAFKA_TLS)")
+	fs.StringVar(&k.CAFile, "kafka-tls-ca", env("kafka-tls-ca", ""), "PEM file of the CAs that sign the brokers' certificates; default the system's (SHOP_KAFKA_TLS_CA)")
+	fs.StringVar(&k.CertFile, "kafka-tls-cert", env("kafka-tls-cert", ""), "PEM client certificate, with --kafka-tls-key (SHOP_KAFKA_TLS_CERT)")
+	fs.StringVar(&k.KeyFile, "kafka-tls-key", env("kafka-tls-key", ""), "PEM key of --kafka-tls-cert (SHOP_KAFKA_TLS_KEY)")
+	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", env("kafka-sasl-mechanism", ""), "SASL mechanism for --brokers: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SHOP_KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&k.SASLUser, "kafka-sasl-user", env("kafka-sasl-user", ""), "SASL user (SHOP_KAFKA_SASL_USER)")
+	secret(&k.SASLPassword, "kafka-sasl-password", "SASL password; prefer SHOP_KAFKA_SASL_PASSWORD, a flag shows in ps (SHOP_KAFKA_SASL_PASSWORD)")
+	secret(&c.CursorKey, "cursor-key", "key that signs list cursors; default a random one per process — give instances behind one address the same (SHOP_CURSOR_KEY)")
 	return &raw
 }
 
@@ -246,10 +344,25 @@ func levelFromEnv(s string) *slog.Level {
 
 // finish fills what depends on other settings.
 func (c *Config) finish(raw *rawFlags) {
+	for p, name := range raw.secrets {
+		if *p == "" {
+			*p = os.Getenv(name)
+		}
+	}
 	c.Groups = parseGroups(raw.groups)
 	for b := range strings.SplitSeq(raw.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	c.Kafka.SASLMechanism = strings.ToUpper(strings.TrimSpace(c.Kafka.SASLMechanism))
+	if c.Kafka.CAFile != "" || c.Kafka.CertFile != "" {
+		c.Kafka.TLS = true
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+		if c.Embedded() {
+			c.HTTPAddr = "127.0.0.1:8080"
 		}
 	}
 	if c.Replication == 0 {

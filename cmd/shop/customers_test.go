@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,6 +125,17 @@ func TestCustomers_GivenBadRequests_ThenProblemsAndNothingWritten(t *testing.T) 
 		{"unknown state filter", http.MethodGet, "/customers?state=sleeping", "", http.StatusBadRequest},
 		{"bad limit", http.MethodGet, "/customers?limit=zero", "", http.StatusBadRequest},
 		{"absent customer", http.MethodGet, "/customers/ghost", "", http.StatusNotFound},
+		{"NUL in body id", http.MethodPost, "/customers", `{"id":"a\u0000b","name":"a","email":"a@example.com"}`, http.StatusBadRequest},
+		{"CR LF in body id", http.MethodPost, "/customers", `{"id":"a\r\nSet-Cookie: x","name":"a","email":"a@example.com"}`, http.StatusBadRequest},
+		{"BEL in body id", http.MethodPost, "/customers", `{"id":"\u0007","name":"a","email":"a@example.com"}`, http.StatusBadRequest},
+		{"overlong body id", http.MethodPost, "/customers", `{"id":"` + strings.Repeat("x", 257) + `","name":"a","email":"a@example.com"}`, http.StatusBadRequest},
+		{"NUL in path id", http.MethodPatch, "/customers/a%00b", `{"name":"x"}`, http.StatusBadRequest},
+		{"LF in path id", http.MethodDelete, "/customers/a%0Ab", "", http.StatusBadRequest},
+		{"BEL in cart id", http.MethodPost, "/carts/c%07/commands", `{"type":"CheckOut"}`, http.StatusBadRequest},
+		{"LF in command id", http.MethodPost, "/carts/c1/commands", `{"type":"CheckOut","commandId":"a\nb"}`, http.StatusBadRequest},
+		{"NUL in product id", http.MethodPost, "/carts/c1/commands", `{"type":"AddItem","data":{"productId":"p\u0000","quantity":1}}`, http.StatusBadRequest},
+		{"forged cursor", http.MethodGet, "/customers?state=active&cursor=Y3VzdG9tZXItOTk5", "", http.StatusBadRequest},
+		{"forged cart cursor", http.MethodGet, "/carts?product=apple&cursor=YXBwbGU", "", http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,8 +83,12 @@ func testConfig(dataDir string) Config {
 		SessionTimeout: 10 * time.Second,
 		ReplyTimeout:   5 * time.Second,
 		MaxWait:        time.Hour,
+		AdminToken:     testAdminToken,
 	}
 }
+
+// testAdminToken is the --admin-token of test shops; shopRun.do sends it.
+const testAdminToken = "test-admin-token"
 
 // startShop starts the shop with cfg and waits until /readyz says ready.
 func startShop(t *testing.T, cfg Config) *shopRun {
@@ -147,7 +151,21 @@ func (r *shopRun) do(method, path, body string, out any) *http.Response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	r.authorize(req)
 	return r.send(req, out)
+}
+
+// authorize adds the shop's admin token (or else its write token) to req as
+// an operator's client would; tests of the access rules build their
+// requests without it.
+func (r *shopRun) authorize(req *http.Request) {
+	tok := r.app.cfg.AdminToken
+	if !isAdminRoute(req.URL.Path) && r.app.cfg.WriteToken != "" {
+		tok = r.app.cfg.WriteToken
+	}
+	if tok != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 }
 
 // expectProblem sends a request that must be answered with status as a

@@ -7,20 +7,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
-	"time"
+	"strings"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/views"
 )
 
-// newHTTP wires the shop's views and commands onto the query API. The returned
-// close releases the reply reader.
-func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duration) (http.Handler, func() error, error) {
+// newHTTP wires the shop's views and commands onto the query API, behind the
+// access rules of cfg (see access). The returned close releases the reply
+// reader.
+func newHTTP(rt *streamfold.Runtime, log *slog.Logger, cfg Config, loopback bool) (http.Handler, func() error, error) {
 	customers := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
 	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
 	if err != nil {
@@ -30,6 +35,8 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duratio
 		queryapi.WithLogger(log),
 		queryapi.WithReadiness(readiness{rt}),
 		queryapi.WithMetrics(metrics{rt}),
+		queryapi.WithCursorKey([]byte(cfg.CursorKey)),
+		queryapi.WithGuard(access{admin: cfg.AdminToken, write: cfg.WriteToken, loopback: loopback}.guard),
 	)
 	api.Resource("customers", viewReader[shop.Customer]{customers}, customerLister{customers})
 	c := customerCommands{rt: rt, view: customers, emit: streamfold.NewEmitter(rt, shop.CustomerEvents)}
@@ -39,15 +46,62 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, replyTimeout time.Duratio
 
 	api.Resource("products", viewReader[shop.Product]{views.New(rt, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))}, nil)
 	cartsHTTP{
+		stores:   rt,
 		carts:    views.New(rt, shop.CartsTable, rt.PartitionsOf(shop.CartsTable.Name)),
 		history:  views.New(rt, shop.CartHistoryTable, rt.PartitionsOf(shop.CartHistoryTable.Name)),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
 		replies:  replies,
-		timeout:  replyTimeout,
+		timeout:  cfg.ReplyTimeout,
 	}.register(api)
+	// The operator routes below are guarded by access.guard (adminRoutes).
 	registerDLQ(api, rt, log)
 	registerParked(api, rt)
 	return routeQueries(rt, api, log), replies.Close, nil
+}
+
+// adminRoutes are the path templates of the operator endpoints: dead letters,
+// their re-drive and parked records show and move other people's data.
+var adminRoutes = []string{"/dlq", "/parked"}
+
+func isAdminRoute(template string) bool {
+	for _, p := range adminRoutes {
+		if template == p || strings.HasPrefix(template, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// access is who may do what over HTTP:
+//   - operator routes (adminRoutes) need the admin token; with none
+//     configured they are served only on a loopback listener (a developer's
+//     shop) and answer 403 elsewhere, so a shop put on a network without
+//     thinking about it does not hand out its dead letters;
+//   - state-changing routes need the write token when one is configured;
+//   - everything else (queries, health, metrics) is open.
+//
+// The CLI (shop dlq) talks to Kafka directly and needs none of this.
+type access struct {
+	admin, write string
+	loopback     bool
+}
+
+func (a access) guard(r *http.Request, route string) error {
+	switch {
+	case isAdminRoute(route) && a.admin != "":
+		return queryapi.RequireBearer(r, "shop-admin", a.admin)
+	case isAdminRoute(route) && !a.loopback:
+		return queryapi.Forbidden("operator endpoints are disabled: this shop listens beyond loopback and has no --admin-token (SHOP_ADMIN_TOKEN)")
+	case isAdminRoute(route):
+		return nil
+	case a.write != "" && !isReadOnly(r.Method):
+		return queryapi.RequireBearer(r, "shop-write", a.write)
+	}
+	return nil
+}
+
+func isReadOnly(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
 // viewReader serves a view's values as JSON (the framework's bookkeeping stripped).
@@ -105,6 +159,11 @@ func (c customerCommands) register(r *http.Request) (int, any, error) {
 	var cmd shop.RegisterCustomer
 	if err := queryapi.DecodeJSON(r, &cmd); err != nil {
 		return 0, nil, err
+	}
+	if cmd.ID != "" {
+		if err := queryapi.ValidateID(`body: field "id"`, cmd.ID); err != nil {
+			return 0, nil, err
+		}
 	}
 	ev, err := shop.RegisterEvent(cmd)
 	if err != nil {
@@ -167,7 +226,7 @@ func (c customerCommands) send(ctx context.Context, ev codecs.Event, status int)
 		return 0, nil, err
 	}
 	h := http.Header{}
-	h.Set("Location", "/customers/"+ev.Subject)
+	h.Set("Location", "/customers/"+url.PathEscape(ev.Subject))
 	return status, queryapi.WithHeaders(accepted{ID: ev.Subject, EventID: ev.ID, Type: ev.Type, Position: pos}, h), nil
 }
 
@@ -186,23 +245,44 @@ func (r readiness) Ready(context.Context) (bool, any) {
 
 type metrics struct{ rt *streamfold.Runtime }
 
+// WriteMetrics writes one family at a time — HELP, TYPE, then every series
+// of it — as the text format requires; groups and labels in a stable order.
 func (m metrics) WriteMetrics(w io.Writer) error {
-	fmt.Fprintln(w, "# HELP streamfold_records_processed_total Records handed to a group's handlers.")
-	fmt.Fprintln(w, "# TYPE streamfold_records_processed_total counter")
-	fmt.Fprintln(w, "# HELP streamfold_dead_letters_total Records dead-lettered, by group and error class.")
-	fmt.Fprintln(w, "# TYPE streamfold_dead_letters_total counter")
-	fmt.Fprintln(w, "# HELP streamfold_failures_total Records retried in place, moved to retry topics, parked and released, by group.")
-	fmt.Fprintln(w, "# TYPE streamfold_failures_total counter")
-	for group, s := range m.rt.Stats() {
-		for what, n := range s.Counters {
-			fmt.Fprintf(w, "streamfold_failures_total{group=%q,reason=%q} %d\n", group, what, n)
-		}
-		fmt.Fprintf(w, "streamfold_records_processed_total{group=%q} %d\n", group, s.Processed)
-		fmt.Fprintf(w, "streamfold_records_applied_total{group=%q} %d\n", group, s.Applied)
-		fmt.Fprintf(w, "streamfold_records_duplicate_total{group=%q} %d\n", group, s.Duplicates)
-		for class, n := range s.DeadLetters {
-			fmt.Fprintf(w, "streamfold_dead_letters_total{group=%q,class=%q} %d\n", group, class, n)
+	stats := m.rt.Stats()
+	groups := slices.Sorted(maps.Keys(stats))
+	family := func(name, typ, help string, samples func(group string, s processors.Snapshot)) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, g := range groups {
+			samples(g, stats[g])
 		}
 	}
+	family("streamfold_records_processed_total", "counter", "Records handed to a group's handlers.", func(g string, s processors.Snapshot) {
+		fmt.Fprintf(w, "streamfold_records_processed_total{group=%s} %d\n", label(g), s.Processed)
+	})
+	family("streamfold_records_applied_total", "counter", "Records a group's handlers applied.", func(g string, s processors.Snapshot) {
+		fmt.Fprintf(w, "streamfold_records_applied_total{group=%s} %d\n", label(g), s.Applied)
+	})
+	family("streamfold_records_duplicate_total", "counter", "Records a group skipped as already applied.", func(g string, s processors.Snapshot) {
+		fmt.Fprintf(w, "streamfold_records_duplicate_total{group=%s} %d\n", label(g), s.Duplicates)
+	})
+	family("streamfold_failures_total", "counter", "Records retried in place, moved to retry topics, parked and released, by group.", func(g string, s processors.Snapshot) {
+		for _, reason := range slices.Sorted(maps.Keys(s.Counters)) {
+			fmt.Fprintf(w, "streamfold_failures_total{group=%s,reason=%s} %d\n", label(g), label(reason), s.Counters[reason])
+		}
+	})
+	family("streamfold_dead_letters_total", "counter", "Records dead-lettered, by group and error class.", func(g string, s processors.Snapshot) {
+		for _, class := range slices.Sorted(maps.Keys(s.DeadLetters)) {
+			fmt.Fprintf(w, "streamfold_dead_letters_total{group=%s,class=%s} %d\n", label(g), label(class), s.DeadLetters[class])
+		}
+	})
 	return nil
 }
+
+// label quotes a label value as the text format wants: only backslash,
+// double quote and newline are escaped (Go's %q would escape more, in ways
+// Prometheus does not read back).
+func label(v string) string {
+	return `"` + labelEscaper.Replace(v) + `"`
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)

@@ -49,8 +49,6 @@ const (
 	defaultBudget = 10 * time.Second
 	// ownerPoll is how often a waiting query looks again.
 	ownerPoll = 25 * time.Millisecond
-	// maxForwardBody is the largest request body a forward carries.
-	maxForwardBody = 8 << 20
 )
 
 // keyRoute is an HTTP route answered from one key of one table: it is served
@@ -159,13 +157,15 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(io.LimitReader(r.Body, maxForwardBody+1))
+		// The one body limit is the API's: a body it would refuse is
+		// refused here in the same words, before it is forwarded.
+		b, err := io.ReadAll(io.LimitReader(r.Body, queryapi.MaxBodyBytes+1))
 		if err != nil {
 			writeProblem(w, r, queryapi.BadRequest("body: "+err.Error()), 0)
 			return
 		}
-		if len(b) > maxForwardBody {
-			writeProblem(w, r, queryapi.PayloadTooLarge(fmt.Sprintf("body: larger than %d bytes", maxForwardBody)), 0)
+		if len(b) > queryapi.MaxBodyBytes {
+			writeProblem(w, r, queryapi.ErrBodyTooLarge(), 0)
 			return
 		}
 		body = b

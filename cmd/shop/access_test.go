@@ -1,0 +1,252 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/internal/promtext"
+	"github.com/streamfold/streamfold/queryapi"
+)
+
+// TestHTTP_GivenARunningShop_ThenOutsideTestingFindingsAreFixed runs the
+// findings of outside testing against one shop: each subtest failed before.
+func TestHTTP_GivenARunningShop_ThenOutsideTestingFindingsAreFixed(t *testing.T) {
+	s := startShop(t, testConfig(t.TempDir()))
+
+	t.Run("an id is in Location escaped", func(t *testing.T) {
+		resp := s.do(http.MethodPost, "/customers", `{"id":"a b-ü","name":"A","email":"a@example.com"}`, nil)
+		require.Equal(t, http.StatusAccepted, resp.StatusCode)
+		assert.Equal(t, "/customers/a%20b-%C3%BC", resp.Header.Get("Location"))
+	})
+
+	t.Run("minVersion of a cart that never existed is 404 at once", func(t *testing.T) {
+		start := time.Now()
+		p := s.expectProblem(t, http.MethodGet, "/carts/never-was?minVersion=1", "", http.StatusNotFound)
+		assert.Equal(t, http.StatusNotFound, p.Status)
+		assert.Less(t, time.Since(start), minVersionWait, "the view is caught up: no reason to wait")
+	})
+
+	t.Run("one body limit, wherever the body goes", func(t *testing.T) {
+		big := `{"id":"big","name":"` + strings.Repeat("x", 9<<20) + `"}`
+		want := fmt.Sprintf("larger than %d bytes", queryapi.MaxBodyBytes)
+		for _, path := range []string{"/customers", "/carts/big/commands"} {
+			p := s.expectProblem(t, http.MethodPost, path, big, http.StatusRequestEntityTooLarge)
+			assert.Contains(t, p.Detail, want, path)
+		}
+	})
+
+	t.Run("metrics are valid exposition text", func(t *testing.T) {
+		// Some traffic first, so every family has series.
+		s.do(http.MethodGet, "/customers/ghost", "", nil)
+		resp, err := http.Get(s.base + "/metrics")
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, string(b), `streamfold_records_applied_total{group="customers"}`)
+		assert.NoError(t, promtext.Check(strings.NewReader(string(b))), "%s", b)
+		checkWithPrometheusClient(t, b)
+	})
+
+	t.Run("operator endpoints need the admin token", func(t *testing.T) {
+		for _, tc := range []struct{ method, path, body string }{
+			{http.MethodGet, "/dlq", ""},
+			{http.MethodGet, "/dlq/customers", ""},
+			{http.MethodGet, "/dlq/customers/0/0", ""},
+			{http.MethodPost, "/dlq/customers/redrive", `{"all":true}`},
+			{http.MethodGet, "/parked/customer-carts", ""},
+		} {
+			for _, auth := range []string{"", "Bearer wrong", "Bearer " + testAdminToken + "x", "Basic " + testAdminToken} {
+				req, err := http.NewRequest(tc.method, s.base+tc.path, stringsReader(tc.body))
+				require.NoError(t, err)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				var p problem
+				resp := s.send(req, &p)
+				assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s with %q", tc.method, tc.path, auth)
+				assert.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+				assert.Equal(t, `Bearer realm="shop-admin"`, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+		// With the token (the harness sends it): served.
+		assert.Equal(t, http.StatusOK, s.do(http.MethodGet, "/dlq/customers", "", nil).StatusCode)
+		assert.Equal(t, http.StatusOK, s.do(http.MethodGet, "/parked/customer-carts", "", nil).StatusCode)
+		// Queries stay open.
+		resp, err := http.Get(s.base + "/customers?state=active")
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	})
+}
+
+// checkWithPrometheusClient parses an exposition with the Prometheus Python
+// client's parser, when a python3 with prometheus_client is installed
+// (Debian: python3-prometheus-client).
+func checkWithPrometheusClient(t *testing.T, exposition []byte) {
+	t.Helper()
+	const script = `
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+names = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    if f.type == "unknown":
+        sys.exit("family %s has no TYPE" % f.name)
+    if f.name in names:
+        sys.exit("family %s appears twice: its HELP/TYPE and samples are apart" % f.name)
+    names[f.name] = True
+print(len(names))
+`
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(py, "-c", "import prometheus_client").Run() != nil {
+			continue
+		}
+		cmd := exec.Command(py, "-c", script)
+		cmd.Stdin = strings.NewReader(string(exposition))
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "prometheus_client: %s", out)
+		return
+	}
+	t.Log("skipped the prometheus_client check: no python3 with prometheus_client (apt-get install python3-prometheus-client)")
+}
+
+func TestAccess_GivenTokensAndListener_ThenWhoMayDoWhat(t *testing.T) {
+	req := func(method, path, auth string) *http.Request {
+		r := httptest.NewRequest(method, path, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", "Bearer "+auth)
+		}
+		return r
+	}
+	status := func(err error) int {
+		if p, ok := errors.AsType[*queryapi.Problem](err); ok {
+			return p.Status
+		}
+		require.NoError(t, err)
+		return http.StatusOK
+	}
+	cases := []struct {
+		name   string
+		access access
+		method string
+		route  string
+		auth   string
+		want   int
+	}{
+		{"no token, loopback: operator served", access{loopback: true}, http.MethodGet, "/dlq/{group}", "", 200},
+		{"no token, network: operator forbidden", access{}, http.MethodPost, "/dlq/{group}/redrive", "", 403},
+		{"no token, network: parked forbidden", access{}, http.MethodGet, "/parked/{group}", "", 403},
+		{"no token, network: queries open", access{}, http.MethodGet, "/customers/{id}", "", 200},
+		{"no token, network: writes open", access{}, http.MethodPost, "/customers", "", 200},
+		{"admin token, loopback: still required", access{admin: "a", loopback: true}, http.MethodGet, "/dlq", "", 401},
+		{"admin token given", access{admin: "a"}, http.MethodGet, "/dlq/{group}", "a", 200},
+		{"write token for a write", access{write: "w"}, http.MethodPatch, "/customers/{id}", "", 401},
+		{"write token given", access{write: "w"}, http.MethodDelete, "/customers/{id}", "w", 200},
+		{"write token: reads open", access{write: "w"}, http.MethodGet, "/carts/{id}", "", 200},
+		{"write token is no admin token", access{admin: "a", write: "w"}, http.MethodGet, "/dlq/{group}", "w", 401},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, status(tc.access.guard(req(tc.method, "/x", tc.auth), tc.route)))
+		})
+	}
+}
+
+func TestConfig_GivenNoHTTPFlag_ThenLoopbackWithTheEmbeddedBrokerOnly(t *testing.T) {
+	cfg, err := parseRunFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
+
+	cfg, err = parseRunFlags([]string{"--brokers", "kafka:9092"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, ":8080", cfg.HTTPAddr, "a cluster member must be reachable by its peers")
+
+	t.Setenv("SHOP_ADMIN_TOKEN", "from-env")
+	cfg, err = parseRunFlags([]string{"--write-token", "w"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "from-env", cfg.AdminToken)
+	assert.Equal(t, "w", cfg.WriteToken)
+
+	_, err = parseRunFlags([]string{"--admin-token", "same", "--write-token", "same"}, io.Discard)
+	assert.ErrorContains(t, err, "must differ")
+}
+
+func TestConfig_GivenKafkaSecurityFlags_ThenTheRuntimeGetsTLSAndSASL(t *testing.T) {
+	t.Setenv("SHOP_KAFKA_SASL_PASSWORD", "from-env")
+	cfg, err := parseRunFlags([]string{"--brokers", "kafka:9093", "--kafka-tls", "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-user", "shop"}, io.Discard)
+	require.NoError(t, err)
+	sec, err := cfg.Kafka.security()
+	require.NoError(t, err)
+	assert.NotNil(t, sec.TLS)
+	assert.Equal(t, streamfold.Security{TLS: sec.TLS, SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "shop", SASLPassword: "from-env"}, sec)
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u"}, "apply to --brokers"},
+		{[]string{"--brokers", "k:9093", "--kafka-sasl-mechanism", "GSSAPI", "--kafka-sasl-user", "u"}, "unknown SASL mechanism"},
+		{[]string{"--brokers", "k:9093", "--kafka-tls-cert", "c.pem"}, "go together"},
+	} {
+		_, err := parseRunFlags(tc.args, io.Discard)
+		assert.ErrorContains(t, err, tc.want, "%v", tc.args)
+	}
+
+	// -h shows no secret taken from the environment.
+	t.Setenv("SHOP_ADMIN_TOKEN", "hunter2")
+	var usage strings.Builder
+	_, err = parseRunFlags([]string{"-h"}, &usage)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, usage.String(), "admin-token")
+	assert.NotContains(t, usage.String(), "hunter2")
+	assert.NotContains(t, usage.String(), "from-env")
+}
+
+func TestConfig_GivenACAFile_ThenTLSTrustsIt(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, testCAPEM(t), 0o600))
+	cfg, err := parseRunFlags([]string{"--brokers", "k:9093", "--kafka-tls-ca", ca}, io.Discard)
+	require.NoError(t, err)
+	assert.True(t, cfg.Kafka.TLS, "a CA file implies TLS")
+	sec, err := cfg.Kafka.security()
+	require.NoError(t, err)
+	require.NotNil(t, sec.TLS.RootCAs)
+
+	require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
+	_, err = cfg.Kafka.security()
+	assert.ErrorContains(t, err, "no PEM certificate")
+}
+
+func testCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
