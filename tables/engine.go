@@ -94,6 +94,7 @@ type engineOptions struct {
 	watermarks       Watermarks
 	restorer         Restorer
 	indexes          map[string][]Index
+	seen             map[string]*Seen
 	batchSize        int
 	progressInterval time.Duration
 	errs             []error
@@ -215,6 +216,11 @@ func NewEngine(dir string, opts ...EngineOption) (*Engine, error) {
 	if o.restorer != nil && o.watermarks == nil {
 		o.errs = append(o.errs, errors.New("a restorer needs watermarks (WithWatermarks) to know where the changelog ends"))
 	}
+	for topic, sn := range o.seen {
+		if sn.Topic != "" && o.restorer == nil {
+			o.errs = append(o.errs, fmt.Errorf("seen ids of topic %s: the ids topic %s needs a restorer (WithRestorer)", topic, sn.Topic))
+		}
+	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, fmt.Errorf("new storage engine: %w", err)
 	}
@@ -252,6 +258,7 @@ func (e *Engine) newStore(topic string, partition int32) (*Store, error) {
 		partition: partition,
 		path:      filepath.Join(e.dir, fmt.Sprintf("%s.%d", topic, partition)),
 		indexes:   e.opts.indexes[topic],
+		seen:      e.opts.seen[topic],
 		log:       e.opts.logger.With("topic", topic, "partition", partition),
 	}, nil
 }
