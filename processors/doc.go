@@ -14,4 +14,11 @@
 // arrived on the wrong partition for its key into a dead letter carrying the
 // record's coordinates; the partition keeps flowing and the input offset is
 // committed only after the dead letter (and every table write) is acknowledged.
+//
+// A projection applies an event id at most once within Policy.DedupHorizon:
+// the ids live in the table's stores beside the state (tables.WithSeen, bound
+// by the runtime through BindStores and configured from Group.Seen), written
+// in the same batch as the snapshot, and in <group>-seen, from which a store
+// that opens empty gets them back. Aggregates and reactors keep their own
+// bounded memory of commands and inputs in their snapshots.
 package processors

@@ -342,7 +342,7 @@ func (g *Group) store(partition int32) (*tables.Store, bool) {
 	if stores == nil || g.table == nil {
 		return nil, false
 	}
-	return stores(g.table.Spec().Name, partition)
+	return stores(g.TableTopic(), partition)
 }
 
 // SeenTopic is the group's topic of applied event ids, <group>-seen.

@@ -351,7 +351,11 @@ func appliedIDs(_ string, snapshot []byte) ([]string, time.Time) {
 		IDs []string `json:"ids"`
 		At  int64    `json:"at"`
 	}
-	if decodeMeta(snapshot, &m) != nil || len(m.IDs) == 0 {
+	if !bytes.HasPrefix(snapshot, []byte(metaPrefix)) {
+		return nil, time.Time{}
+	}
+	n, err := skipJSONValue(snapshot[len(metaPrefix):])
+	if err != nil || json.Unmarshal(snapshot[len(metaPrefix):len(metaPrefix)+n], &m) != nil || len(m.IDs) == 0 {
 		return nil, time.Time{}
 	}
 	if m.At == 0 {

@@ -172,7 +172,8 @@ func WithProgressInterval(d time.Duration) EngineOption {
 // restores itself in Open, reading the changelog in bulk up to the high
 // watermark, and leaves goka's recovery only what arrived since. During
 // processing a record costs one LevelDB write, which carries the latest
-// acknowledged changelog offset.
+// acknowledged changelog offset. With WithSeen a table's stores also keep
+// the event ids its writes applied, for a horizon (see Seen).
 //
 // All methods of Engine are safe for concurrent use. Stores are keyed by
 // topic and partition, so one engine can serve several goka components as
