@@ -144,12 +144,14 @@ func (p projection[S]) seen(r *recordCtx, m meta, id string) (bool, error) {
 	if id == "" {
 		return false, nil
 	}
-	if slices.ContainsFunc(m.Parked, func(pr parkedRecord) bool { return pr.ID == id }) {
+	// The key's last write (also a store of before the ids were kept
+	// apart, which holds the last few) and its parked records first: free.
+	if slices.Contains(m.IDs, id) || slices.ContainsFunc(m.Parked, func(pr parkedRecord) bool { return pr.ID == id }) {
 		return true, nil
 	}
 	st, ok := p.g.store(r.gctx.Partition())
 	if !ok {
-		return slices.Contains(m.IDs, id), nil
+		return false, nil
 	}
 	dup, err := st.Seen(r.gctx.Key(), id)
 	if err != nil {
