@@ -101,6 +101,9 @@ func TestSeen_GivenWrittenIDs_WhenKeyDeletedAndTimePasses_ThenSeenUntilTheHorizo
 	}
 	assert.False(t, seenTestSeen(t, s, "b", "id-1"), "ids are per key")
 	assert.False(t, seenTestSeen(t, s, "a", "id-4"))
+	// And ids of a write that deleted its key are remembered apart.
+	require.NoError(t, s.Remember("b", []string{"id-b"}, clock.Now()))
+	assert.True(t, seenTestSeen(t, s, "b", "id-b"))
 
 	// When the first two pass the horizon.
 	clock.advance(45 * time.Minute)
@@ -110,7 +113,7 @@ func TestSeen_GivenWrittenIDs_WhenKeyDeletedAndTimePasses_ThenSeenUntilTheHorizo
 	require.NoError(t, s.ExpireSeen())
 	n, err := s.SeenCount()
 	require.NoError(t, err)
-	assert.Equal(t, 1, n)
+	assert.Equal(t, 2, n)
 	assert.True(t, seenTestSeen(t, s, "a", "id-3"))
 }
 
