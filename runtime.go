@@ -200,13 +200,19 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	opts = append(opts, tables.WithMemory(cfg.StoreMemory, rt.storesHeld(cfg.Replicas)))
 	for _, g := range t.groups {
 		// Every group gets an engine, also one that does not run here: it
-		// then simply holds no stores.
-		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), opts...)
+		// then simply holds no stores. A projection's own engine keeps its
+		// applied event ids; its lookups' and replicas' copies do not.
+		gopts := opts
+		if topic, seen, ok := g.Seen(); ok {
+			gopts = append(slices.Clip(opts), tables.WithSeen(topic, seen))
+		}
+		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), gopts...)
 		if err != nil {
 			rt.Close()
 			return nil, fmt.Errorf("open storage engine of %s: %w", g.Name(), err)
 		}
 		rt.engines[g.Name()] = e
+		g.BindStores(e.Store)
 	}
 	// A read replica of each table read outside the groups whose group does
 	// not run here, each in its own directory: a replica and a group's own

@@ -112,7 +112,7 @@ func (t *Topology) Topics() []TopicInfo {
 				addUniq(&ti.Readers, g.Name())
 			case processors.RoleTable, processors.RoleOutput, processors.RoleDLQ:
 				addUniq(&ti.Writers, g.Name())
-			case processors.RoleLoop, processors.RoleRetry:
+			case processors.RoleLoop, processors.RoleRetry, processors.RoleSeen:
 				addUniq(&ti.Writers, g.Name())
 				addUniq(&ti.Readers, g.Name())
 			}
@@ -178,7 +178,8 @@ func (t *Topology) validate(actual map[string]int) error {
 		counts := map[int]bool{}
 		for _, e := range g.Edges() {
 			check(e.Spec)
-			if e.Role == processors.RoleInput || e.Role == processors.RoleTable || e.Role == processors.RoleLoop || e.Role == processors.RoleRetry {
+			switch e.Role {
+			case processors.RoleInput, processors.RoleTable, processors.RoleLoop, processors.RoleRetry, processors.RoleSeen:
 				n := partitionsOf(e.Spec)
 				counts[n] = true
 				copart = append(copart, fmt.Sprintf("%s=%d", e.Spec.Name, n))

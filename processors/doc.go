@@ -22,4 +22,11 @@
 // (unless forced; a tombstone or deletion never), and one that fails again
 // updates its state instead of becoming a second dead letter. Counters:
 // redrive-refused, redrive-failed-again.
+//
+// A projection applies an event id at most once within Policy.DedupHorizon:
+// the ids live in the table's stores beside the state (tables.WithSeen, bound
+// by the runtime through BindStores and configured from Group.Seen), written
+// in the same batch as the snapshot, and in <group>-seen, from which a store
+// that opens empty gets them back. Aggregates and reactors keep their own
+// bounded memory of commands and inputs in their snapshots.
 package processors

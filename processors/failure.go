@@ -65,16 +65,26 @@ type Policy struct {
 	// MaxWait is how long a parked record waits for its parent before it is
 	// dead-lettered with class missing-dependency.
 	MaxWait time.Duration
+	// DedupHorizon is how long a projection remembers the event ids it
+	// applied: within it an id never applies again, however old. It is also
+	// the retention of the group's <group>-seen topic. Zero means
+	// DefaultDedupHorizon.
+	DedupHorizon time.Duration
 }
 
+// DefaultDedupHorizon is the default Policy.DedupHorizon.
+const DefaultDedupHorizon = 7 * 24 * time.Hour
+
 // DefaultPolicy: 3 retries in place from 50 ms, retry topics after 1 s, 10 s
-// and 1 min, parked records wait up to 7 days.
+// and 1 min, parked records wait up to 7 days, applied event ids are
+// remembered for 7 days.
 func DefaultPolicy() Policy {
 	return Policy{
 		TransientAttempts: 3,
 		TransientBackoff:  50 * time.Millisecond,
 		RetryDelays:       []time.Duration{time.Second, 10 * time.Second, time.Minute},
 		MaxWait:           7 * 24 * time.Hour,
+		DedupHorizon:      DefaultDedupHorizon,
 	}
 }
 

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
+	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -29,6 +32,9 @@ const (
 	RoleDLQ    Role = "dlq"
 	RoleLoop   Role = "loop"
 	RoleRetry  Role = "retry" // read and written by the group
+	// RoleSeen is the group's <group>-seen topic: written by the group,
+	// read back by its stores when they open without their ids.
+	RoleSeen Role = "seen"
 )
 
 // Edge is one topic a group reads or writes, for the topology's description.
@@ -52,6 +58,10 @@ type Group struct {
 
 	mu         sync.Mutex
 	partitions map[string]int // partition count per input topic, bound before running
+	stores     StoreLookup    // the group's own stores, bound before running
+
+	now   func() time.Time
+	dedup bool // a projection: applied event ids are kept in the stores
 
 	stats *Stats
 
@@ -76,12 +86,21 @@ func WithLogger(l *slog.Logger) GroupOption {
 	return func(g *Group) { g.log = l }
 }
 
+// WithClock sets the group's clock (default time.Now): the time recorded
+// for applied event ids, which expire after Policy.DedupHorizon.
+func WithClock(now func() time.Time) GroupOption {
+	return func(g *Group) { g.now = now }
+}
+
 // NewGroup declares a processor group named name. Its table topic, if it has
 // one, is <name>-table; its dead-letter topic is <name>-dlq.
 func NewGroup(name string, opts ...GroupOption) *Group {
-	g := &Group{name: name, stats: newStats(), policy: DefaultPolicy()}
+	g := &Group{name: name, stats: newStats(), policy: DefaultPolicy(), now: time.Now}
 	for _, o := range opts {
 		o(g)
+	}
+	if g.now == nil {
+		g.now = time.Now
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -208,6 +227,9 @@ func (g *Group) Edges() []Edge {
 	if g.controlLoop() {
 		es = append(es, Edge{RoleLoop, tables.Stream[[]byte]{Name: g.LoopTopic()}.Spec()})
 	}
+	if g.dedup {
+		es = append(es, Edge{RoleSeen, g.SeenStream().Spec()})
+	}
 	return es
 }
 
@@ -290,10 +312,71 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.LoopTopic()}, loop: true,
 			handle: func(*recordCtx) error { return nil }})))
 	}
+	if g.dedup {
+		edges = append(edges, goka.Output(goka.Stream(g.SeenTopic()), raw))
+	}
 	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw), goka.Output(goka.Stream(RedriveStates(g.name).Name), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)
 	if err := gg.Validate(); err != nil {
 		return nil, fmt.Errorf("group %s: %w", g.name, err)
 	}
 	return gg, nil
+}
+
+// StoreLookup finds the open local store of a table partition.
+type StoreLookup func(topic string, partition int32) (*tables.Store, bool)
+
+// BindStores gives the group its own stores (the runtime's engine of the
+// group), where a projection asks whether an event id was applied. A group
+// that is not bound remembers only the ids of each key's last write.
+func (g *Group) BindStores(stores StoreLookup) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stores = stores
+}
+
+func (g *Group) store(partition int32) (*tables.Store, bool) {
+	g.mu.Lock()
+	stores := g.stores
+	g.mu.Unlock()
+	if stores == nil || g.table == nil {
+		return nil, false
+	}
+	return stores(g.TableTopic(), partition)
+}
+
+// SeenTopic is the group's topic of applied event ids, <group>-seen.
+func (g *Group) SeenTopic() string { return g.name + "-seen" }
+
+// SeenStream is the handle of <group>-seen: records of tables.EncodeSeenRecord
+// under the table's keys, partitioned like the table, kept for the dedup
+// horizon.
+func (g *Group) SeenStream() tables.Stream[[]byte] {
+	s := tables.Stream[[]byte]{Name: g.SeenTopic(), Codec: codecs.Bytes{}, Configs: map[string]string{
+		"cleanup.policy": "delete",
+		"retention.ms":   strconv.FormatInt(g.dedupHorizon().Milliseconds(), 10),
+	}}
+	if g.table != nil {
+		s.Partitions = g.table.Spec().Partitions
+	}
+	return s
+}
+
+func (g *Group) dedupHorizon() time.Duration {
+	if g.policy.DedupHorizon > 0 {
+		return g.policy.DedupHorizon
+	}
+	return DefaultDedupHorizon
+}
+
+// Seen is how the storage engine keeps the group's applied event ids beside
+// its table (tables.WithSeen for the table topic), or false for a group that
+// keeps none: only projections do. Give it to the group's own engine only.
+func (g *Group) Seen() (string, tables.Seen, bool) {
+	if !g.dedup || g.table == nil {
+		return "", tables.Seen{}, false
+	}
+	return g.table.Spec().Name, tables.Seen{
+		IDs: appliedIDs, Horizon: g.dedupHorizon(), Topic: g.SeenTopic(), Now: g.now,
+	}, true
 }

@@ -8,13 +8,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lovoo/goka"
+
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/tables"
 )
-
-// rememberedIDs is how many applied event ids a snapshot keeps per key to drop
-// re-sent duplicates; re-consumed records are caught by their offset.
-const rememberedIDs = 4
 
 // Apply folds one event into a state. state is nil when the key has none; a nil
 // result removes the key (a tombstone in the table, gone from every view and
@@ -25,16 +23,25 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 // Project makes g fold a stream of CloudEvents into table, which becomes the
 // group's table (<group>-table). Per record it:
 //   - treats a Kafka tombstone (null value) on the input as "remove the key";
-//   - dead-letters an undecodable event, an error or panic from apply;
-//   - skips an event already applied: same input offset (a record re-consumed
-//     after a crash before the offset commit) or same CloudEvents id (a
-//     producer's retry), remembered inside the snapshot so it survives restores.
+//   - dead-letters an undecodable event, an error or panic from apply, and an
+//     event whose subject is not the record's key (class key-mismatch; a
+//     missing subject takes the key);
+//   - skips an event already applied. The same input offset (a record
+//     re-consumed after a crash before the offset commit) writes the
+//     snapshot again, which is what puts it into the changelog when the crash
+//     came before the changelog's acknowledgement. The same CloudEvents id at
+//     another offset (a producer's retry), however old within the policy's
+//     DedupHorizon, writes nothing: the ids are kept in the table's stores
+//     beside the state (tables.WithSeen), written with each snapshot, and
+//     sent to <group>-seen, from which a store that lost its disk gets them
+//     back.
 //
 // The table's codec must encode S as a JSON object: the snapshot carries the
 // framework's bookkeeping in a leading "_meta" member that readers decoding
 // into S ignore.
 func Project[S any](g *Group, table tables.Table[S], in tables.Stream[codecs.Event], apply Apply[S]) {
 	g.setTable(table, table.Indexes)
+	g.dedup = true
 	p := projection[S]{g: g, table: table, apply: apply}
 	g.sweepers = append(g.sweepers, p.sweep)
 	g.addInput(in, p.handle)
@@ -64,28 +71,41 @@ func (p projection[S]) handle(r *recordCtx) error {
 	if err != nil {
 		return err
 	}
+	if err := subjectIsKey(&ev, r.gctx.Key()); err != nil {
+		return err
+	}
 	prev, m, err := decodeSnapshot(p.table.Codec, prevRaw)
 	if err != nil {
 		return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
-	if m.seen(topic, offset, ev.ID) {
+	if m.appliedOffset(topic, offset) {
 		g.stats.duplicates.Add(1)
 		// Write the snapshot again: when a crash came between the local
 		// write and the changelog's acknowledgement, this is what puts it
-		// into the changelog.
+		// into the changelog. The same goes for the id's seen record.
 		r.gctx.SetValue(prevRaw)
-		return nil
+		return p.resendSeen(r, ev.ID)
 	}
+	if dup, err := p.seen(r, m, ev.ID); err != nil || dup {
+		if dup {
+			// A producer's re-send: nothing to write, nothing to send.
+			g.stats.duplicates.Add(1)
+		}
+		return err
+	}
+	m.IDs, m.At = nil, 0
 	var next *S
 	err = safely(func() (err error) { next, err = p.apply(prev, ev); return err })
 	if md, ok := errors.AsType[*MissingDependencyError](err); ok && md.Key == r.gctx.Key() && g.policy.MaxWait > 0 {
 		// Park it under its parent's key (this key): stored with the snapshot,
 		// re-driven in order once the parent is applied here.
-		m.record(topic, offset, ev.ID)
+		// Its id is not applied yet: a re-send meanwhile is caught among the
+		// parked records, and one dead-lettered after MaxWait can be re-driven.
+		m.record(topic, offset)
 		m.Parked = append(m.Parked, parkedRecord{
 			Topic: topic, Partition: r.gctx.Partition(), Offset: offset, Timestamp: r.gctx.Timestamp(),
-			Value: r.value, Headers: headerStrings(r.headers), Since: time.Now().UTC(), Kind: md.Kind,
+			Value: r.value, Headers: headerStrings(r.headers), Since: time.Now().UTC(), Kind: md.Kind, ID: ev.ID,
 		})
 		g.stats.count("parked")
 		g.log.Info("parked record until its parent arrives", "topic", topic, "partition", r.gctx.Partition(),
@@ -95,7 +115,8 @@ func (p projection[S]) handle(r *recordCtx) error {
 	if err != nil {
 		return err
 	}
-	m.record(topic, offset, ev.ID)
+	m.record(topic, offset)
+	m.applied(ev.ID, p.g.now())
 	next, m = p.release(r, next, m)
 	if next == nil && prev != nil && g.refuseRedrivenDelete(r, prevRaw) {
 		return nil
@@ -105,12 +126,68 @@ func (p projection[S]) handle(r *recordCtx) error {
 			r.gctx.Delete()
 			g.stats.deleted.Add(1)
 		}
+		// The tombstone carries no ids: the store records them apart.
+		if st, ok := g.store(r.gctx.Partition()); ok {
+			if err := st.Remember(r.gctx.Key(), m.IDs, time.UnixMilli(m.At)); err != nil {
+				return err
+			}
+		}
+		p.sendSeen(r, m)
 		return nil
 	}
 	if err := p.store(r, next, m); err != nil {
 		return err
 	}
+	p.sendSeen(r, m)
 	g.stats.applied.Add(1)
+	return nil
+}
+
+// seen reports whether the event id was applied under this key within the
+// horizon (asked of the store; a group without stores bound knows only the
+// ids of the key's last write), or is parked here.
+func (p projection[S]) seen(r *recordCtx, m meta, id string) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	// The key's last write (also a store of before the ids were kept
+	// apart, which holds the last few) and its parked records first: free.
+	if slices.Contains(m.IDs, id) || slices.ContainsFunc(m.Parked, func(pr parkedRecord) bool { return pr.ID == id }) {
+		return true, nil
+	}
+	st, ok := p.g.store(r.gctx.Partition())
+	if !ok {
+		return false, nil
+	}
+	dup, err := st.Seen(r.gctx.Key(), id)
+	if err != nil {
+		return false, fail(ClassTransient, err)
+	}
+	return dup, nil
+}
+
+// sendSeen sends the ids the write applied to <group>-seen, under the key.
+// goka commits the input offset only after it is acknowledged.
+func (p projection[S]) sendSeen(r *recordCtx, m meta) {
+	if len(m.IDs) == 0 {
+		return
+	}
+	r.gctx.Emit(goka.Stream(p.g.SeenTopic()), r.gctx.Key(), tables.EncodeSeenRecord(m.IDs, time.UnixMilli(m.At)))
+}
+
+// resendSeen sends the seen record of a record read again after a crash,
+// if the store says it was applied (it may have been parked or
+// dead-lettered instead).
+func (p projection[S]) resendSeen(r *recordCtx, id string) error {
+	st, ok := p.g.store(r.gctx.Partition())
+	if id == "" || !ok {
+		return nil
+	}
+	applied, err := st.Seen(r.gctx.Key(), id)
+	if err != nil || !applied {
+		return err
+	}
+	p.sendSeen(r, meta{IDs: []string{id}, At: p.g.now().UnixMilli()})
 	return nil
 }
 
@@ -150,6 +227,9 @@ func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
 		if err != nil {
 			g.deadLetterRecord(r.gctx, pr.deadRecord(r.gctx.Key()), err)
 			continue
+		}
+		if ev.ID != "" {
+			m.IDs = append(m.IDs, ev.ID)
 		}
 		s = next
 		g.stats.count("released")
@@ -206,6 +286,7 @@ type parkedRecord struct {
 	Headers   map[string]string `json:"headers,omitempty"`
 	Since     time.Time         `json:"since"`
 	Kind      string            `json:"kind"`
+	ID        string            `json:"id,omitempty"` // the event's id
 }
 
 func (pr parkedRecord) headers() []codecs.Header {
@@ -237,33 +318,58 @@ type meta struct {
 	// Offsets is the last applied input offset per topic. A key always lives on
 	// one partition of a topic, so one offset per topic suffices.
 	Offsets map[string]int64 `json:"offsets,omitempty"`
-	// IDs are the most recently applied event ids, oldest first.
+	// IDs are the event ids this write applied (snapshots written before
+	// the ids were kept in the store hold the last few applied); At is when,
+	// in unix milliseconds. The store keeps them (appliedIDs).
 	IDs []string `json:"ids,omitempty"`
+	At  int64    `json:"at,omitempty"`
 	// Parked are records waiting for this key's state (their parent), in order.
 	Parked []parkedRecord `json:"parked,omitempty"`
 	// Absent: there is no state, only bookkeeping (parked records).
 	Absent bool `json:"absent,omitempty"`
 }
 
-func (m *meta) seen(topic string, offset int64, id string) bool {
-	if last, ok := m.Offsets[topic]; ok && offset <= last {
-		return true
-	}
-	return id != "" && slices.Contains(m.IDs, id)
+// appliedOffset reports a record read again: its offset is not after the
+// last one applied from its topic.
+func (m *meta) appliedOffset(topic string, offset int64) bool {
+	last, ok := m.Offsets[topic]
+	return ok && offset <= last
 }
 
-func (m *meta) record(topic string, offset int64, id string) {
+func (m *meta) record(topic string, offset int64) {
 	if m.Offsets == nil {
 		m.Offsets = map[string]int64{}
 	}
 	m.Offsets[topic] = offset
-	if id == "" {
-		return
+}
+
+// applied makes id the one this write applied, at now.
+func (m *meta) applied(id string, now time.Time) {
+	m.IDs, m.At = nil, now.UnixMilli()
+	if id != "" {
+		m.IDs = []string{id}
 	}
-	m.IDs = append(m.IDs, id)
-	if len(m.IDs) > rememberedIDs {
-		m.IDs = slices.Delete(m.IDs, 0, len(m.IDs)-rememberedIDs)
+}
+
+// appliedIDs reads the ids a snapshot's write applied and when, for the
+// store (tables.Seen.IDs). A snapshot without a time (written before it was
+// recorded) gives the zero time: the store then counts from now.
+func appliedIDs(_ string, snapshot []byte) ([]string, time.Time) {
+	var m struct {
+		IDs []string `json:"ids"`
+		At  int64    `json:"at"`
 	}
+	if !bytes.HasPrefix(snapshot, []byte(metaPrefix)) {
+		return nil, time.Time{}
+	}
+	n, err := skipJSONValue(snapshot[len(metaPrefix):])
+	if err != nil || json.Unmarshal(snapshot[len(metaPrefix):len(metaPrefix)+n], &m) != nil || len(m.IDs) == 0 {
+		return nil, time.Time{}
+	}
+	if m.At == 0 {
+		return m.IDs, time.Time{}
+	}
+	return m.IDs, time.UnixMilli(m.At)
 }
 
 var errNotObject = errors.New("state codec must encode a JSON object")

@@ -3,6 +3,7 @@ package processors
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,7 +19,8 @@ type account struct {
 func TestSnapshot_GivenStateAndMeta_ThenRoundTripsAndReadersIgnoreMeta(t *testing.T) {
 	c := codecs.JSON[account]{}
 	var m meta
-	m.record("events", 41, "id-1")
+	m.record("events", 41)
+	m.applied("id-1", time.UnixMilli(1764590400000))
 	b, err := encodeSnapshot(c, account{ID: "a", Balance: 3}, m)
 	require.NoError(t, err)
 
@@ -45,22 +47,42 @@ func TestSnapshot_GivenNonObjectCodec_ThenError(t *testing.T) {
 	assert.ErrorIs(t, err, errNotObject)
 }
 
-func TestMeta_GivenAppliedRecords_ThenSeenByOffsetOrID(t *testing.T) {
+func TestMeta_GivenAppliedRecords_ThenReadAgainByOffsetPerTopic(t *testing.T) {
 	var m meta
-	m.record("events", 10, "a")
-	assert.True(t, m.seen("events", 10, "other"), "same offset re-consumed")
-	assert.True(t, m.seen("events", 9, "other"), "older offset")
-	assert.True(t, m.seen("events", 11, "a"), "same event id re-sent")
-	assert.False(t, m.seen("events", 11, "b"))
-	assert.False(t, m.seen("other-topic", 3, "b"), "offsets are per topic")
+	m.record("events", 10)
+	assert.True(t, m.appliedOffset("events", 10), "same offset re-consumed")
+	assert.True(t, m.appliedOffset("events", 9), "older offset")
+	assert.False(t, m.appliedOffset("events", 11))
+	assert.False(t, m.appliedOffset("other-topic", 3), "offsets are per topic")
 }
 
-func TestMeta_GivenManyIDs_ThenRemembersOnlyTheNewest(t *testing.T) {
+func TestAppliedIDs_GivenSnapshots_ThenTheStoreGetsTheIDsOfTheWriteAndItsTime(t *testing.T) {
+	c := codecs.JSON[account]{}
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	var m meta
-	for i := range rememberedIDs + 5 {
-		m.record("events", int64(i), string(rune('a'+i)))
-	}
-	assert.Len(t, m.IDs, rememberedIDs)
-	assert.Equal(t, string(rune('a'+rememberedIDs+4)), m.IDs[len(m.IDs)-1])
-	assert.NotContains(t, m.IDs, "a")
+	m.record("events", 3)
+	m.applied("id-3", at)
+	m.Parked = []parkedRecord{{Topic: "events", Offset: 2, Value: []byte(`{"id":"x"}`), ID: "id-2"}}
+	b, err := encodeSnapshot(c, account{ID: "a"}, m)
+	require.NoError(t, err)
+	ids, got := appliedIDs("a", b)
+	assert.Equal(t, []string{"id-3"}, ids, "parked records are not applied")
+	assert.True(t, at.Equal(got))
+
+	// A snapshot of before (the last four ids, no time) still reads.
+	ids, got = appliedIDs("a", []byte(`{"_meta":{"offsets":{"events":9},"ids":["a","b","c","d"]},"id":"a"}`))
+	assert.Equal(t, []string{"a", "b", "c", "d"}, ids)
+	assert.True(t, got.IsZero())
+	ids, _ = appliedIDs("a", []byte(`{"id":"a"}`))
+	assert.Empty(t, ids)
+}
+
+func TestSubjectIsKey_GivenSubjects_ThenMissingTakesTheKeyAndOtherIsAKeyMismatch(t *testing.T) {
+	ev := codecs.Event{ID: "e1"}
+	require.NoError(t, subjectIsKey(&ev, "k"))
+	assert.Equal(t, "k", ev.Subject)
+	require.NoError(t, subjectIsKey(&ev, "k"))
+	ev.Subject = "other"
+	err := subjectIsKey(&ev, "k")
+	assert.Equal(t, ClassKeyMismatch, classify(err))
 }

@@ -146,7 +146,9 @@ func LoopStream[V any](g *Group, codec codecs.Codec[V]) tables.Stream[V] {
 // before at another offset (a duplicate) does nothing; the same record read
 // again after a crash re-sends exactly what was recorded (same bytes, same event
 // ids); otherwise React runs and its state and effects are stored before any
-// emit is acknowledged and before the input offset is committed.
+// emit is acknowledged and before the input offset is committed. A CloudEvent
+// from an input other than the loop whose subject is not its record's key is
+// dead-lettered (class key-mismatch); a missing subject takes the key.
 func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 	g.setTable(rt.Table, rt.Table.Indexes)
 	g.inputs = append(g.inputs, input{topic: rt.Input, loop: rt.Loop, handle: func(r *recordCtx) error {
@@ -158,6 +160,10 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 		if _, isEvent := any(in).(codecs.Event); isEvent {
 			var ev codecs.Event
 			ev, err = codecs.DecodeEvent(r.value, r.headers)
+			if err == nil && !rt.Loop {
+				// Events on an input are keyed by their aggregate.
+				err = subjectIsKey(&ev, r.gctx.Key())
+			}
 			in = any(ev).(In)
 		} else {
 			in, err = rt.Input.Codec.Decode(r.value)

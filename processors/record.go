@@ -21,6 +21,7 @@ const (
 	ClassMissingKey     = "missing-key"     // a keyed topic got a record without a key
 	ClassHandler        = "handler"         // the handler returned an error
 	ClassPanic          = "panic"           // the handler panicked
+	ClassKeyMismatch    = "key-mismatch"    // a CloudEvent's subject is not its record's key
 )
 
 // Dead-letter headers. The names are Spring Kafka's (DeadLetterPublishingRecoverer),
@@ -165,6 +166,20 @@ func (g *Group) deadLetterRecord(gctx goka.Context, d deadRecord, err error) {
 		"topic", d.topic, "partition", d.partition, "offset", d.offset,
 		"key", d.key, "class", class, "err", err)
 	gctx.Emit(goka.Stream(g.DLQTopic()), d.key, valueOrNil(d.value), goka.WithCtxEmitHeaders(h))
+}
+
+// subjectIsKey makes an event agree with the key it arrived under: a
+// missing subject takes the key, another one is a key-mismatch (the event
+// would be folded into an aggregate it is not about).
+func subjectIsKey(ev *codecs.Event, key string) error {
+	switch ev.Subject {
+	case key:
+		return nil
+	case "":
+		ev.Subject = key
+		return nil
+	}
+	return fail(ClassKeyMismatch, fmt.Errorf("event %s has subject %q but record key %q", ev.ID, ev.Subject, key))
 }
 
 // safely runs user code, turning a panic into an error of class panic.

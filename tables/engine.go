@@ -94,6 +94,7 @@ type engineOptions struct {
 	watermarks       Watermarks
 	restorer         Restorer
 	indexes          map[string][]Index
+	seen             map[string]*Seen
 	batchSize        int
 	progressInterval time.Duration
 	memory           storeMemory
@@ -214,7 +215,8 @@ func WithProgressInterval(d time.Duration) EngineOption {
 // restores itself in Open, reading the changelog in bulk up to the high
 // watermark, and leaves goka's recovery only what arrived since. During
 // processing a record costs one LevelDB write, which carries the latest
-// acknowledged changelog offset.
+// acknowledged changelog offset. With WithSeen a table's stores also keep
+// the event ids its writes applied, for a horizon (see Seen).
 //
 // All methods of Engine are safe for concurrent use. Stores are keyed by
 // topic and partition, so one engine can serve several goka components as
@@ -259,6 +261,11 @@ func NewEngine(dir string, opts ...EngineOption) (*Engine, error) {
 	if o.restorer != nil && o.watermarks == nil {
 		o.errs = append(o.errs, errors.New("a restorer needs watermarks (WithWatermarks) to know where the changelog ends"))
 	}
+	for topic, sn := range o.seen {
+		if sn.Topic != "" && o.restorer == nil {
+			o.errs = append(o.errs, fmt.Errorf("seen ids of topic %s: the ids topic %s needs a restorer (WithRestorer)", topic, sn.Topic))
+		}
+	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, fmt.Errorf("new storage engine: %w", err)
 	}
@@ -296,6 +303,7 @@ func (e *Engine) newStore(topic string, partition int32) (*Store, error) {
 		partition: partition,
 		path:      filepath.Join(e.dir, fmt.Sprintf("%s.%d", topic, partition)),
 		indexes:   e.opts.indexes[topic],
+		seen:      e.opts.seen[topic],
 		log:       e.opts.logger.With("topic", topic, "partition", partition),
 	}, nil
 }

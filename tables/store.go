@@ -28,6 +28,7 @@ import (
 //	'd' key                         -> value
 //	'i' index 0x00 term 0x00 key    -> empty
 //	'm' name                        -> metadata (offset, format version)
+//	'e', 'x'                        -> applied event ids (seen.go)
 const (
 	storePrefixData  = 'd'
 	storePrefixIndex = 'i'
@@ -126,6 +127,7 @@ type Store struct {
 	partition int32
 	path      string
 	indexes   []Index
+	seen      *Seen // nil: no applied event ids
 	log       *slog.Logger
 
 	db        atomic.Pointer[leveldb.DB]
@@ -156,6 +158,8 @@ type Store struct {
 
 	// cancelRestore stops the restore that Open runs, if any.
 	cancelRestore context.CancelFunc
+	// seenExpired is when the writer last deleted expired ids.
+	seenExpired time.Time
 
 	// progress
 	openedAt     time.Time
@@ -179,6 +183,9 @@ type storeBatch struct {
 	records int
 	bytes   int
 	offset  int64
+	// seen are the ids applied by the staged writes, all of them: the
+	// entries keep only each key's last write.
+	seen []seenEntry
 }
 
 type storeStaged struct {
@@ -208,6 +215,8 @@ func (b *storeBatch) stage(key string, value []byte, del bool) {
 
 func (b *storeBatch) reset() {
 	clear(b.entries)
+	clear(b.seen)
+	b.seen = b.seen[:0]
 	b.arena = b.arena[:0]
 	b.records, b.bytes = 0, 0
 }
@@ -241,10 +250,18 @@ func (s *Store) Recovered() bool { return s.recovered.Load() }
 // (see WithRestorer); the store is visible to Engine.Store meanwhile.
 func (s *Store) Open() error {
 	ctx, from, to, err := s.open()
-	if err != nil || ctx == nil {
+	if err != nil {
 		return err
 	}
-	return s.restore(ctx, from, to)
+	if ctx != nil {
+		if err := s.restore(ctx, from, to); err != nil {
+			return err
+		}
+	}
+	if err := s.openSeen(); err != nil {
+		return errors.Join(err, s.Close())
+	}
+	return nil
 }
 
 // open opens the store. It returns the context of the restore Open has to
@@ -531,6 +548,9 @@ func (s *Store) write(key string, value []byte, del bool) error {
 	if err := s.addWrite(db, w, key, value, del); err != nil {
 		return err
 	}
+	if s.seen != nil && !del {
+		s.addSeen(w, key, value)
+	}
 	off := s.offset.Load()
 	if off != storeNoOffset && off != s.stored {
 		w.putOffset(off)
@@ -539,7 +559,7 @@ func (s *Store) write(key string, value []byte, del bool) error {
 		return s.writeErr(key, del, err)
 	}
 	s.stored = off
-	return nil
+	return s.maybeExpireSeenLocked()
 }
 
 func (s *Store) writable() error {
@@ -570,6 +590,12 @@ func (s *Store) stageLocked(db *leveldb.DB, key string, value []byte, del bool) 
 		}
 	}
 	s.staging.stage(key, value, del)
+	if s.seen != nil && !del {
+		ids, at := s.seen.extract(key, value)
+		for _, id := range ids {
+			s.staging.seen = append(s.staging.seen, seenEntry{key: key, id: id, at: at})
+		}
+	}
 	return nil
 }
 
@@ -581,7 +607,7 @@ func (s *Store) handOffLocked(db *leveldb.DB) error {
 	}
 	b := s.staging
 	b.offset = s.offset.Load()
-	if len(b.entries) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
+	if len(b.entries) == 0 && len(b.seen) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
 		return nil
 	}
 	next := s.committing
@@ -641,6 +667,9 @@ func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 		if err := s.addWrite(db, w, k, p.value, p.deleted); err != nil {
 			return err
 		}
+	}
+	for _, e := range b.seen {
+		w.putSeen(e.key, e.id, e.at)
 	}
 	if b.offset != storeNoOffset {
 		w.putOffset(b.offset)
