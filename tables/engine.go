@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -96,6 +97,7 @@ type engineOptions struct {
 	indexes          map[string][]Index
 	batchSize        int
 	progressInterval time.Duration
+	onFault          func(topic string, partition int32, err error)
 	errs             []error
 }
 
@@ -187,6 +189,11 @@ type Engine struct {
 	// Stores) and the open ones.
 	stores map[engineStoreID]engineEntry
 	closed bool
+	// brokenStores are the stores found broken in this process, with the
+	// reason: the next Open rebuilds them even without their marker file.
+	brokenStores map[engineStoreID]string
+
+	broken, failedWrites, rebuilt atomic.Int64
 }
 
 type engineEntry struct {
