@@ -104,6 +104,8 @@ type Runtime struct {
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
 	producer   *sender
+	runs       map[string]*groupRun // by group: the processor run in progress
+	restarts   map[string]int64     // by group: processor restarts after a storage fault
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -149,6 +151,8 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		processors: map[string]*goka.Processor{},
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
+		runs:       map[string]*groupRun{},
+		restarts:   map[string]int64{},
 	}
 	if err := rt.ensureTopics(ctx); err != nil {
 		client.Close()
@@ -178,7 +182,11 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	for _, g := range t.groups {
 		// Every group gets an engine, also one that does not run here: it
 		// then simply holds no stores.
-		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), opts...)
+		name := g.Name()
+		onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
+			rt.storeFault(name, topic, partition, err)
+		})
+		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, name), append(slices.Clip(opts), onFault)...)
 		if err != nil {
 			rt.Close()
 			return nil, fmt.Errorf("open storage engine of %s: %w", g.Name(), err)
@@ -303,6 +311,7 @@ func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] 
 func (rt *Runtime) Run(ctx context.Context) error {
 	// Everything that can fail happens before the first processor starts.
 	procs := make(map[string]*goka.Processor, len(rt.running))
+	rebuild := make(map[string]func() (*goka.Processor, error), len(rt.running))
 	for _, g := range rt.topo.groups {
 		if !rt.running[g.Name()] {
 			continue
@@ -329,6 +338,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			return fmt.Errorf("group %s: %w", name, err)
 		}
 		procs[name] = p
+		rebuild[name] = func() (*goka.Processor, error) { return goka.NewProcessor(rt.cfg.Brokers, gg, opts...) }
 	}
 	views := make(map[string]*goka.View, len(rt.replicas))
 	for table, e := range rt.replicas {
@@ -340,7 +350,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		views[table] = v
 	}
 	rt.mu.Lock()
-	rt.processors, rt.views = procs, views
+	rt.processors, rt.views = maps.Clone(procs), views
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
@@ -361,15 +371,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
 	})
 	for name, p := range procs {
-		eg.Go(func() error {
-			defer rt.setAssigned(name, nil)
-			rt.log.Info("processor starting", "group", name)
-			if err := p.Run(ctx); err != nil {
-				return fmt.Errorf("group %s: %w", name, err)
-			}
-			rt.log.Info("processor stopped", "group", name)
-			return nil
-		})
+		eg.Go(func() error { return rt.runGroup(ctx, name, p, rebuild[name]) })
 	}
 	return eg.Wait()
 }
@@ -433,7 +435,8 @@ func (rt *Runtime) warnOutOfRange(g *processors.Group) {
 }
 
 // Recovered reports whether every processor group that runs here has restored
-// its tables and is processing, and every read replica has caught up.
+// its tables and is processing, every read replica has caught up, and no
+// store is out of service after a storage fault.
 func (rt *Runtime) Recovered() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -450,7 +453,7 @@ func (rt *Runtime) Recovered() bool {
 			return false
 		}
 	}
-	return true
+	return rt.storesSound()
 }
 
 // Progress is the restore progress of every open store, by table.
@@ -477,7 +480,9 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 func (rt *Runtime) Stats() map[string]processors.Snapshot {
 	out := map[string]processors.Snapshot{}
 	for _, g := range rt.topo.groups {
-		out[g.Name()] = g.Stats().Snapshot()
+		snap := g.Stats().Snapshot()
+		rt.addStorageStats(g.Name(), &snap)
+		out[g.Name()] = snap
 	}
 	return out
 }

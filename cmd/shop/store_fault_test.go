@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/shop"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// storeFaultDamageTable overwrites the start of the largest table file of a
+// stopped store: its first data block, the lowest keys, while the store's
+// metadata (after the data) still reads, so the damage is only found when
+// those keys are read.
+func storeFaultDamageTable(t *testing.T, storeDir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(storeDir, "*.ldb"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no table files in %s", storeDir)
+	var largest string
+	var size int64
+	for _, f := range files {
+		info, err := os.Stat(f)
+		require.NoError(t, err)
+		if info.Size() > size {
+			largest, size = f, info.Size()
+		}
+	}
+	require.Greater(t, size, int64(4096), "the table needs several blocks")
+	f, err := os.OpenFile(largest, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte(strings.Repeat("damaged!", 8)), 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes_ThenItsKeysAnswer503UntilRebuiltAndNoStaleSnapshotReachesTheChangelog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	s := startShop(t, cfg)
+	seedCustomers(t, s, 120)
+	s.stop()
+	// A second start moves the stores' journals into table files.
+	s = startShop(t, cfg)
+	s.stop()
+
+	p := tables.PartitionFor("c0", cfg.Partitions)
+	var keys []string
+	for i := range 120 {
+		if id := fmt.Sprintf("c%d", i); tables.PartitionFor(id, cfg.Partitions) == p {
+			keys = append(keys, id)
+		}
+	}
+	slices.Sort(keys)
+	storeFaultDamageTable(t, filepath.Join(cfg.StateDir(), shop.CustomersGroup, fmt.Sprintf("%s.%d", shop.CustomersTable.Name, p)))
+
+	// Given the shop started again over the damaged store
+	s = startShop(t, cfg)
+
+	// When the lowest key of the partition is read, it answers 503 with
+	// Retry-After: never a stale 200, never a 500
+	resp := s.do(http.MethodGet, "/customers/"+keys[0], "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	// and so does a command for it (it reads the customer first).
+	s.expectProblem(t, http.MethodPatch, "/customers/"+keys[0], `{"name":"After the damage"}`, http.StatusServiceUnavailable)
+	// An event that arrives meanwhile is folded on the rebuilt state only.
+	upd, _ := eventRecord(t, keys[0], shop.CustomerUpdatedType, map[string]string{"name": "After the damage"})
+	produce(t, kafkaClient(t, s.brokers()), upd)
+
+	// Then every key of the partition answers 503 or its exact state, until
+	// all answer their exact state after the rebuild.
+	want := func(id string) int64 {
+		if id == keys[0] {
+			return 3
+		}
+		return 2
+	}
+	require.Eventually(t, func() bool {
+		done := true
+		for _, id := range keys {
+			var c shop.Customer
+			resp := s.do(http.MethodGet, "/customers/"+id, "", &c)
+			switch resp.StatusCode {
+			case http.StatusServiceUnavailable:
+				done = false
+			case http.StatusOK:
+				if id == keys[0] && c.Version == 2 {
+					done = false // rebuilt, the PATCH not folded yet
+					continue
+				}
+				require.Equal(t, want(id), c.Version, "%s answered a stale version", id)
+			default:
+				require.Failf(t, "unexpected status", "%s: %d", id, resp.StatusCode)
+			}
+		}
+		return done
+	}, wait, 50*time.Millisecond, "the partition was never rebuilt")
+	c, _ := s.customer(keys[0])
+	assert.Equal(t, "After the damage", c.Name)
+
+	// and the process never stopped: it rebuilt in place, with a log line
+	// and counters.
+	select {
+	case err := <-s.done:
+		t.Fatalf("the shop exited: %v", err)
+	default:
+	}
+	logs := s.logs.String()
+	assert.Contains(t, logs, "local state corrupted; partition out of service")
+	assert.Contains(t, logs, "local state marked broken; rebuilding from changelog")
+	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
+	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresRebuilt], int64(1))
+	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresBroken], int64(1))
+	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
+
+	// And every version of the partition's customers in the changelog is one
+	// the fold produced from the one before: 1, 2 (and 3) — a snapshot built
+	// on a stale base would repeat a version.
+	n := int(endOffsets(t, s.brokers(), shop.CustomersTable.Name))
+	versions := map[string][]int64{}
+	for _, r := range consumeAll(t, s.brokers(), shop.CustomersTable.Name, n) {
+		id := string(r.Key)
+		if r.Value == nil || tables.PartitionFor(id, cfg.Partitions) != p || tables.IsAbsent(r.Value) {
+			continue
+		}
+		c, err := shop.CustomersTable.Codec.Decode(r.Value)
+		require.NoError(t, err)
+		versions[id] = append(versions[id], c.Version)
+	}
+	for _, id := range keys {
+		var seq []int64
+		for v := int64(1); v <= want(id); v++ {
+			seq = append(seq, v)
+		}
+		assert.Equal(t, seq, versions[id], "versions of %s in the changelog", id)
+	}
+}

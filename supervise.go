@@ -1,0 +1,163 @@
+package streamfold
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/streamfold/streamfold/processors"
+)
+
+// A group's processor that stops because of a storage fault — a store found
+// corrupted (at open, on a read, on a write) or a write that failed (a full
+// disk) — is restarted rather than ending Run: the local state is a cache of
+// the changelog, and reopening it is the repair. Restarting closes the
+// group's stores and opens them again, which rebuilds a broken store from its
+// changelog and retries a failed one; inputs resume from their committed
+// offsets, and the handlers' deduplication by offset keeps re-consumed
+// records from counting twice. Meanwhile the runtime is not Recovered
+// (readiness 503) and views answer not ready for the partitions.
+//
+// A store fault cancels the processor at once, even when no record arrives
+// for the partition (a view's read found the damage), so the rebuild never
+// waits for traffic. Faults of a read replica's stores are logged and
+// counted; the replica's partition answers not ready until the instance
+// restarts.
+const (
+	restartBackoffMin = time.Second
+	restartBackoffMax = 30 * time.Second
+)
+
+// Counter names of storage faults in a group's processors.Snapshot.Counters.
+const (
+	CounterStoresBroken       = "stores-broken"
+	CounterStoreWritesFailed  = "store-writes-failed"
+	CounterStoresRebuilt      = "stores-rebuilt"
+	CounterProcessorRestarted = "processor-restarted"
+)
+
+// groupRun is a processor run in progress: a storage fault cancels it and
+// marks it faulted.
+type groupRun struct {
+	cancel  context.CancelFunc
+	faulted bool
+}
+
+// storeFault is the engines' fault handler: it stops the run of the group
+// owning the store, which runGroup then restarts. It must not block.
+func (rt *Runtime) storeFault(group, topic string, partition int32, err error) {
+	rt.log.Warn("store out of service; restarting the group's processor to rebuild or reopen it",
+		"group", group, "topic", topic, "partition", partition, "error", err)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if r := rt.runs[group]; r != nil {
+		r.faulted = true
+		r.cancel()
+	}
+}
+
+// runGroup runs a group's processor until ctx ends or it fails for a reason
+// other than a storage fault; after a storage fault it builds a new
+// processor and runs it again, waiting restartBackoffMin, doubling up to
+// restartBackoffMax while the faults go on.
+func (rt *Runtime) runGroup(ctx context.Context, name string, p *goka.Processor, build func() (*goka.Processor, error)) error {
+	defer rt.setAssigned(name, nil)
+	backoff := restartBackoffMin
+	for {
+		runCtx, cancel := context.WithCancel(ctx)
+		run := &groupRun{cancel: cancel}
+		rt.mu.Lock()
+		rt.runs[name] = run
+		rt.processors[name] = p
+		rt.mu.Unlock()
+
+		started := time.Now()
+		rt.log.Info("processor starting", "group", name)
+		err := p.Run(runCtx)
+		cancel()
+		rt.setAssigned(name, nil)
+		rt.mu.Lock()
+		faulted := run.faulted
+		delete(rt.runs, name)
+		if ctx.Err() == nil && faulted {
+			delete(rt.processors, name) // not recovered until the new one is
+			rt.restarts[name]++
+		}
+		rt.mu.Unlock()
+
+		switch {
+		case ctx.Err() != nil || (err == nil && !faulted):
+			if err != nil && !faulted {
+				return fmt.Errorf("group %s: %w", name, err)
+			}
+			rt.log.Info("processor stopped", "group", name)
+			return nil
+		case !faulted:
+			return fmt.Errorf("group %s: %w", name, err)
+		}
+		if time.Since(started) > restartBackoffMax {
+			backoff = restartBackoffMin // it ran well for a while: a new fault
+		}
+		rt.log.Warn("processor stopped by a storage fault; restarting", "group", name, "error", err, "backoff", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, restartBackoffMax)
+		if p, err = build(); err != nil {
+			return fmt.Errorf("group %s: restart: %w", name, err)
+		}
+	}
+}
+
+// addStorageStats adds a group's storage fault counters to its snapshot.
+func (rt *Runtime) addStorageStats(group string, snap *processors.Snapshot) {
+	e, ok := rt.engines[group]
+	if !ok {
+		return
+	}
+	st := e.Stats()
+	rt.mu.Lock()
+	restarts := rt.restarts[group]
+	rt.mu.Unlock()
+	if snap.Counters == nil {
+		snap.Counters = map[string]int64{}
+	}
+	for name, n := range map[string]int64{
+		CounterStoresBroken:       st.Broken,
+		CounterStoreWritesFailed:  st.FailedWrites,
+		CounterStoresRebuilt:      st.Rebuilt,
+		CounterProcessorRestarted: restarts,
+	} {
+		if n > 0 {
+			snap.Counters[name] = n
+		}
+	}
+}
+
+// storesSound reports whether no open store of a running group or replica
+// is at fault.
+func (rt *Runtime) storesSound() bool {
+	for _, g := range rt.topo.groups {
+		spec, _, ok := g.Table()
+		if !ok || !rt.running[g.Name()] {
+			continue
+		}
+		for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
+			if s.Fault() != nil {
+				return false
+			}
+		}
+	}
+	for table, e := range rt.replicas {
+		for _, s := range e.Stores(table) {
+			if s.Fault() != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
