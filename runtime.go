@@ -328,7 +328,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		name := g.Name()
 		opts := append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
-			goka.WithClientID(rt.cfg.ClientID+"-"+name),
+			goka.WithClientID(rt.cfg.ClientID+"-"+name), rt.guard(name),
 			goka.WithRebalanceCallback(func(a goka.Assignment) { rt.setAssigned(name, a) }))
 		if rt.cfg.Standby {
 			opts = append(opts, goka.WithHotStandby(), goka.WithRecoverAhead())

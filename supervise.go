@@ -45,6 +45,68 @@ type groupRun struct {
 	faulted bool
 }
 
+// faultGuard wraps the goka context of every callback of a group so that a
+// callback touching the group's state after a storage fault panics, which
+// goka turns into a processor error without committing the record.
+//
+// Without it a record could be lost: once the run's context is cancelled,
+// goka's Fail (called by Value or SetValue when the store refuses) records
+// the error and returns instead of panicking, the callback carries on
+// without the state it asked for, and goka commits the record as processed.
+type faultGuard struct {
+	gokaContext
+	rt    *Runtime
+	group string
+}
+
+// gokaContext names the embedded goka.Context apart from its Context method.
+type gokaContext = goka.Context
+
+func (rt *Runtime) guard(group string) goka.ProcessorOption {
+	return goka.WithContextWrapper(func(ctx goka.Context) goka.Context {
+		return faultGuard{gokaContext: ctx, rt: rt, group: group}
+	})
+}
+
+// check panics when a storage fault stopped the group's run.
+func (g faultGuard) check() {
+	g.rt.mu.Lock()
+	r := g.rt.runs[g.group]
+	faulted := r != nil && r.faulted
+	g.rt.mu.Unlock()
+	if faulted {
+		panic(fmt.Errorf("group %s: storage fault; record left for the restarted processor", g.group))
+	}
+}
+
+func (g faultGuard) Value() any {
+	v := g.gokaContext.Value()
+	g.check()
+	return v
+}
+
+func (g faultGuard) SetValue(value any, opts ...goka.ContextOption) {
+	g.gokaContext.SetValue(value, opts...)
+	g.check()
+}
+
+func (g faultGuard) Delete(opts ...goka.ContextOption) {
+	g.gokaContext.Delete(opts...)
+	g.check()
+}
+
+func (g faultGuard) Join(topic goka.Table) any {
+	v := g.gokaContext.Join(topic)
+	g.check()
+	return v
+}
+
+func (g faultGuard) Lookup(topic goka.Table, key string) any {
+	v := g.gokaContext.Lookup(topic, key)
+	g.check()
+	return v
+}
+
 // storeFault is the engines' fault handler: it stops the run of the group
 // owning the store, which runGroup then restarts. It must not block.
 func (rt *Runtime) storeFault(group, topic string, partition int32, err error) {

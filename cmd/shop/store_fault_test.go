@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,4 +146,89 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 		}
 		assert.Equal(t, seq, versions[id], "versions of %s in the changelog", id)
 	}
+}
+
+// storeFaultMount mounts a tmpfs of size bytes on dir, or skips the test
+// when this machine does not let it.
+func storeFaultMount(t *testing.T, dir string, size int) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root or CAP_SYS_ADMIN): %v", err)
+	}
+	// Registered before startShop's cleanup, so it runs after the shop stopped.
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+}
+
+// storeFaultFill writes a file into dir until the file system is full and
+// returns its name.
+func storeFaultFill(t *testing.T, dir string) string {
+	t.Helper()
+	name := filepath.Join(dir, "filler")
+	f, err := os.Create(name)
+	require.NoError(t, err)
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for n := len(chunk); n > 0; n /= 2 {
+		for {
+			if _, err := f.Write(chunk[:n]); err != nil {
+				require.ErrorIs(t, err, syscall.ENOSPC)
+				break
+			}
+		}
+	}
+	return name
+}
+
+func TestStoreFault_GivenStateDiskFull_WhenEventsArrive_ThenTheShopGoesUnreadyKeepsRunningAndRecoversWithEveryAcknowledgedWrite(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	storeFaultMount(t, cfg.StateDir(), 256<<20)
+	s := startShop(t, cfg)
+	seedCustomers(t, s, 10)
+
+	// Given a full state disk
+	filler := storeFaultFill(t, cfg.StateDir())
+
+	// When events keep arriving (each accepted into Kafka)
+	ready := func() int {
+		resp, err := http.Get(s.base + "/readyz")
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	accepted := 0
+	require.Eventually(t, func() bool {
+		body := fmt.Sprintf(`{"id":"full%d","name":"Full %d","email":"full%d@example.com"}`, accepted, accepted, accepted)
+		require.Equal(t, http.StatusAccepted, s.do(http.MethodPost, "/customers", body, nil).StatusCode)
+		accepted++
+		return ready() == http.StatusServiceUnavailable
+	}, wait, 20*time.Millisecond, "the shop stayed ready on a full disk")
+
+	// Then the shop is unready, and keeps running
+	assert.Contains(t, s.logs.String(), "local state write failed")
+	select {
+	case err := <-s.done:
+		t.Fatalf("the shop exited on a full disk: %v", err)
+	default:
+	}
+
+	// When space returns
+	require.NoError(t, os.Remove(filler))
+
+	// Then it recovers with every acknowledged write.
+	require.Eventually(t, func() bool { return ready() == http.StatusOK }, wait, 50*time.Millisecond, "the shop never recovered")
+	for i := range 10 {
+		s.awaitVersion(fmt.Sprintf("c%d", i), 2)
+	}
+	for i := range accepted {
+		s.awaitVersion(fmt.Sprintf("full%d", i), 1)
+	}
+	select {
+	case err := <-s.done:
+		t.Fatalf("the shop exited: %v", err)
+	default:
+	}
+	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
+	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
 }
