@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -104,8 +105,10 @@ type Runtime struct {
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
 	producer   *sender
-	runs       map[string]*groupRun // by group: the processor run in progress
-	restarts   map[string]int64     // by group: processor restarts after a storage fault
+	restarts   map[string]int64 // by group: processor restarts after a storage fault
+	// runs holds, by group, the processor run in progress (set once in Open,
+	// read without rt.mu by the callbacks' fault guard).
+	runs map[string]*atomic.Pointer[groupRun]
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -151,8 +154,8 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		processors: map[string]*goka.Processor{},
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
-		runs:       map[string]*groupRun{},
 		restarts:   map[string]int64{},
+		runs:       map[string]*atomic.Pointer[groupRun]{},
 	}
 	if err := rt.ensureTopics(ctx); err != nil {
 		client.Close()
@@ -178,6 +181,9 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 				opts = append(opts, tables.WithIndex(spec.Name, processors.ParkingIndex))
 			}
 		}
+	}
+	for _, g := range t.groups {
+		rt.runs[g.Name()] = new(atomic.Pointer[groupRun])
 	}
 	for _, g := range t.groups {
 		// Every group gets an engine, also one that does not run here: it

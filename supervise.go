@@ -3,6 +3,7 @@ package streamfold
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -42,7 +43,7 @@ const (
 // marks it faulted.
 type groupRun struct {
 	cancel  context.CancelFunc
-	faulted bool
+	faulted atomic.Bool
 }
 
 // faultGuard wraps the goka context of every callback of a group so that a
@@ -55,7 +56,7 @@ type groupRun struct {
 // without the state it asked for, and goka commits the record as processed.
 type faultGuard struct {
 	gokaContext
-	rt    *Runtime
+	run   *atomic.Pointer[groupRun]
 	group string
 }
 
@@ -63,18 +64,15 @@ type faultGuard struct {
 type gokaContext = goka.Context
 
 func (rt *Runtime) guard(group string) goka.ProcessorOption {
+	run := rt.runs[group]
 	return goka.WithContextWrapper(func(ctx goka.Context) goka.Context {
-		return faultGuard{gokaContext: ctx, rt: rt, group: group}
+		return faultGuard{gokaContext: ctx, run: run, group: group}
 	})
 }
 
 // check panics when a storage fault stopped the group's run.
 func (g faultGuard) check() {
-	g.rt.mu.Lock()
-	r := g.rt.runs[g.group]
-	faulted := r != nil && r.faulted
-	g.rt.mu.Unlock()
-	if faulted {
+	if r := g.run.Load(); r != nil && r.faulted.Load() {
 		panic(fmt.Errorf("group %s: storage fault; record left for the restarted processor", g.group))
 	}
 }
@@ -112,10 +110,8 @@ func (g faultGuard) Lookup(topic goka.Table, key string) any {
 func (rt *Runtime) storeFault(group, topic string, partition int32, err error) {
 	rt.log.Warn("store out of service; restarting the group's processor to rebuild or reopen it",
 		"group", group, "topic", topic, "partition", partition, "error", err)
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if r := rt.runs[group]; r != nil {
-		r.faulted = true
+	if r := rt.runs[group].Load(); r != nil {
+		r.faulted.Store(true)
 		r.cancel()
 	}
 }
@@ -130,8 +126,8 @@ func (rt *Runtime) runGroup(ctx context.Context, name string, p *goka.Processor,
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		run := &groupRun{cancel: cancel}
+		rt.runs[name].Store(run)
 		rt.mu.Lock()
-		rt.runs[name] = run
 		rt.processors[name] = p
 		rt.mu.Unlock()
 
@@ -140,9 +136,9 @@ func (rt *Runtime) runGroup(ctx context.Context, name string, p *goka.Processor,
 		err := p.Run(runCtx)
 		cancel()
 		rt.setAssigned(name, nil)
+		faulted := run.faulted.Load()
+		rt.runs[name].CompareAndSwap(run, nil)
 		rt.mu.Lock()
-		faulted := run.faulted
-		delete(rt.runs, name)
 		if ctx.Err() == nil && faulted {
 			delete(rt.processors, name) // not recovered until the new one is
 			rt.restarts[name]++
