@@ -191,7 +191,7 @@ func (m metrics) WriteMetrics(w io.Writer) error {
 	fmt.Fprintln(w, "# TYPE streamfold_records_processed_total counter")
 	fmt.Fprintln(w, "# HELP streamfold_dead_letters_total Records dead-lettered, by group and error class.")
 	fmt.Fprintln(w, "# TYPE streamfold_dead_letters_total counter")
-	fmt.Fprintln(w, "# HELP streamfold_failures_total Records retried in place, moved to retry topics, parked and released, by group.")
+	fmt.Fprintln(w, "# HELP streamfold_failures_total Records retried in place, moved to retry topics, parked and released; stores found broken, rebuilt, failed writes and processor restarts; by group.")
 	fmt.Fprintln(w, "# TYPE streamfold_failures_total counter")
 	for group, s := range m.rt.Stats() {
 		for what, n := range s.Counters {
