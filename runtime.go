@@ -208,7 +208,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			if running[rt.owners[name]] {
 				continue
 			}
-			e, err := tables.NewEngine(filepath.Join(cfg.StateDir, replicaDir, name), opts...)
+			key := replicaRunKey(name)
+			rt.runs[key] = new(atomic.Pointer[groupRun])
+			onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
+				rt.storeFault(key, topic, partition, err)
+			})
+			e, err := tables.NewEngine(filepath.Join(cfg.StateDir, replicaDir, name), append(slices.Clip(opts), onFault)...)
 			if err != nil {
 				rt.Close()
 				return nil, fmt.Errorf("open storage engine of the replica of %s: %w", name, err)
@@ -347,16 +352,20 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		rebuild[name] = func() (*goka.Processor, error) { return goka.NewProcessor(rt.cfg.Brokers, gg, opts...) }
 	}
 	views := make(map[string]*goka.View, len(rt.replicas))
+	rebuildView := make(map[string]func() (*goka.View, error), len(rt.replicas))
 	for table, e := range rt.replicas {
-		v, err := goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
-			append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+		build := func() (*goka.View, error) {
+			return goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
+				append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+		}
+		v, err := build()
 		if err != nil {
 			return fmt.Errorf("replica of %s: %w", table, err)
 		}
-		views[table] = v
+		views[table], rebuildView[table] = v, build
 	}
 	rt.mu.Lock()
-	rt.processors, rt.views = maps.Clone(procs), views
+	rt.processors, rt.views = maps.Clone(procs), maps.Clone(views)
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
@@ -364,14 +373,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		return nil
 	})
 	for table, v := range views {
-		eg.Go(func() error {
-			rt.log.Info("read replica starting", "table", table)
-			if err := v.Run(ctx); err != nil {
-				return fmt.Errorf("replica of %s: %w", table, err)
-			}
-			rt.log.Info("read replica stopped", "table", table)
-			return nil
-		})
+		eg.Go(func() error { return rt.runReplica(ctx, table, v, rebuildView[table]) })
 	}
 	eg.Go(func() error {
 		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })

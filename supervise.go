@@ -23,9 +23,9 @@ import (
 //
 // A store fault cancels the processor at once, even when no record arrives
 // for the partition (a view's read found the damage), so the rebuild never
-// waits for traffic. Faults of a read replica's stores are logged and
-// counted; the replica's partition answers not ready until the instance
-// restarts.
+// waits for traffic. A read replica (a goka view) is restarted the same way.
+// Faults, rebuilds and restarts are counted in the Stats of the group that
+// owns the table.
 const (
 	restartBackoffMin = time.Second
 	restartBackoffMax = 30 * time.Second
@@ -105,73 +105,116 @@ func (g faultGuard) Lookup(topic goka.Table, key string) any {
 	return v
 }
 
-// storeFault is the engines' fault handler: it stops the run of the group
-// owning the store, which runGroup then restarts. It must not block.
-func (rt *Runtime) storeFault(group, topic string, partition int32, err error) {
-	rt.log.Warn("store out of service; restarting the group's processor to rebuild or reopen it",
-		"group", group, "topic", topic, "partition", partition, "error", err)
-	if r := rt.runs[group].Load(); r != nil {
+// storeFault is the engines' fault handler: it stops the run owning the
+// store (a group's processor, or a replica's view, under key), which
+// supervise then restarts. It must not block.
+func (rt *Runtime) storeFault(key, topic string, partition int32, err error) {
+	rt.log.Warn("store out of service; restarting its processor or replica to rebuild or reopen it",
+		"owner", key, "topic", topic, "partition", partition, "error", err)
+	if r := rt.runs[key].Load(); r != nil {
 		r.faulted.Store(true)
 		r.cancel()
 	}
 }
 
-// runGroup runs a group's processor until ctx ends or it fails for a reason
-// other than a storage fault; after a storage fault it builds a new
-// processor and runs it again, waiting restartBackoffMin, doubling up to
-// restartBackoffMax while the faults go on.
+// runGroup runs a group's processor under supervise.
 func (rt *Runtime) runGroup(ctx context.Context, name string, p *goka.Processor, build func() (*goka.Processor, error)) error {
 	defer rt.setAssigned(name, nil)
+	return rt.supervise(ctx, name, "processor", "group "+name, []any{"group", name},
+		func(ctx context.Context) error {
+			rt.mu.Lock()
+			rt.processors[name] = p
+			rt.mu.Unlock()
+			defer rt.setAssigned(name, nil)
+			return p.Run(ctx)
+		},
+		func() (err error) {
+			rt.mu.Lock()
+			delete(rt.processors, name) // not recovered until the new one is
+			rt.restarts[name]++
+			rt.mu.Unlock()
+			return nil
+		},
+		func() (err error) {
+			p, err = build()
+			return err
+		})
+}
+
+// runReplica runs a table's read replica under supervise.
+func (rt *Runtime) runReplica(ctx context.Context, table string, v *goka.View, build func() (*goka.View, error)) error {
+	return rt.supervise(ctx, replicaRunKey(table), "read replica", "replica of "+table, []any{"table", table},
+		func(ctx context.Context) error {
+			rt.mu.Lock()
+			rt.views[table] = v
+			rt.mu.Unlock()
+			return v.Run(ctx)
+		},
+		func() error {
+			rt.mu.Lock()
+			delete(rt.views, table)
+			rt.restarts[replicaRunKey(table)]++
+			rt.mu.Unlock()
+			return nil
+		},
+		func() (err error) {
+			v, err = build()
+			return err
+		})
+}
+
+// replicaRunKey is the key of a replica's run in rt.runs; group names
+// cannot contain '/'.
+func replicaRunKey(table string) string { return replicaDir + "/" + table }
+
+// supervise calls run until ctx ends or run fails for a reason other than a
+// storage fault of its stores (which storeFault reports under key). After a
+// storage fault it calls stopped, waits restartBackoffMin (doubling up to
+// restartBackoffMax while the faults go on), calls rebuild and runs again.
+func (rt *Runtime) supervise(ctx context.Context, key, what, errPrefix string, attrs []any,
+	run func(context.Context) error, stopped, rebuild func() error,
+) error {
 	backoff := restartBackoffMin
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
-		run := &groupRun{cancel: cancel}
-		rt.runs[name].Store(run)
-		rt.mu.Lock()
-		rt.processors[name] = p
-		rt.mu.Unlock()
-
+		r := &groupRun{cancel: cancel}
+		rt.runs[key].Store(r)
 		started := time.Now()
-		rt.log.Info("processor starting", "group", name)
-		err := p.Run(runCtx)
+		rt.log.Info(what+" starting", attrs...)
+		err := run(runCtx)
 		cancel()
-		rt.setAssigned(name, nil)
-		faulted := run.faulted.Load()
-		rt.runs[name].CompareAndSwap(run, nil)
-		rt.mu.Lock()
-		if ctx.Err() == nil && faulted {
-			delete(rt.processors, name) // not recovered until the new one is
-			rt.restarts[name]++
-		}
-		rt.mu.Unlock()
+		faulted := r.faulted.Load()
+		rt.runs[key].CompareAndSwap(r, nil)
 
 		switch {
-		case ctx.Err() != nil || (err == nil && !faulted):
-			if err != nil && !faulted {
-				return fmt.Errorf("group %s: %w", name, err)
-			}
-			rt.log.Info("processor stopped", "group", name)
+		case !faulted && err != nil:
+			return fmt.Errorf("%s: %w", errPrefix, err)
+		case !faulted || ctx.Err() != nil:
+			rt.log.Info(what+" stopped", attrs...)
 			return nil
-		case !faulted:
-			return fmt.Errorf("group %s: %w", name, err)
+		}
+		if err := stopped(); err != nil {
+			return err
 		}
 		if time.Since(started) > restartBackoffMax {
 			backoff = restartBackoffMin // it ran well for a while: a new fault
 		}
-		rt.log.Warn("processor stopped by a storage fault; restarting", "group", name, "error", err, "backoff", backoff.String())
+		rt.log.Warn(what+" stopped by a storage fault; restarting",
+			append(attrs, "error", err, "backoff", backoff.String())...)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, restartBackoffMax)
-		if p, err = build(); err != nil {
-			return fmt.Errorf("group %s: restart: %w", name, err)
+		if err := rebuild(); err != nil {
+			return fmt.Errorf("%s: restart: %w", errPrefix, err)
 		}
 	}
 }
 
-// addStorageStats adds a group's storage fault counters to its snapshot.
+// addStorageStats adds to a group's snapshot the storage fault counters of
+// its engine and of the read replicas of its table.
 func (rt *Runtime) addStorageStats(group string, snap *processors.Snapshot) {
 	e, ok := rt.engines[group]
 	if !ok {
@@ -180,6 +223,15 @@ func (rt *Runtime) addStorageStats(group string, snap *processors.Snapshot) {
 	st := e.Stats()
 	rt.mu.Lock()
 	restarts := rt.restarts[group]
+	for table, re := range rt.replicas {
+		if rt.owners[table] == group {
+			rs := re.Stats()
+			st.Broken += rs.Broken
+			st.FailedWrites += rs.FailedWrites
+			st.Rebuilt += rs.Rebuilt
+			restarts += rt.restarts[replicaRunKey(table)]
+		}
+	}
 	rt.mu.Unlock()
 	if snap.Counters == nil {
 		snap.Counters = map[string]int64{}
