@@ -220,6 +220,12 @@ func TestStore_GivenStateMetadataUnreadable_WhenOpened_ThenEveryWipeLogsItsReaso
 		"offset of the wrong size": func(t *testing.T, dir string) {
 			storeTestPut(t, dir, storeMetaOffset, []byte{1, 2, 3})
 		},
+		"metadata block damaged": func(t *testing.T, dir string) {
+			db := storeTestRawDB(t, dir)
+			require.NoError(t, db.CompactRange(util.Range{}))
+			require.NoError(t, db.Close())
+			faultTestDamage(t, faultTestFile(t, dir, ".ldb"), 0, 16)
+		},
 		"unknown layout": func(t *testing.T, dir string) {
 			storeTestDelete(t, dir, storeMetaVersion)
 		},
