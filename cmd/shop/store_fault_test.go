@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -231,4 +232,65 @@ func TestStoreFault_GivenStateDiskFull_WhenEventsArrive_ThenTheShopGoesUnreadyKe
 	}
 	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
+}
+
+func TestStoreFault_GivenAReplicaTableFileDamagedWhileStopped_WhenItsKeysAreRead_ThenNoWrongAnswerAndTheReplicaIsRebuiltInPlace(t *testing.T) {
+	cluster := startCluster(t)
+	startShop(t, memberConfig(t, cluster.Addrs()))
+	qcfg := memberConfig(t, cluster.Addrs())
+	qcfg.Groups = []string{} // query-only: customers-table is a read replica here
+	q := startShop(t, qcfg)
+	ids := registerAll(t, q.base, "r", 300)
+	allReadable(t, []string{q.base}, ids)
+	q.stop()
+	// A second start moves the replica's journals into table files.
+	q = startShop(t, qcfg)
+	q.stop()
+
+	part := tables.PartitionFor(ids[0], qcfg.Partitions)
+	var keys []string
+	for _, id := range ids {
+		if tables.PartitionFor(id, qcfg.Partitions) == part {
+			keys = append(keys, id)
+		}
+	}
+	slices.Sort(keys)
+	storeFaultDamageTable(t, filepath.Join(qcfg.StateDir(), "replicas", shop.CustomersTable.Name, fmt.Sprintf("%s.%d", shop.CustomersTable.Name, part)))
+
+	// Given the query instance started again over the damaged replica
+	q = startShop(t, qcfg)
+
+	// When its keys are read, every answer is a 503 or the right customer,
+	// until the replica, rebuilt, answers them all itself.
+	require.Eventually(t, func() bool {
+		local := true
+		for _, id := range keys {
+			a := mustGet(t, q.base, "/customers/"+id)
+			switch a.status {
+			case http.StatusServiceUnavailable:
+				local = false
+			case http.StatusOK:
+				var c shop.Customer
+				require.NoError(t, json.Unmarshal(a.body, &c))
+				require.Equal(t, "name-"+id, c.Name)
+				local = local && a.servedBy == q.app.Advertised()
+			default:
+				require.Failf(t, "unexpected status", "%s: %d %s", id, a.status, a.body)
+			}
+		}
+		return local
+	}, wait, 50*time.Millisecond, "the replica never served its keys again")
+
+	// Then the damage was found, the replica rebuilt and restarted, and the
+	// instance never stopped.
+	select {
+	case err := <-q.done:
+		t.Fatalf("the query instance exited: %v", err)
+	default:
+	}
+	counters := q.app.rt.Stats()[shop.CustomersGroup].Counters
+	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresBroken], int64(1))
+	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresRebuilt], int64(1))
+	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
+	assert.Contains(t, q.logs.String(), "local state marked broken; rebuilding from changelog")
 }
