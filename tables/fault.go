@@ -104,6 +104,12 @@ func isCorrupted(err error) bool {
 	return errors.As(err, &ec) || errors.As(err, &sc) || errors.Is(err, leveldb.ErrReadOnly)
 }
 
+// storeDiskFault reports whether err is the disk's fault: full, over quota,
+// failing, or the state LevelDB found damaged.
+func storeDiskFault(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) || isCorrupted(err)
+}
+
 // readErr classifies the error of a LevelDB read: corruption breaks the
 // store and is returned wrapped in ErrStoreBroken.
 func (s *Store) readErr(err error) error {

@@ -398,11 +398,12 @@ func (s *Store) rebuild(db *leveldb.DB, what string, reason error, attrs ...any)
 	return s.wipe(db)
 }
 
-// openFault tells the fault handler that Open failed on local storage (a
-// full disk while wiping or creating the database), so that the owner
-// retries. It returns err.
+// openFault tells the fault handler that Open failed for want of disk space
+// or on an I/O error (while wiping or creating the database), so that the
+// owner retries. Other failures (a store locked by another process, a
+// permission) are configuration and stay Open's error alone. It returns err.
 func (s *Store) openFault(err error) error {
-	if fn := s.engine.opts.onFault; fn != nil {
+	if fn := s.engine.opts.onFault; fn != nil && storeDiskFault(err) {
 		fn(s.topic, s.partition, fmt.Errorf("%w: %w", ErrStoreFailed, err))
 	}
 	return err
