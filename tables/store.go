@@ -115,8 +115,11 @@ type Progress struct {
 //   - SetOffset may be called from any goroutine, concurrently with the
 //     writer (goka calls it from the producer's callback goroutine).
 //   - Get, Has, GetOffset, Iterator, IteratorWithRange, Scan, Lookup, Count,
-//     Topic, Partition, Recovered and Progress may be called by any number
-//     of goroutines at any time, concurrently with the writer.
+//     Topic, Partition, Recovered, Progress, Fault and Broken may be called
+//     by any number of goroutines at any time, concurrently with the writer.
+//
+// A store that meets corruption or a failed write goes out of service and
+// stays so until it is closed and opened again (see ErrStoreBroken).
 //
 // Until MarkRecovered (the restore), writes are staged in memory and
 // committed in batches, only the last write of each key, together with the
