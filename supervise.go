@@ -3,6 +3,7 @@ package streamfold
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -128,12 +129,11 @@ func (rt *Runtime) runGroup(ctx context.Context, name string, p *goka.Processor,
 			defer rt.setAssigned(name, nil)
 			return p.Run(ctx)
 		},
-		func() (err error) {
+		func() {
 			rt.mu.Lock()
 			delete(rt.processors, name) // not recovered until the new one is
 			rt.restarts[name]++
 			rt.mu.Unlock()
-			return nil
 		},
 		func() (err error) {
 			p, err = build()
@@ -150,12 +150,11 @@ func (rt *Runtime) runReplica(ctx context.Context, table string, v *goka.View, b
 			rt.mu.Unlock()
 			return v.Run(ctx)
 		},
-		func() error {
+		func() {
 			rt.mu.Lock()
 			delete(rt.views, table)
 			rt.restarts[replicaRunKey(table)]++
 			rt.mu.Unlock()
-			return nil
 		},
 		func() (err error) {
 			v, err = build()
@@ -172,7 +171,7 @@ func replicaRunKey(table string) string { return replicaDir + "/" + table }
 // storage fault it calls stopped, waits restartBackoffMin (doubling up to
 // restartBackoffMax while the faults go on), calls rebuild and runs again.
 func (rt *Runtime) supervise(ctx context.Context, key, what, errPrefix string, attrs []any,
-	run func(context.Context) error, stopped, rebuild func() error,
+	run func(context.Context) error, stopped func(), rebuild func() error,
 ) error {
 	backoff := restartBackoffMin
 	for {
@@ -193,14 +192,12 @@ func (rt *Runtime) supervise(ctx context.Context, key, what, errPrefix string, a
 			rt.log.Info(what+" stopped", attrs...)
 			return nil
 		}
-		if err := stopped(); err != nil {
-			return err
-		}
+		stopped()
 		if time.Since(started) > restartBackoffMax {
 			backoff = restartBackoffMin // it ran well for a while: a new fault
 		}
 		rt.log.Warn(what+" stopped by a storage fault; restarting",
-			append(attrs, "error", err, "backoff", backoff.String())...)
+			slices.Concat(attrs, []any{"error", err, "backoff", backoff.String()})...)
 		select {
 		case <-ctx.Done():
 			return nil
