@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -120,6 +121,10 @@ type Runtime struct {
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
 	producer   *sender
+	restarts   map[string]int64 // by group: processor restarts after a storage fault
+	// runs holds, by group, the processor run in progress (set once in Open,
+	// read without rt.mu by the callbacks' fault guard).
+	runs map[string]*atomic.Pointer[groupRun]
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -168,6 +173,8 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		processors: map[string]*goka.Processor{},
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
+		restarts:   map[string]int64{},
+		runs:       map[string]*atomic.Pointer[groupRun]{},
 	}
 	if err := rt.ensureTopics(ctx); err != nil {
 		client.Close()
@@ -199,14 +206,21 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	}
 	opts = append(opts, tables.WithMemory(cfg.StoreMemory, rt.storesHeld(cfg.Replicas)))
 	for _, g := range t.groups {
+		rt.runs[g.Name()] = new(atomic.Pointer[groupRun])
+	}
+	for _, g := range t.groups {
 		// Every group gets an engine, also one that does not run here: it
 		// then simply holds no stores. A projection's own engine keeps its
 		// applied event ids; its lookups' and replicas' copies do not.
-		gopts := opts
+		name := g.Name()
+		onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
+			rt.storeFault(name, topic, partition, err)
+		})
+		gopts := append(slices.Clip(opts), onFault)
 		if topic, seen, ok := g.Seen(); ok {
-			gopts = append(slices.Clip(opts), tables.WithSeen(topic, seen))
+			gopts = append(gopts, tables.WithSeen(topic, seen))
 		}
-		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, g.Name()), gopts...)
+		e, err := tables.NewEngine(filepath.Join(cfg.StateDir, name), gopts...)
 		if err != nil {
 			rt.Close()
 			return nil, fmt.Errorf("open storage engine of %s: %w", g.Name(), err)
@@ -223,7 +237,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			if running[rt.owners[name]] {
 				continue
 			}
-			e, err := tables.NewEngine(filepath.Join(cfg.StateDir, replicaDir, name), opts...)
+			key := replicaRunKey(name)
+			rt.runs[key] = new(atomic.Pointer[groupRun])
+			onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
+				rt.storeFault(key, topic, partition, err)
+			})
+			e, err := tables.NewEngine(filepath.Join(cfg.StateDir, replicaDir, name), append(slices.Clip(opts), onFault)...)
 			if err != nil {
 				rt.Close()
 				return nil, fmt.Errorf("open storage engine of the replica of %s: %w", name, err)
@@ -362,6 +381,7 @@ func (rt *Runtime) PartitionsOf(topic string) int { return rt.partitions[topic] 
 func (rt *Runtime) Run(ctx context.Context) error {
 	// Everything that can fail happens before the first processor starts.
 	procs := make(map[string]*goka.Processor, len(rt.running))
+	rebuild := make(map[string]func() (*goka.Processor, error), len(rt.running))
 	for _, g := range rt.topo.groups {
 		if !rt.running[g.Name()] {
 			continue
@@ -378,7 +398,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		name := g.Name()
 		opts := append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
-			goka.WithClientID(rt.cfg.ClientID+"-"+name),
+			goka.WithClientID(rt.cfg.ClientID+"-"+name), rt.guard(name),
 			goka.WithRebalanceCallback(func(a goka.Assignment) { rt.setAssigned(name, a) }))
 		if rt.cfg.Standby {
 			opts = append(opts, goka.WithHotStandby(), goka.WithRecoverAhead())
@@ -388,18 +408,23 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			return fmt.Errorf("group %s: %w", name, err)
 		}
 		procs[name] = p
+		rebuild[name] = func() (*goka.Processor, error) { return goka.NewProcessor(rt.cfg.Brokers, gg, opts...) }
 	}
 	views := make(map[string]*goka.View, len(rt.replicas))
+	rebuildView := make(map[string]func() (*goka.View, error), len(rt.replicas))
 	for table, e := range rt.replicas {
-		v, err := goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
-			append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+		build := func() (*goka.View, error) {
+			return goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
+				append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+		}
+		v, err := build()
 		if err != nil {
 			return fmt.Errorf("replica of %s: %w", table, err)
 		}
-		views[table] = v
+		views[table], rebuildView[table] = v, build
 	}
 	rt.mu.Lock()
-	rt.processors, rt.views = procs, views
+	rt.processors, rt.views = maps.Clone(procs), maps.Clone(views)
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
@@ -407,28 +432,13 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		return nil
 	})
 	for table, v := range views {
-		eg.Go(func() error {
-			rt.log.Info("read replica starting", "table", table)
-			if err := v.Run(ctx); err != nil {
-				return fmt.Errorf("replica of %s: %w", table, err)
-			}
-			rt.log.Info("read replica stopped", "table", table)
-			return nil
-		})
+		eg.Go(func() error { return rt.runReplica(ctx, table, v, rebuildView[table]) })
 	}
 	eg.Go(func() error {
 		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
 	})
 	for name, p := range procs {
-		eg.Go(func() error {
-			defer rt.setAssigned(name, nil)
-			rt.log.Info("processor starting", "group", name)
-			if err := p.Run(ctx); err != nil {
-				return fmt.Errorf("group %s: %w", name, err)
-			}
-			rt.log.Info("processor stopped", "group", name)
-			return nil
-		})
+		eg.Go(func() error { return rt.runGroup(ctx, name, p, rebuild[name]) })
 	}
 	return eg.Wait()
 }
@@ -492,7 +502,8 @@ func (rt *Runtime) warnOutOfRange(g *processors.Group) {
 }
 
 // Recovered reports whether every processor group that runs here has restored
-// its tables and is processing, and every read replica has caught up.
+// its tables and is processing, every read replica has caught up, and no
+// store is out of service after a storage fault.
 func (rt *Runtime) Recovered() bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -509,7 +520,7 @@ func (rt *Runtime) Recovered() bool {
 			return false
 		}
 	}
-	return true
+	return rt.storesSound()
 }
 
 // Progress is the restore progress of every open store, by table.
@@ -536,7 +547,9 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 func (rt *Runtime) Stats() map[string]processors.Snapshot {
 	out := map[string]processors.Snapshot{}
 	for _, g := range rt.topo.groups {
-		out[g.Name()] = g.Stats().Snapshot()
+		snap := g.Stats().Snapshot()
+		rt.addStorageStats(g.Name(), &snap)
+		out[g.Name()] = snap
 	}
 	return out
 }

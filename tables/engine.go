@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -98,6 +99,7 @@ type engineOptions struct {
 	batchSize        int
 	progressInterval time.Duration
 	memory           storeMemory
+	onFault          func(topic string, partition int32, err error)
 	errs             []error
 }
 
@@ -232,6 +234,11 @@ type Engine struct {
 	// Stores) and the open ones.
 	stores map[engineStoreID]engineEntry
 	closed bool
+	// brokenStores are the stores found broken in this process, with the
+	// reason: the next Open rebuilds them even without their marker file.
+	brokenStores map[engineStoreID]string
+
+	broken, failedWrites, rebuilt atomic.Int64
 }
 
 type engineEntry struct {

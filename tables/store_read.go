@@ -28,7 +28,7 @@ func (s *Store) IteratorWithRange(start, limit []byte) (storage.Iterator, error)
 	} else {
 		r = util.BytesPrefix(storeDataKey(nil, string(start)))
 	}
-	return &storeIterator{it: db.NewIterator(r, nil)}, nil
+	return &storeIterator{it: db.NewIterator(r, nil), s: s}, nil
 }
 
 // Scan returns up to limit (all if limit <= 0) keys greater than after with
@@ -53,7 +53,7 @@ func (s *Store) Scan(after string, limit int) ([]KV, error) {
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("scan %s/%d: %w", s.topic, s.partition, err)
+		return nil, fmt.Errorf("scan %s/%d: %w", s.topic, s.partition, s.readErr(err))
 	}
 	return out, nil
 }
@@ -105,7 +105,7 @@ func (s *Store) eachIndexed(index, term, after string, fn func(key []byte) bool)
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("lookup %q in %s/%d: %w", index, s.topic, s.partition, err)
+		return fmt.Errorf("lookup %q in %s/%d: %w", index, s.topic, s.partition, s.readErr(err))
 	}
 	return nil
 }
@@ -129,11 +129,17 @@ func storeIndexKey(dst []byte, index, term, key string) []byte {
 // Seek, and the caller must not keep or modify them.
 type storeIterator struct {
 	it iterator.Iterator
+	s  *Store
 }
 
 func (i *storeIterator) Next() bool { return i.it.Next() }
 
-func (i *storeIterator) Err() error { return i.it.Error() }
+func (i *storeIterator) Err() error {
+	if err := i.it.Error(); err != nil {
+		return i.s.readErr(err)
+	}
+	return nil
+}
 
 func (i *storeIterator) Key() []byte {
 	k := i.it.Key()

@@ -26,17 +26,29 @@ func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 // NotFound marks the error for HTTP layers that classify errors structurally.
 func (e *NotFoundError) NotFound() bool { return true }
 
-// NotReadyError says which partitions are missing or restoring.
+// NotReadyError says which partitions are missing, restoring or out of
+// service (a store found corrupted and being rebuilt, a failed write).
 type NotReadyError struct {
 	Table   string
 	Missing []int32
 	Stores  []tables.Progress
+	// Cause is the store fault that took a partition out of service, if any.
+	Cause error
 }
 
 func (e *NotReadyError) Error() string {
-	return fmt.Sprintf("%s: not ready (%d partitions not held here, %d restoring)", e.Table, len(e.Missing), e.restoring())
+	msg := fmt.Sprintf("%s: not ready (%d partitions not held here, %d restoring)", e.Table, len(e.Missing), e.restoring())
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
 }
-func (e *NotReadyError) Unwrap() error { return ErrNotReady }
+func (e *NotReadyError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{ErrNotReady}
+	}
+	return []error{ErrNotReady, e.Cause}
+}
 
 // RetryAfter is how long a caller should wait before asking again.
 func (e *NotReadyError) RetryAfter() time.Duration { return time.Second }
@@ -49,7 +61,7 @@ func (e *NotReadyError) Progress() any {
 func (e *NotReadyError) restoring() int {
 	n := 0
 	for _, p := range e.Stores {
-		if !p.Recovered {
+		if !p.Recovered || p.Fault != "" {
 			n++
 		}
 	}
@@ -96,13 +108,13 @@ func (v *View[V]) Ready() (bool, []tables.Progress) {
 		}
 		pr := s.Progress()
 		ps = append(ps, pr)
-		ready = ready && pr.Recovered
+		ready = ready && pr.Recovered && pr.Fault == ""
 	}
 	return ready, ps
 }
 
-func (v *View[V]) notReady() error {
-	e := &NotReadyError{Table: v.table.Name}
+func (v *View[V]) notReady(cause error) error {
+	e := &NotReadyError{Table: v.table.Name, Cause: cause}
 	for p := range v.partitions {
 		s, ok := v.engine.Store(v.table.Name, int32(p))
 		if !ok {
@@ -116,17 +128,21 @@ func (v *View[V]) notReady() error {
 
 // store returns the restored store of partition p, or a NotReadyError. Under
 // a context from WithStaleReads any open copy will do, and what was read is
-// recorded there.
+// recorded there. A store at fault (corrupted, or its write failed) never
+// answers: what it holds may be wrong.
 func (v *View[V]) store(ctx context.Context, p int32) (*tables.Store, error) {
 	s, ok := v.engine.Store(v.table.Name, p)
 	if ok {
+		if err := s.Fault(); err != nil {
+			return nil, v.notReady(err)
+		}
 		if sr := staleFrom(ctx); sr != nil {
 			sr.record(lagOf(v.engine, s), !s.Recovered())
 			return s, nil
 		}
 	}
 	if !ok || !s.Recovered() {
-		return nil, v.notReady()
+		return nil, v.notReady(nil)
 	}
 	return s, nil
 }
@@ -142,7 +158,7 @@ func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	}
 	b, err := s.Get(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: get %q: %w", v.table.Name, key, err)
+		return nil, v.readErr(fmt.Errorf("%s: get %q: %w", v.table.Name, key, err))
 	}
 	if b == nil || tables.IsAbsent(b) {
 		return nil, &NotFoundError{Table: v.table.Name, Key: key}
@@ -203,7 +219,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		if index == "" {
 			kvs, err := s.Scan(after, limit+1)
 			if err != nil {
-				return Page[V]{}, err
+				return Page[V]{}, v.readErr(err)
 			}
 			for _, kv := range kvs {
 				ks = append(ks, kv.Key)
@@ -211,7 +227,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		} else {
 			ks, err = s.Lookup(index, term, after, limit+1)
 			if err != nil {
-				return Page[V]{}, err
+				return Page[V]{}, v.readErr(err)
 			}
 		}
 		keys = append(keys, ks...)
@@ -225,7 +241,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 	for _, k := range keys {
 		raw, err := stores[tables.PartitionFor(k, v.partitions)].Get(k)
 		if err != nil {
-			return Page[V]{}, err
+			return Page[V]{}, v.readErr(err)
 		}
 		if raw == nil || tables.IsAbsent(raw) { // deleted since the index read, or bookkeeping only
 			continue
@@ -237,6 +253,15 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		page.Items = append(page.Items, Item[V]{Key: k, Value: val, Raw: raw})
 	}
 	return page, nil
+}
+
+// readErr turns a read that found its store broken (the read marked it so)
+// into a NotReadyError: the partition is rebuilt, ask again.
+func (v *View[V]) readErr(err error) error {
+	if errors.Is(err, tables.ErrStoreBroken) {
+		return v.notReady(err)
+	}
+	return err
 }
 
 func (v *View[V]) hasIndex(name string) bool {

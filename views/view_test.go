@@ -2,13 +2,18 @@ package views_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/tables"
@@ -137,4 +142,99 @@ func TestView_GivenBookkeepingOnlySnapshot_ThenAbsent(t *testing.T) {
 	page, err := v.List(context.Background(), "", "", "", 10)
 	require.NoError(t, err)
 	assert.Empty(t, page.Items)
+}
+
+// openDamaged is open with recovered stores whose data, in partition p's
+// table file, is damaged: the store finds out when it reads it.
+func openDamaged(t *testing.T, items []item, p int32) *tables.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	e, err := tables.NewEngine(dir)
+	require.NoError(t, err)
+	for q := range partitions {
+		st, err := e.Builder()(itemsTable.Name, int32(q))
+		require.NoError(t, err)
+		require.NoError(t, st.Open())
+		for _, it := range items {
+			if tables.PartitionFor(it.ID, partitions) == int32(q) {
+				b, _ := codecs.JSON[item]{}.Encode(it)
+				require.NoError(t, st.Set(it.ID, b))
+			}
+		}
+		require.NoError(t, st.MarkRecovered())
+	}
+	require.NoError(t, e.Close())
+
+	// Move the data into a table file and damage its first block.
+	path := filepath.Join(dir, fmt.Sprintf("%s.%d", itemsTable.Name, p))
+	db, err := leveldb.OpenFile(path, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.CompactRange(util.Range{}))
+	require.NoError(t, db.Close())
+	files, err := filepath.Glob(filepath.Join(path, "*.ldb"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, table := range files {
+		f, err := os.OpenFile(table, os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.WriteAt([]byte("damaged!damaged!"), 0)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	return open2(t, dir)
+}
+
+// open2 opens the stores left in dir, recovered.
+func open2(t *testing.T, dir string) *tables.Engine {
+	t.Helper()
+	e, err := tables.NewEngine(dir)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	for q := range partitions {
+		st, err := e.Builder()(itemsTable.Name, int32(q))
+		require.NoError(t, err)
+		require.NoError(t, st.Open())
+		require.NoError(t, st.MarkRecovered())
+	}
+	return e
+}
+
+func TestView_GivenStoreWithDamagedData_WhenAKeyIsRead_ThenNotReadyNeverAValueAndThePartitionStaysOutOfService(t *testing.T) {
+	// Enough items for several table blocks: the first one is damaged, the
+	// store's metadata (after the data) stays readable.
+	var items []item
+	for i := range 600 {
+		sum := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		items = append(items, item{ID: fmt.Sprintf("k%03d-%x", i, sum), Color: "red"})
+	}
+	p := tables.PartitionFor(items[0].ID, partitions)
+	e := openDamaged(t, items, p)
+	v := views.New(e, itemsTable, partitions)
+
+	// When the first key of the damaged partition is read
+	_, err := v.Get(context.Background(), items[0].ID)
+
+	// Then it is not ready (503 with Retry-After), the cause kept, not an
+	// internal error
+	require.ErrorIs(t, err, views.ErrNotReady)
+	assert.ErrorIs(t, err, tables.ErrStoreBroken)
+	var nr *views.NotReadyError
+	require.ErrorAs(t, err, &nr)
+	assert.Equal(t, time.Second, nr.RetryAfter())
+	// and the partition stays out of service for every key and listing,
+	// even a key whose block is intact, and the view is not ready
+	for _, it := range items {
+		if tables.PartitionFor(it.ID, partitions) == p {
+			_, err := v.Get(context.Background(), it.ID)
+			require.ErrorIs(t, err, views.ErrNotReady, it.ID)
+		}
+	}
+	_, err = v.List(context.Background(), "", "", "", 10)
+	assert.ErrorIs(t, err, views.ErrNotReady)
+	ctx, _ := views.WithStaleReads(context.Background())
+	_, err = v.Get(ctx, items[0].ID)
+	assert.ErrorIs(t, err, views.ErrNotReady, "not even as a stale read")
+	ready, progress := v.Ready()
+	assert.False(t, ready)
+	assert.NotEmpty(t, progress[p].Fault)
 }

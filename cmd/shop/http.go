@@ -265,7 +265,7 @@ func (m metrics) WriteMetrics(w io.Writer) error {
 	family("streamfold_records_duplicate_total", "counter", "Records a group skipped as already applied.", func(g string, s processors.Snapshot) {
 		fmt.Fprintf(w, "streamfold_records_duplicate_total{group=%s} %d\n", label(g), s.Duplicates)
 	})
-	family("streamfold_failures_total", "counter", "Records retried in place, moved to retry topics, parked and released, by group.", func(g string, s processors.Snapshot) {
+	family("streamfold_failures_total", "counter", "Records retried in place, moved to retry topics, parked and released; stores found broken, rebuilt, failed writes and processor restarts; by group.", func(g string, s processors.Snapshot) {
 		for _, reason := range slices.Sorted(maps.Keys(s.Counters)) {
 			fmt.Fprintf(w, "streamfold_failures_total{group=%s,reason=%s} %d\n", label(g), label(reason), s.Counters[reason])
 		}
