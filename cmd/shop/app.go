@@ -74,6 +74,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	}
 	policy := processors.DefaultPolicy()
 	policy.MaxWait = cfg.MaxWait
+	policy.DedupHorizon = cfg.DedupHorizon
 	topo := shop.Topology(cfg.Partitions, log, shop.WithPolicy(policy))
 	a.rt, err = streamfold.Open(ctx, topo, streamfold.Config{
 		Brokers:        a.brokers,
@@ -87,6 +88,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 		Standby:        cfg.Standby,
 		Advertise:      advertise,
 		Security:       sec,
+		StoreMemory:    cfg.StoreMemoryMiB << 20,
 	})
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -37,6 +38,12 @@ type Config struct {
 	// MaxWait is how long a record parked for a missing parent waits before
 	// it is dead-lettered.
 	MaxWait time.Duration
+	// DedupHorizon is how long an applied event id is remembered: a re-sent
+	// event younger than that is dropped.
+	DedupHorizon time.Duration
+	// StoreMemoryMiB is the budget of the local stores' memtables and block
+	// caches, in MiB.
+	StoreMemoryMiB int
 
 	// Groups are the processor groups this instance runs: nil all of them,
 	// empty none (a query-only instance serving from read replicas).
@@ -146,6 +153,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReplyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout))
+	}
+	if c.DedupHorizon <= 0 {
+		errs = append(errs, fmt.Errorf("--dedup-horizon must be positive, got %s", c.DedupHorizon))
+	}
+	if c.StoreMemoryMiB <= 0 {
+		errs = append(errs, fmt.Errorf("--store-memory must be a positive number of MiB, got %d", c.StoreMemoryMiB))
 	}
 	if c.MaxWait <= 0 {
 		errs = append(errs, fmt.Errorf("--max-wait must be positive, got %s", c.MaxWait))
@@ -285,6 +298,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
 	fs.IntVar(&c.Replication, "replication", envInt("replication", 0), "replication factor of topics the shop creates; default 1 embedded, the cluster's default (-1) otherwise (SHOP_REPLICATION)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", envDuration("session-timeout", 10*time.Second), "consumer-group session timeout (SHOP_SESSION_TIMEOUT)")
+	fs.DurationVar(&c.DedupHorizon, "dedup-horizon", envDuration("dedup-horizon", processors.DefaultDedupHorizon), "how long an applied event id is remembered; a re-sent event younger than that is dropped (SHOP_DEDUP_HORIZON)")
+	fs.IntVar(&c.StoreMemoryMiB, "store-memory", envInt("store-memory", streamfold.DefaultStoreMemory>>20), "MiB shared by the local stores' memtables and block caches (SHOP_STORE_MEMORY)")
 	fs.DurationVar(&c.MaxWait, "max-wait", envDuration("max-wait", 7*24*time.Hour), "how long a record waits for a missing parent (e.g. a cart for an unregistered customer) before it is dead-lettered (SHOP_MAX_WAIT)")
 	fs.DurationVar(&c.ReplyTimeout, "reply-timeout", envDuration("reply-timeout", 5*time.Second), "how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
 	fs.TextVar(&c.LogLevel, "log-level", levelFromEnv(env("log-level", "info")), "log level: debug, info, warn, error (SHOP_LOG_LEVEL)")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -83,6 +84,8 @@ func testConfig(dataDir string) Config {
 		SessionTimeout: 10 * time.Second,
 		ReplyTimeout:   5 * time.Second,
 		MaxWait:        time.Hour,
+		DedupHorizon:   processors.DefaultDedupHorizon,
+		StoreMemoryMiB: streamfold.DefaultStoreMemory >> 20,
 		AdminToken:     testAdminToken,
 	}
 }
