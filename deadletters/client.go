@@ -44,6 +44,7 @@ type options struct {
 	version  sarama.KafkaVersion
 	clientID string
 	log      *slog.Logger
+	sarama   []func(*sarama.Config)
 }
 
 // WithKafkaVersion sets the protocol version spoken; default sarama's
@@ -52,6 +53,13 @@ func WithKafkaVersion(v sarama.KafkaVersion) Option { return func(o *options) { 
 
 // WithClientID sets the Kafka client id; default "streamfold-deadletters".
 func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
+
+// WithSarama lets configure change the client's sarama settings before it
+// connects: TLS and SASL for a secured cluster (streamfold.Security's
+// ApplySarama).
+func WithSarama(configure func(*sarama.Config)) Option {
+	return func(o *options) { o.sarama = append(o.sarama, configure) }
+}
 
 // WithLogger sets the logger re-drives are reported to; nil discards.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -98,6 +106,9 @@ func New(brokers []string, opts ...Option) (*Client, error) {
 	c.Producer.Return.Successes = true
 	c.Producer.Retry.Max = 10
 	c.Net.MaxOpenRequests = 1
+	for _, configure := range o.sarama {
+		configure(c)
+	}
 	cl, err := sarama.NewClient(brokers, c)
 	if err != nil {
 		return nil, fmt.Errorf("deadletters: connect to %v: %w", brokers, err)

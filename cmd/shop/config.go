@@ -263,7 +263,7 @@ type rawFlags struct {
 // environment variable as the default.
 func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	env := func(name, def string) string {
-		if v, ok := os.LookupEnv("SHOP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
+		if v, ok := os.LookupEnv(envName(name)); ok {
 			return v
 		}
 		return def
@@ -292,7 +292,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	raw := rawFlags{secrets: map[*string]string{}}
 	secret := func(p *string, name, usage string) {
 		fs.StringVar(p, name, "", usage)
-		raw.secrets[p] = "SHOP_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		raw.secrets[p] = envName(name)
 	}
 	fs.StringVar(&raw.brokers, "brokers", env("brokers", ""), "comma-separated Kafka bootstrap servers; runs against them instead of the embedded broker (SHOP_BROKERS)")
 	fs.IntVar(&c.Partitions, "partitions", envInt("partitions", 8), "partitions of topics the shop creates (SHOP_PARTITIONS)")
@@ -312,17 +312,38 @@ func bindFlags(fs *flag.FlagSet, c *Config) *rawFlags {
 	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", env("advertise-http", ""), "host:port other instances forward queries to; default the --http port on this host's first non-loopback address, or --http itself when it names a host (SHOP_ADVERTISE_HTTP)")
 	secret(&c.AdminToken, "admin-token", "bearer token the dead-letter, re-drive and parked endpoints require; without it they answer only on a loopback --http (SHOP_ADMIN_TOKEN)")
 	secret(&c.WriteToken, "write-token", "bearer token every state-changing endpoint requires; default none (SHOP_WRITE_TOKEN)")
-	k := &c.Kafka
-	k.TLS = envBool("kafka-tls", false)
-	fs.Var(boolFlag{p: &k.TLS}, "kafka-tls", "connect to --brokers over TLS (implied by --kafka-tls-ca/--kafka-tls-cert) (SHOP_KAFKA_TLS)")
-	fs.StringVar(&k.CAFile, "kafka-tls-ca", env("kafka-tls-ca", ""), "PEM file of the CAs that sign the brokers' certificates; default the system's (SHOP_KAFKA_TLS_CA)")
-	fs.StringVar(&k.CertFile, "kafka-tls-cert", env("kafka-tls-cert", ""), "PEM client certificate, with --kafka-tls-key (SHOP_KAFKA_TLS_CERT)")
-	fs.StringVar(&k.KeyFile, "kafka-tls-key", env("kafka-tls-key", ""), "PEM key of --kafka-tls-cert (SHOP_KAFKA_TLS_KEY)")
-	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", env("kafka-sasl-mechanism", ""), "SASL mechanism for --brokers: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SHOP_KAFKA_SASL_MECHANISM)")
-	fs.StringVar(&k.SASLUser, "kafka-sasl-user", env("kafka-sasl-user", ""), "SASL user (SHOP_KAFKA_SASL_USER)")
-	secret(&k.SASLPassword, "kafka-sasl-password", "SASL password; prefer SHOP_KAFKA_SASL_PASSWORD, a flag shows in ps (SHOP_KAFKA_SASL_PASSWORD)")
+	bindKafkaFlags(fs, &c.Kafka, secret)
 	secret(&c.CursorKey, "cursor-key", "key that signs list cursors; default a random one per process — give instances behind one address the same (SHOP_CURSOR_KEY)")
 	return &raw
+}
+
+// bindKafkaFlags declares the flags of the connection to --brokers (TLS and
+// SASL) on fs, for the run command and for shop dlq; secret declares a flag
+// whose SHOP_* variable is read only after parsing.
+func bindKafkaFlags(fs *flag.FlagSet, k *KafkaSecurity, secret func(p *string, name, usage string)) {
+	env := func(name string) string { return os.Getenv(envName(name)) }
+	k.TLS, _ = strconv.ParseBool(env("kafka-tls"))
+	fs.Var(boolFlag{p: &k.TLS}, "kafka-tls", "connect to --brokers over TLS (implied by --kafka-tls-ca/--kafka-tls-cert) (SHOP_KAFKA_TLS)")
+	fs.StringVar(&k.CAFile, "kafka-tls-ca", env("kafka-tls-ca"), "PEM file of the CAs that sign the brokers' certificates; default the system's (SHOP_KAFKA_TLS_CA)")
+	fs.StringVar(&k.CertFile, "kafka-tls-cert", env("kafka-tls-cert"), "PEM client certificate, with --kafka-tls-key (SHOP_KAFKA_TLS_CERT)")
+	fs.StringVar(&k.KeyFile, "kafka-tls-key", env("kafka-tls-key"), "PEM key of --kafka-tls-cert (SHOP_KAFKA_TLS_KEY)")
+	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", env("kafka-sasl-mechanism"), "SASL mechanism for --brokers: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SHOP_KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&k.SASLUser, "kafka-sasl-user", env("kafka-sasl-user"), "SASL user (SHOP_KAFKA_SASL_USER)")
+	secret(&k.SASLPassword, "kafka-sasl-password", "SASL password; prefer SHOP_KAFKA_SASL_PASSWORD, a flag shows in ps (SHOP_KAFKA_SASL_PASSWORD)")
+}
+
+// envName is the SHOP_* variable of a flag.
+func envName(flag string) string {
+	return "SHOP_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// finish normalises what the flags gave: the mechanism's spelling, TLS
+// implied by its files.
+func (k *KafkaSecurity) finish() {
+	k.SASLMechanism = strings.ToUpper(strings.TrimSpace(k.SASLMechanism))
+	if k.CAFile != "" || k.CertFile != "" {
+		k.TLS = true
+	}
 }
 
 // boolFlag is a boolean flag bound to *p, inverted for --query.
@@ -370,10 +391,7 @@ func (c *Config) finish(raw *rawFlags) {
 			c.Brokers = append(c.Brokers, b)
 		}
 	}
-	c.Kafka.SASLMechanism = strings.ToUpper(strings.TrimSpace(c.Kafka.SASLMechanism))
-	if c.Kafka.CAFile != "" || c.Kafka.CertFile != "" {
-		c.Kafka.TLS = true
-	}
+	c.Kafka.finish()
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = ":8080"
 		if c.Embedded() {

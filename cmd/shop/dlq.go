@@ -67,6 +67,12 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	group := fs.String("group", "", "the processor group whose <group>-dlq to read (required)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	format := fs.String("format", "text", "output: text or json")
+	var kafka KafkaSecurity
+	secrets := map[*string]string{}
+	bindKafkaFlags(fs, &kafka, func(p *string, name, usage string) {
+		fs.StringVar(p, name, "", usage)
+		secrets[p] = envName(name)
+	})
 	var (
 		limit            = 50
 		cursor           string
@@ -154,7 +160,21 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq"))
+	for p, name := range secrets {
+		if *p == "" {
+			*p = os.Getenv(name)
+		}
+	}
+	kafka.finish()
+	sec, err := kafka.security()
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if err := sec.Validate(); err != nil {
+		return usageErr("%v", err)
+	}
+	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq"),
+		deadletters.WithSarama(sec.ApplySarama))
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const dlqTimeout = 30 * time.Second
 // Each request opens its own Kafka client: these are operator calls, rare
 // next to the queries, and nothing is left to close.
 func registerDLQ(api *queryapi.API, rt *streamfold.Runtime, log *slog.Logger) {
-	h := dlqHTTP{groups: rt.GroupNames(), brokers: rt.Brokers(), log: log}
+	h := dlqHTTP{groups: rt.GroupNames(), brokers: rt.Brokers(), security: rt.Security(), log: log}
 	api.Handle(http.MethodGet, "/dlq", h.groupList)
 	api.Handle(http.MethodGet, "/dlq/{group}", h.list)
 	api.Handle(http.MethodGet, "/dlq/{group}/{partition}/{offset}", h.show)
@@ -40,9 +40,10 @@ func registerDLQ(api *queryapi.API, rt *streamfold.Runtime, log *slog.Logger) {
 }
 
 type dlqHTTP struct {
-	groups  []string
-	brokers []string
-	log     *slog.Logger
+	groups   []string
+	brokers  []string
+	security streamfold.Security
+	log      *slog.Logger
 }
 
 type dlqGroup struct {
@@ -151,7 +152,8 @@ func (h dlqHTTP) with(r *http.Request, fn func(context.Context, *deadletters.Cli
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), dlqTimeout)
 	defer cancel()
-	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq-http"))
+	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq-http"),
+		deadletters.WithSarama(h.security.ApplySarama))
 	if err != nil {
 		return kafkaUnavailable{err}
 	}

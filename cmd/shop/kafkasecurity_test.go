@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -27,4 +30,24 @@ func TestShop_GivenAClusterThatDemandsSCRAM_WhenStartedWithItsCredentials_ThenIt
 	resp := s.do(http.MethodPost, "/customers", `{"id":"ada","name":"Ada","email":"ada@example.com"}`, nil)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 	s.awaitVersion("ada", 1)
+}
+
+// shop dlq talks to the same secured cluster with the same flags, and says
+// why it cannot without them.
+func TestDLQCommand_GivenAClusterThatDemandsSCRAM_ThenItListsWithTheCredentialsAndFailsWithout(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.DefaultNumPartitions(1),
+		kfake.SeedTopics(1, "customers-dlq"),
+		kfake.EnableSASL(), kfake.Superuser(streamfold.SASLSCRAMSHA256, "ops", "ops-secret"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	brokers := strings.Join(c.ListenAddrs(), ",")
+
+	var out, errOut bytes.Buffer
+	err = dlqCommand(context.Background(), []string{"list", "--brokers", brokers, "--group", "customers", "--timeout", "10s",
+		"--kafka-sasl-mechanism", "scram-sha-256", "--kafka-sasl-user", "ops", "--kafka-sasl-password", "ops-secret"}, &out, &errOut)
+	require.NoError(t, err, errOut.String())
+
+	out.Reset()
+	err = dlqCommand(context.Background(), []string{"list", "--brokers", brokers, "--group", "customers", "--timeout", "3s"}, &out, &errOut)
+	require.Error(t, err, "a cluster that demands SASL refuses a client without it")
 }
