@@ -129,11 +129,18 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 	// And every version of the partition's customers in the changelog is one
 	// the fold produced from the one before: 1, 2 (and 3) — a snapshot built
 	// on a stale base would repeat a version.
+	storeFaultChangelogVersions(t, s, cfg.Partitions, p, keys, want)
+}
+
+// storeFaultChangelogVersions checks that the changelog holds, for each of
+// keys (all on partition p), exactly the versions 1..want(key) in order.
+func storeFaultChangelogVersions(t *testing.T, s *shopRun, partitions int, p int32, keys []string, want func(string) int64) {
+	t.Helper()
 	n := int(endOffsets(t, s.brokers(), shop.CustomersTable.Name))
 	versions := map[string][]int64{}
 	for _, r := range consumeAll(t, s.brokers(), shop.CustomersTable.Name, n) {
 		id := string(r.Key)
-		if r.Value == nil || tables.PartitionFor(id, cfg.Partitions) != p || tables.IsAbsent(r.Value) {
+		if r.Value == nil || tables.PartitionFor(id, partitions) != p || tables.IsAbsent(r.Value) {
 			continue
 		}
 		c, err := shop.CustomersTable.Codec.Decode(r.Value)
@@ -147,6 +154,73 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 		}
 		assert.Equal(t, seq, versions[id], "versions of %s in the changelog", id)
 	}
+}
+
+func TestStoreFault_GivenCustomersJournalDamagedNearItsEndWhileStopped_WhenTheShopServes_ThenItsKeysAnswer503OrTheExactStateNeverAStaleOne(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	s := startShop(t, cfg)
+	seedCustomers(t, s, 400)
+	s.stop()
+
+	p := tables.PartitionFor("c0", cfg.Partitions)
+	var keys []string
+	for i := range 400 {
+		if id := fmt.Sprintf("c%d", i); tables.PartitionFor(id, cfg.Partitions) == p {
+			keys = append(keys, id)
+		}
+	}
+	// Given 4 KB of garbage at the end of the second-to-last 32 KB block of
+	// the partition's journal (the writes of the last run, not yet in table
+	// files): LevelDB's lenient recovery drops the rest of that block and
+	// keeps the later ones, the latest offset among them.
+	store := filepath.Join(cfg.StateDir(), shop.CustomersGroup, fmt.Sprintf("%s.%d", shop.CustomersTable.Name, p))
+	journals, err := filepath.Glob(filepath.Join(store, "*.log"))
+	require.NoError(t, err)
+	require.Len(t, journals, 1)
+	info, err := os.Stat(journals[0])
+	require.NoError(t, err)
+	const block = 32 << 10
+	require.Greater(t, info.Size(), int64(block+block/2), "the journal needs several blocks")
+	last := (info.Size() - 1) / block * block
+	f, err := os.OpenFile(journals[0], os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte(strings.Repeat("damaged!", 512)), last-6<<10)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	// When the shop starts again over the damaged store
+	s = startShop(t, cfg)
+
+	// Then every key of the partition answers its exact state (version 2)
+	// once the store is rebuilt, and never a stale one (version 1) or a 500.
+	require.Eventually(t, func() bool {
+		done := true
+		for _, id := range keys {
+			var c shop.Customer
+			switch resp := s.do(http.MethodGet, "/customers/"+id, "", &c); resp.StatusCode {
+			case http.StatusServiceUnavailable:
+				done = false
+			case http.StatusOK:
+				require.Equal(t, int64(2), c.Version, "%s answered a stale version", id)
+			default:
+				require.Failf(t, "unexpected status", "%s: %d", id, resp.StatusCode)
+			}
+		}
+		return done
+	}, wait, 50*time.Millisecond, "the partition was never rebuilt")
+	assert.Contains(t, s.logs.String(), "local state corrupted; rebuilding from changelog")
+
+	// And the next event folds on the exact state: the changelog holds 1, 2, 3.
+	upd, _ := eventRecord(t, keys[0], shop.CustomerUpdatedType, map[string]string{"name": "After the damage"})
+	produce(t, kafkaClient(t, s.brokers()), upd)
+	s.awaitVersion(keys[0], 3)
+	storeFaultChangelogVersions(t, s, cfg.Partitions, p, keys, func(id string) int64 {
+		if id == keys[0] {
+			return 3
+		}
+		return 2
+	})
 }
 
 // storeFaultFill writes a file into dir until the file system is full and
