@@ -1,10 +1,12 @@
 package streamfold_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -60,4 +62,74 @@ func TestDedup_GivenIDsOlderAndYoungerThanTheHorizon_WhenReSent_ThenOnlyTheOlder
 	// Then a, past the one-hour horizon, applies again; b is dropped.
 	await(4, 112)
 	assert.Equal(t, int64(1), rt.Stats()["counter"].Duplicates)
+}
+
+func TestDedup_GivenAKeyItsEventDeleted_WhenThatEventIsReadAgain_ThenItsTombstoneIsWrittenAgainAndNothingElse(t *testing.T) {
+	g := processors.NewGroup("counter")
+	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
+		var d struct{ N int }
+		if err := ev.DataAs(&d); err != nil {
+			return nil, err
+		}
+		if d.N == 0 {
+			return nil, nil // deletes the key
+		}
+		return add(s, ev)
+	})
+	rt, broker := run(t, g)
+
+	// Given k created, then deleted by an event.
+	produceAll(t, broker.Addrs(), numberRecord(t, "k", 1))
+	require.Eventually(t, func() bool { c, ok := readCounter(t, rt, "k"); return ok && c.N == 1 }, wait, 10*time.Millisecond)
+	del := numberRecord(t, "k", 0)
+	produceAll(t, broker.Addrs(), del)
+	require.Eventually(t, func() bool { _, ok := readCounter(t, rt, "k"); return !ok }, wait, 10*time.Millisecond)
+	before := changelog(t, broker.Addrs(), counterTable.Name)
+
+	// When the deleting event is read again (as after a crash that lost its
+	// tombstone on the way to the changelog)
+	produceAll(t, broker.Addrs(), &kgo.Record{Topic: del.Topic, Key: del.Key, Value: del.Value})
+	require.Eventually(t, func() bool { return rt.Stats()["counter"].Duplicates == 1 }, wait, 10*time.Millisecond)
+
+	// Then the changelog gets the tombstone again, and nothing else: k stays deleted.
+	var after []*kgo.Record
+	require.Eventually(t, func() bool {
+		after = changelog(t, broker.Addrs(), counterTable.Name)
+		return len(after) > len(before)
+	}, wait, 10*time.Millisecond)
+	require.Len(t, after, len(before)+1)
+	last := after[len(after)-1]
+	assert.Equal(t, "k", string(last.Key))
+	assert.Nil(t, last.Value, "a tombstone")
+	_, ok := readCounter(t, rt, "k")
+	assert.False(t, ok)
+}
+
+// changelog reads every record of a table's changelog, in offset order per
+// partition.
+func changelog(t *testing.T, brokers []string, table string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(table), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	sc, err := sarama.NewClient(brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer sc.Close()
+	parts, err := sc.Partitions(table)
+	require.NoError(t, err)
+	want := int64(0)
+	for _, p := range parts {
+		end, err := sc.GetOffset(table, p, sarama.OffsetNewest)
+		require.NoError(t, err)
+		want += end
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var recs []*kgo.Record
+	for int64(len(recs)) < want {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err())
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+	}
+	return recs
 }

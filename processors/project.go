@@ -89,8 +89,17 @@ func (p projection[S]) handle(r *recordCtx) error {
 	}
 	if dup, err := p.seen(r, m, ev.ID); err != nil || dup {
 		if dup {
-			// A producer's re-send: nothing to write, nothing to send.
+			// A producer's re-send: nothing to write, nothing to send —
+			// but for a key this event deleted. Its record may be the one
+			// re-read after a crash that came between the local delete
+			// and the changelog's acknowledgement of the tombstone (a
+			// deleted key keeps no offsets to tell): the tombstone is
+			// written again, so the changelog never keeps a snapshot the
+			// store no longer has.
 			g.stats.duplicates.Add(1)
+			if prevRaw == nil {
+				r.gctx.Delete()
+			}
 		}
 		return err
 	}
