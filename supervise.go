@@ -94,6 +94,14 @@ func (g faultGuard) Delete(opts ...goka.ContextOption) {
 	g.check()
 }
 
+// Emit refuses after a fault: a dead letter or output of a record whose
+// state could not be written must not go out before the record is handled
+// again.
+func (g faultGuard) Emit(topic goka.Stream, key string, value any, opts ...goka.ContextOption) {
+	g.check()
+	g.gokaContext.Emit(topic, key, value, opts...)
+}
+
 func (g faultGuard) Join(topic goka.Table) any {
 	v := g.gokaContext.Join(topic)
 	g.check()

@@ -215,7 +215,7 @@ func (s *Store) Remember(key string, ids []string, at time.Time) error {
 		w.putSeen(key, id, ms)
 	}
 	if err := s.db.Load().Write(&w.batch, nil); err != nil {
-		return fmt.Errorf("remember ids of %q in %s/%d: %w", key, s.topic, s.partition, err)
+		return fmt.Errorf("remember ids of %q in %s/%d: %w", key, s.topic, s.partition, s.writeFault(err))
 	}
 	return nil
 }

@@ -611,7 +611,12 @@ func (s *Store) write(key string, value []byte, del bool) error {
 		return s.writeErr(key, del, s.writeFault(err))
 	}
 	s.stored = off
-	return s.maybeExpireSeenLocked()
+	if err := s.maybeExpireSeenLocked(); err != nil {
+		// The write is in; the store is not: a full disk or damage found
+		// while expiring takes it out of service like a failed write.
+		return s.writeErr(key, del, s.writeFault(err))
+	}
+	return nil
 }
 
 func (s *Store) writable() error {
