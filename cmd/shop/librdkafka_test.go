@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// librdkafkaTxnScript is a transactional producer in librdkafka (through
+// confluent-kafka-python), a client nobody here wrote: it commits the
+// registrations of two customers, aborts a rename of the first, then commits
+// another rename of it. Java's partitioner (murmur2), as the shop expects.
+const librdkafkaTxnScript = `
+import json, sys, uuid
+from confluent_kafka import Producer
+
+p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "librdkafka-txn-test",
+              "partitioner": "murmur2_random", "enable.idempotence": True})
+p.init_transactions(30)
+
+def event(typ, subject, data):
+    return json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "source": "urn:librdkafka",
+                       "type": typ, "subject": subject, "data": data})
+
+def txn(records, commit):
+    p.begin_transaction()
+    for key, value in records:
+        p.produce("customer-events", key=key, value=value)
+    p.flush(30)
+    if commit:
+        p.commit_transaction(30)
+    else:
+        p.abort_transaction(30)
+
+txn([("tx-a", event("CustomerRegistered", "tx-a", {"name": "A", "email": "a@example.com"})),
+     ("tx-b", event("CustomerRegistered", "tx-b", {"name": "B", "email": "b@example.com"}))], True)
+txn([("tx-a", event("CustomerUpdated", "tx-a", {"name": "Aborted"}))], False)
+txn([("tx-a", event("CustomerUpdated", "tx-a", {"name": "A2"}))], True)
+print("done")
+`
+
+func TestCustomers_GivenALibrdkafkaTransactionalProducerThatAborts_ThenOnlyItsCommittedEventsAreServed(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
+		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
+	}
+	s := startShop(t, testConfig(t.TempDir()))
+
+	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaTxnScript, strings.Join(s.brokers(), ",")).CombinedOutput()
+	require.NoError(t, err, "librdkafka producer: %s", out)
+
+	// The rename committed after the aborted one is version 2: had the
+	// aborted rename been applied, it would be version 2 (named "Aborted")
+	// and the committed one version 3.
+	a := s.awaitVersion("tx-a", 2)
+	assert.Equal(t, "A2", a.Name, "the aborted rename was applied")
+	b := s.awaitVersion("tx-b", 1)
+	assert.Equal(t, "B", b.Name)
+}
