@@ -57,12 +57,7 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 	s.stop()
 
 	p := tables.PartitionFor("c0", cfg.Partitions)
-	var keys []string
-	for i := range 120 {
-		if id := fmt.Sprintf("c%d", i); tables.PartitionFor(id, cfg.Partitions) == p {
-			keys = append(keys, id)
-		}
-	}
+	keys := seededKeysOn(120, cfg.Partitions, p)
 	slices.Sort(keys)
 	storeFaultDamageTable(t, filepath.Join(cfg.StateDir(), shop.CustomersGroup, fmt.Sprintf("%s.%d", shop.CustomersTable.Name, p)))
 
@@ -132,6 +127,18 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 	storeFaultChangelogVersions(t, s, cfg.Partitions, p, keys, want)
 }
 
+// seededKeysOn lists the ids seedCustomers(n) registered that live on
+// partition p.
+func seededKeysOn(n, partitions int, p int32) []string {
+	var keys []string
+	for i := range n {
+		if id := fmt.Sprintf("c%d", i); tables.PartitionFor(id, partitions) == p {
+			keys = append(keys, id)
+		}
+	}
+	return keys
+}
+
 // storeFaultChangelogVersions checks that the changelog holds, for each of
 // keys (all on partition p), exactly the versions 1..want(key) in order.
 func storeFaultChangelogVersions(t *testing.T, s *shopRun, partitions int, p int32, keys []string, want func(string) int64) {
@@ -164,12 +171,7 @@ func TestStoreFault_GivenCustomersJournalDamagedNearItsEndWhileStopped_WhenTheSh
 	s.stop()
 
 	p := tables.PartitionFor("c0", cfg.Partitions)
-	var keys []string
-	for i := range 400 {
-		if id := fmt.Sprintf("c%d", i); tables.PartitionFor(id, cfg.Partitions) == p {
-			keys = append(keys, id)
-		}
-	}
+	keys := seededKeysOn(400, cfg.Partitions, p)
 	// Given 4 KB of garbage at the end of the second-to-last 32 KB block of
 	// the partition's journal (the writes of the last run, not yet in table
 	// files): LevelDB's lenient recovery drops the rest of that block and
