@@ -147,6 +147,19 @@ func (v *View[V]) store(ctx context.Context, p int32) (*tables.Store, error) {
 	return s, nil
 }
 
+// Lag is how many changelog records the store holding key has not applied
+// yet (0: it has all the changelog held when asked), -1 when no watermark is
+// known; a not-ready error while the store restores or is at fault. An
+// absent key with lag 0 was never written or was deleted: a caller waiting
+// for a version of it need not wait longer.
+func (v *View[V]) Lag(ctx context.Context, key string) (int64, error) {
+	s, err := v.store(ctx, tables.PartitionFor(key, v.partitions))
+	if err != nil {
+		return 0, err
+	}
+	return lagOf(v.engine, s), nil
+}
+
 // GetRaw returns the stored bytes of key.
 func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {

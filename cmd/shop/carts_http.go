@@ -14,7 +14,6 @@ import (
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/shop"
-	"github.com/streamfold/streamfold/tables"
 	"github.com/streamfold/streamfold/views"
 )
 
@@ -25,15 +24,7 @@ const (
 	idempotencyKeyHd = "Idempotency-Key"
 )
 
-// changelogs tell how far a local store has applied its changelog.
-type changelogs interface {
-	Store(topic string, partition int32) (*tables.Store, bool)
-	HighWatermark(topic string, partition int32) (int64, error)
-	PartitionsOf(topic string) int
-}
-
 type cartsHTTP struct {
-	stores   changelogs
 	carts    *views.View[shop.Cart]
 	history  *views.View[processors.Timeline]
 	commands *streamfold.Emitter[shop.CartCommand]
@@ -141,10 +132,9 @@ type commandAccepted struct {
 // get answers GET /carts/{id}[?minVersion=N]: with minVersion it never answers
 // with an older version; it waits briefly for the view, then answers 503.
 // A cart the view does not have is answered 404 like a plain GET as soon as
-// the view has applied everything its changelog held when the request came
-// (so the cart was never created, or was checked out), and at the latest
-// when the wait is over: only a cart the view has at an older version is
-// "not yet".
+// the view has applied everything its changelog holds (so the cart was never
+// created, or was checked out), and at the latest when the wait is over:
+// only a cart the view has at an older version is "not yet".
 func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 	id := queryapi.Vars(r)["id"]
 	var min int64
@@ -156,10 +146,6 @@ func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 		min = n
 	}
 	deadline := time.Now().Add(minVersionWait)
-	end := int64(-1)
-	if min > 0 {
-		end = c.changelogEnd(id)
-	}
 	for {
 		cart, err := c.carts.Get(r.Context(), id)
 		if err == nil && cart.Version >= min {
@@ -169,7 +155,7 @@ func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 		if err != nil && !absent {
 			return 0, nil, err
 		}
-		if min == 0 || absent && c.applied(id, end) {
+		if min == 0 || absent && c.caughtUp(r.Context(), id) {
 			return 0, nil, err
 		}
 		if time.Now().After(deadline) {
@@ -186,26 +172,11 @@ func (c cartsHTTP) get(r *http.Request) (int, any, error) {
 	}
 }
 
-// changelogEnd is the end offset of the changelog partition of cart id now,
-// -1 when unknown.
-func (c cartsHTTP) changelogEnd(id string) int64 {
-	p := tables.PartitionFor(id, c.stores.PartitionsOf(shop.CartsTable.Name))
-	end, err := c.stores.HighWatermark(shop.CartsTable.Name, p)
-	if err != nil {
-		return -1
-	}
-	return end
-}
-
-// applied reports whether the local store of cart id has applied the
-// changelog up to end.
-func (c cartsHTTP) applied(id string, end int64) bool {
-	if end < 0 {
-		return false
-	}
-	p := tables.PartitionFor(id, c.stores.PartitionsOf(shop.CartsTable.Name))
-	s, ok := c.stores.Store(shop.CartsTable.Name, p)
-	return ok && s.Recovered() && s.Progress().Offset >= end-1
+// caughtUp reports whether the carts view has applied its whole changelog
+// for the partition of id.
+func (c cartsHTTP) caughtUp(ctx context.Context, id string) bool {
+	lag, err := c.carts.Lag(ctx, id)
+	return err == nil && lag == 0
 }
 
 // versionNotYet is a 503 with Retry-After: the view has not reached the version.

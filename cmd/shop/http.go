@@ -46,7 +46,6 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, cfg Config, loopback bool
 
 	api.Resource("products", viewReader[shop.Product]{views.New(rt, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))}, nil)
 	cartsHTTP{
-		stores:   rt,
 		carts:    views.New(rt, shop.CartsTable, rt.PartitionsOf(shop.CartsTable.Name)),
 		history:  views.New(rt, shop.CartHistoryTable, rt.PartitionsOf(shop.CartHistoryTable.Name)),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
