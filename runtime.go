@@ -403,12 +403,12 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		if rt.cfg.Standby {
 			opts = append(opts, goka.WithHotStandby(), goka.WithRecoverAhead())
 		}
-		p, err := goka.NewProcessor(rt.cfg.Brokers, gg, opts...)
+		build := func() (*goka.Processor, error) { return goka.NewProcessor(rt.cfg.Brokers, gg, opts...) }
+		p, err := build()
 		if err != nil {
 			return fmt.Errorf("group %s: %w", name, err)
 		}
-		procs[name] = p
-		rebuild[name] = func() (*goka.Processor, error) { return goka.NewProcessor(rt.cfg.Brokers, gg, opts...) }
+		procs[name], rebuild[name] = p, build
 	}
 	views := make(map[string]*goka.View, len(rt.replicas))
 	rebuildView := make(map[string]func() (*goka.View, error), len(rt.replicas))
