@@ -123,6 +123,16 @@ func startShop(t *testing.T, cfg Config) *shopRun {
 }
 
 // stop cancels the run and waits for a clean exit; safe to call twice.
+// requireRunning fails the test if the shop's Run has returned.
+func (r *shopRun) requireRunning(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		t.Fatalf("the shop exited: %v", err)
+	default:
+	}
+}
+
 func (r *shopRun) stop() {
 	if r.cancel == nil {
 		return

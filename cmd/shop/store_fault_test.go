@@ -108,11 +108,7 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 
 	// and the process never stopped: it rebuilt in place, with a log line
 	// and counters.
-	select {
-	case err := <-s.done:
-		t.Fatalf("the shop exited: %v", err)
-	default:
-	}
+	s.requireRunning(t)
 	logs := s.logs.String()
 	assert.Contains(t, logs, "local state corrupted; partition out of service")
 	assert.Contains(t, logs, "local state marked broken; rebuilding from changelog")
@@ -289,11 +285,7 @@ func TestStoreFault_GivenStateDiskFull_WhenEventsArrive_ThenTheShopGoesUnreadyKe
 	for i := range accepted {
 		s.awaitVersion(fmt.Sprintf("full%d", i), 1)
 	}
-	select {
-	case err := <-s.done:
-		t.Fatalf("the shop exited: %v", err)
-	default:
-	}
+	s.requireRunning(t)
 	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
 }
@@ -347,11 +339,7 @@ func TestStoreFault_GivenAReplicaTableFileDamagedWhileStopped_WhenItsKeysAreRead
 
 	// Then the damage was found, the replica rebuilt and restarted, and the
 	// instance never stopped.
-	select {
-	case err := <-q.done:
-		t.Fatalf("the query instance exited: %v", err)
-	default:
-	}
+	q.requireRunning(t)
 	counters := q.app.rt.Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresBroken], int64(1))
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresRebuilt], int64(1))
