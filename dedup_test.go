@@ -84,7 +84,14 @@ func TestDedup_GivenAKeyItsEventDeleted_WhenThatEventIsReadAgain_ThenItsTombston
 	del := numberRecord(t, "k", 0)
 	produceAll(t, broker.Addrs(), del)
 	require.Eventually(t, func() bool { _, ok := readCounter(t, rt, "k"); return !ok }, wait, 10*time.Millisecond)
-	before := changelog(t, broker.Addrs(), counterTable.Name)
+	// (the store answers first; the changelog holds the snapshot and the
+	// tombstone once both are acknowledged)
+	var before []*kgo.Record
+	require.Eventually(t, func() bool {
+		before = changelog(t, broker.Addrs(), counterTable.Name)
+		return len(before) == 2
+	}, wait, 10*time.Millisecond)
+	require.Nil(t, before[1].Value)
 
 	// When the deleting event is read again (as after a crash that lost its
 	// tombstone on the way to the changelog)

@@ -136,20 +136,35 @@ func seededKeysOn(n, partitions int, p int32) []string {
 }
 
 // storeFaultChangelogVersions checks that the changelog holds, for each of
-// keys (all on partition p), exactly the versions 1..want(key) in order.
+// keys (all on partition p), exactly the versions 1..want(key) in order. The
+// view answers once the local store has a write, so it waits until the
+// changelog has every key's last version before it compares.
 func storeFaultChangelogVersions(t *testing.T, s *shopRun, partitions int, p int32, keys []string, want func(string) int64) {
 	t.Helper()
-	n := int(endOffsets(t, s.brokers(), shop.CustomersTable.Name))
-	versions := map[string][]int64{}
-	for _, r := range consumeAll(t, s.brokers(), shop.CustomersTable.Name, n) {
-		id := string(r.Key)
-		if r.Value == nil || tables.PartitionFor(id, partitions) != p || tables.IsAbsent(r.Value) {
-			continue
+	read := func() map[string][]int64 {
+		n := int(endOffsets(t, s.brokers(), shop.CustomersTable.Name))
+		versions := map[string][]int64{}
+		for _, r := range consumeAll(t, s.brokers(), shop.CustomersTable.Name, n) {
+			id := string(r.Key)
+			if r.Value == nil || tables.PartitionFor(id, partitions) != p || tables.IsAbsent(r.Value) {
+				continue
+			}
+			c, err := shop.CustomersTable.Codec.Decode(r.Value)
+			require.NoError(t, err)
+			versions[id] = append(versions[id], c.Version)
 		}
-		c, err := shop.CustomersTable.Codec.Decode(r.Value)
-		require.NoError(t, err)
-		versions[id] = append(versions[id], c.Version)
+		return versions
 	}
+	var versions map[string][]int64
+	require.Eventually(t, func() bool {
+		versions = read()
+		for _, id := range keys {
+			if v := versions[id]; len(v) == 0 || v[len(v)-1] < want(id) {
+				return false
+			}
+		}
+		return true
+	}, wait, 50*time.Millisecond, "the changelog never held every key's last version")
 	for _, id := range keys {
 		var seq []int64
 		for v := int64(1); v <= want(id); v++ {
