@@ -21,9 +21,10 @@ import (
 )
 
 // Reader serves one keyed resource from a local view. The returned bytes are
-// a JSON document. Get is called concurrently from many requests.
+// a JSON document. GetJSON is called concurrently from many requests; a
+// *views.View is a Reader.
 type Reader interface {
-	Get(ctx context.Context, key string) (json.RawMessage, error)
+	GetJSON(ctx context.Context, key string) (json.RawMessage, error)
 }
 
 // Lister pages through a resource, optionally filtered (e.g. state=deleted
@@ -200,7 +201,7 @@ func (a *API) Resource(name string, r Reader, l Lister) {
 	}
 	if r != nil {
 		a.handle(http.MethodGet, "/"+name+"/{id}", a.adapt(func(req *http.Request) (int, any, error) {
-			doc, err := r.Get(req.Context(), Vars(req)["id"])
+			doc, err := r.GetJSON(req.Context(), Vars(req)["id"])
 			if err != nil {
 				return 0, nil, err
 			}

@@ -14,7 +14,7 @@ import (
 // mapReader is a Reader over a map, standing in for a view.
 type mapReader map[string]string
 
-func (m mapReader) Get(_ context.Context, key string) (json.RawMessage, error) {
+func (m mapReader) GetJSON(_ context.Context, key string) (json.RawMessage, error) {
 	doc, ok := m[key]
 	if !ok {
 		return nil, queryapi.NotFound(fmt.Sprintf("customer %q not found", key))

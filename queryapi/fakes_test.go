@@ -28,7 +28,7 @@ type fakeReader struct {
 	errs map[string]error
 }
 
-func (f fakeReader) Get(ctx context.Context, key string) (json.RawMessage, error) {
+func (f fakeReader) GetJSON(ctx context.Context, key string) (json.RawMessage, error) {
 	if err, ok := f.errs[key]; ok {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package views
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,9 +76,11 @@ type Item[V any] struct {
 	Raw   []byte
 }
 
-// Stores finds the open local store of a table partition; *tables.Engine is one.
+// Stores finds the open local store of a table partition and knows how many
+// partitions a topic has; *streamfold.Runtime is one.
 type Stores interface {
 	Store(topic string, partition int32) (*tables.Store, bool)
+	PartitionsOf(topic string) int
 }
 
 // View reads one table from local stores. Safe for concurrent use.
@@ -87,9 +90,9 @@ type View[V any] struct {
 	partitions int
 }
 
-// New returns a view of table, which has partitions partitions, over stores.
-func New[V any](stores Stores, table tables.Table[V], partitions int) *View[V] {
-	return &View[V]{engine: stores, table: table, partitions: partitions}
+// New returns a view of table over stores (the runtime).
+func New[V any](stores Stores, table tables.Table[V]) *View[V] {
+	return &View[V]{engine: stores, table: table, partitions: stores.PartitionsOf(table.Name)}
 }
 
 // Name is the table's name.
@@ -191,6 +194,16 @@ func (v *View[V]) Get(ctx context.Context, key string) (V, error) {
 		return zero, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
 	}
 	return val, nil
+}
+
+// GetJSON returns key's value as a JSON document without the framework's
+// bookkeeping: what the query API serves (a *View is a queryapi.Reader).
+func (v *View[V]) GetJSON(ctx context.Context, key string) (json.RawMessage, error) {
+	val, err := v.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(val)
 }
 
 // Page is one page of a listing; Next is the cursor of the following page, empty at the end.

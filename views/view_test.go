@@ -37,6 +37,14 @@ var itemsTable = tables.NewTable[item]("items-table", codecs.JSON[item]{}, color
 
 const partitions = 3
 
+// stores is an engine whose tables have n partitions.
+type stores struct {
+	*tables.Engine
+	n int
+}
+
+func (s stores) PartitionsOf(string) int { return s.n }
+
 // open builds one store per partition, as goka would, writes the items into
 // the partition their key hashes to, and marks the stores recovered unless told not to.
 func open(t *testing.T, items []item, recovered bool) *tables.Engine {
@@ -63,7 +71,7 @@ func open(t *testing.T, items []item, recovered bool) *tables.Engine {
 }
 
 func TestView_GivenRestoredStores_ThenGetAndNotFound(t *testing.T) {
-	v := views.New(open(t, []item{{"a", "red"}}, true), itemsTable, partitions)
+	v := views.New(stores{open(t, []item{{"a", "red"}}, true), partitions}, itemsTable)
 	got, err := v.Get(context.Background(), "a")
 	require.NoError(t, err)
 	assert.Equal(t, item{"a", "red"}, got)
@@ -75,7 +83,7 @@ func TestView_GivenRestoredStores_ThenGetAndNotFound(t *testing.T) {
 }
 
 func TestView_GivenStoresStillRestoring_ThenNotReadyWithProgressAndRetryAfter(t *testing.T) {
-	v := views.New(open(t, []item{{"a", "red"}}, false), itemsTable, partitions)
+	v := views.New(stores{open(t, []item{{"a", "red"}}, false), partitions}, itemsTable)
 	_, err := v.Get(context.Background(), "a")
 	assert.ErrorIs(t, err, views.ErrNotReady)
 	var nr *views.NotReadyError
@@ -88,7 +96,7 @@ func TestView_GivenStoresStillRestoring_ThenNotReadyWithProgressAndRetryAfter(t 
 
 func TestView_GivenMissingPartition_ThenNotReady(t *testing.T) {
 	e := open(t, nil, true)
-	v := views.New(e, itemsTable, partitions+1) // a partition nobody holds here
+	v := views.New(stores{e, partitions + 1}, itemsTable) // a partition nobody holds here
 	_, err := v.List(context.Background(), "", "", "", 10)
 	var nr *views.NotReadyError
 	require.ErrorAs(t, err, &nr)
@@ -104,7 +112,7 @@ func TestView_GivenIndex_ThenListPagesAcrossPartitionsInKeyOrder(t *testing.T) {
 		}
 		items = append(items, item{fmt.Sprintf("k%02d", i), color})
 	}
-	v := views.New(open(t, items, true), itemsTable, partitions)
+	v := views.New(stores{open(t, items, true), partitions}, itemsTable)
 	var got []string
 	cursor := ""
 	for range 10 {
@@ -136,7 +144,7 @@ func TestView_GivenBookkeepingOnlySnapshot_ThenAbsent(t *testing.T) {
 	st, ok := e.Store(itemsTable.Name, tables.PartitionFor("parked", partitions))
 	require.True(t, ok)
 	require.NoError(t, st.Set("parked", []byte(`{"_meta":{"parked":[{"topic":"x"}],"absent":true},"id":"","color":""}`)))
-	v := views.New(e, itemsTable, partitions)
+	v := views.New(stores{e, partitions}, itemsTable)
 	_, err := v.Get(context.Background(), "parked")
 	assert.ErrorIs(t, err, views.ErrNotFound)
 	page, err := v.List(context.Background(), "", "", "", 10)
@@ -209,7 +217,7 @@ func TestView_GivenStoreWithDamagedData_WhenAKeyIsRead_ThenNotReadyNeverAValueAn
 	}
 	p := tables.PartitionFor(items[0].ID, partitions)
 	e := openDamaged(t, items, p)
-	v := views.New(e, itemsTable, partitions)
+	v := views.New(stores{e, partitions}, itemsTable)
 
 	// When the first key of the damaged partition is read
 	_, err := v.Get(context.Background(), items[0].ID)

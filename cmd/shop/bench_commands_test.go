@@ -148,7 +148,7 @@ func benchProducts(b *testing.B, addrs []string, n int) []string {
 	// products come once it runs.
 	benchAwait(b, run, "products and validator groups running", rt.Recovered)
 	ids := benchProduceProducts(b, addrs, n)
-	view := views.New(rt, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))
+	view := views.New(rt, shop.ProductsTable)
 	benchAwait(b, run, "every product validated in products-table", func() bool {
 		return benchValidated(ids, func(id string) (shop.Product, error) { return view.Get(ctx, id) })
 	})
@@ -233,7 +233,7 @@ func benchCommandsFramework(b *testing.B, addrs []string, commands, carts int, p
 		b.Errorf("framework: relay relayed %d of %d decisions, dead letters %v", relay.Applied, commands, relay.DeadLetters)
 	}
 	benchCheckCommandTopics(b, run, "framework", addrs, shop.CartEvents.Name, shop.CartReplies.Name, commands, carts)
-	view := views.New(rt, shop.CartsTable, rt.PartitionsOf(shop.CartsTable.Name))
+	view := views.New(rt, shop.CartsTable)
 	result.valueBytes = benchCheckCarts(b, "framework", carts, products, want, func(id string) (shop.Cart, int, error) {
 		raw, err := view.GetRaw(ctx, id)
 		if err != nil {
@@ -543,7 +543,7 @@ func BenchmarkCartCommandsHTTP(b *testing.B) {
 	// The carts group decides against its own copy of products-table (a
 	// lookup table, which may lag the products group's): both must show
 	// the products validated before the first command.
-	lookup := views.New(cartsLookup{rt}, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))
+	lookup := views.New(cartsLookup{rt}, shop.ProductsTable)
 	benchAwait(b, run, "every product validated (GET /products/{id} and the carts group's lookup table)", func() bool {
 		return benchValidated(products, func(id string) (shop.Product, error) {
 			var p shop.Product

@@ -200,7 +200,7 @@ func benchFoldFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, en
 	if s.Applied != int64(events) || s.Duplicates != 0 || s.Deleted != 0 || len(s.DeadLetters) != 0 {
 		b.Errorf("framework fold: applied %d of %d, duplicates %d, deleted %d, dead letters %v", s.Applied, events, s.Duplicates, s.Deleted, s.DeadLetters)
 	}
-	view := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+	view := views.New(rt, shop.CustomersTable)
 	fold.valueBytes = benchCheckVersions(b, "framework", versions, func(key string) (shop.Customer, int, error) {
 		raw, err := view.GetRaw(context.Background(), key)
 		if err != nil {

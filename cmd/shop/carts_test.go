@@ -26,6 +26,8 @@ func (c cartsLookup) Store(topic string, p int32) (*tables.Store, bool) {
 	return c.rt.GroupStore(shop.CartsGroup, topic, p)
 }
 
+func (c cartsLookup) PartitionsOf(topic string) int { return c.rt.PartitionsOf(topic) }
+
 type cartReply struct {
 	CommandID string         `json:"commandId"`
 	Version   int64          `json:"version"`
@@ -45,7 +47,7 @@ func addProducts(t *testing.T, s *shopRun, ids ...string) {
 	}
 	// Wait until the carts group's own copy of products-table (a lookup
 	// table, which may lag the products group) shows them validated.
-	views := views.New(cartsLookup{s.app.rt}, shop.ProductsTable, s.app.rt.PartitionsOf(shop.ProductsTable.Name))
+	views := views.New(cartsLookup{s.app.rt}, shop.ProductsTable)
 	for _, id := range ids {
 		require.Eventually(t, func() bool {
 			p, err := views.Get(context.Background(), id)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +25,7 @@ import (
 // access rules of cfg (see access). The returned close releases the reply
 // reader.
 func newHTTP(rt *streamfold.Runtime, log *slog.Logger, cfg Config, loopback bool) (http.Handler, func() error, error) {
-	customers := views.New(rt, shop.CustomersTable, rt.PartitionsOf(shop.CustomersTable.Name))
+	customers := views.New(rt, shop.CustomersTable)
 	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
 	if err != nil {
 		return nil, nil, err
@@ -38,16 +37,16 @@ func newHTTP(rt *streamfold.Runtime, log *slog.Logger, cfg Config, loopback bool
 		queryapi.WithCursorKey([]byte(cfg.CursorKey)),
 		queryapi.WithGuard(access{admin: cfg.AdminToken, write: cfg.WriteToken, loopback: loopback}.guard),
 	)
-	api.Resource("customers", viewReader[shop.Customer]{customers}, customerLister{customers})
+	api.Resource("customers", customers, customerLister{customers})
 	c := customerCommands{rt: rt, view: customers, emit: streamfold.NewEmitter(rt, shop.CustomerEvents)}
 	api.Handle(http.MethodPost, "/customers", c.register)
 	api.Handle(http.MethodPatch, "/customers/{id}", c.update)
 	api.Handle(http.MethodDelete, "/customers/{id}", c.delete)
 
-	api.Resource("products", viewReader[shop.Product]{views.New(rt, shop.ProductsTable, rt.PartitionsOf(shop.ProductsTable.Name))}, nil)
+	api.Resource("products", views.New(rt, shop.ProductsTable), nil)
 	cartsHTTP{
-		carts:    views.New(rt, shop.CartsTable, rt.PartitionsOf(shop.CartsTable.Name)),
-		history:  views.New(rt, shop.CartHistoryTable, rt.PartitionsOf(shop.CartHistoryTable.Name)),
+		carts:    views.New(rt, shop.CartsTable),
+		history:  views.New(rt, shop.CartHistoryTable),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
 		replies:  replies,
 		timeout:  cfg.ReplyTimeout,
@@ -101,17 +100,6 @@ func (a access) guard(r *http.Request, route string) error {
 
 func isReadOnly(method string) bool {
 	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
-}
-
-// viewReader serves a view's values as JSON (the framework's bookkeeping stripped).
-type viewReader[V any] struct{ v *views.View[V] }
-
-func (r viewReader[V]) Get(ctx context.Context, key string) (json.RawMessage, error) {
-	val, err := r.v.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(val)
 }
 
 // customerLister answers GET /customers?state=active|deleted from the state index.

@@ -26,7 +26,7 @@ func registerParked(api *queryapi.API, rt *streamfold.Runtime) {
 		}
 		return http.StatusOK, map[string]any{"items": ps}, nil
 	})
-	carts := views.New(rt, shop.CustomerCartsTable, rt.PartitionsOf(shop.CustomerCartsTable.Name))
+	carts := views.New(rt, shop.CustomerCartsTable)
 	api.Handle(http.MethodGet, "/customers/{id}/carts", func(r *http.Request) (int, any, error) {
 		cc, err := carts.Get(r.Context(), queryapi.Vars(r)["id"])
 		if err != nil {
