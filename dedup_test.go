@@ -38,7 +38,7 @@ func TestDedup_GivenIDsOlderAndYoungerThanTheHorizon_WhenReSent_ThenOnlyTheOlder
 	policy := processors.DefaultPolicy()
 	policy.DedupHorizon = time.Hour
 	g := processors.NewGroup("counter", processors.WithClock(clock.Now), processors.WithPolicy(policy))
-	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) { return add(s, ev) })
+	processors.Project(g, numbers, func(s *counter, ev codecs.Event) (*counter, error) { return add(s, ev) })
 	rt, broker := run(t, g)
 	await := func(n, sum int) {
 		t.Helper()
@@ -66,7 +66,7 @@ func TestDedup_GivenIDsOlderAndYoungerThanTheHorizon_WhenReSent_ThenOnlyTheOlder
 
 func TestDedup_GivenAKeyItsEventDeleted_WhenThatEventIsReadAgain_ThenItsTombstoneIsWrittenAgainAndNothingElse(t *testing.T) {
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
+	processors.Project(g, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
 		var d struct{ N int }
 		if err := ev.DataAs(&d); err != nil {
 			return nil, err

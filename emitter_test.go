@@ -19,7 +19,7 @@ import (
 // shutting down) must not stay blocked on a broker that does not answer.
 func TestEmitter_GivenABrokerThatHoldsTheProduce_WhenTheCallerGivesUp_ThenEmitReturnsTheContextError(t *testing.T) {
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, add)
+	processors.Project(g, numbers, add)
 	rt, broker := run(t, g)
 	emit := streamfold.NewEmitter(rt, numbers)
 	ev, err := codecs.NewEvent("urn:test", "Number", "k", map[string]int{"n": 1})

@@ -134,7 +134,7 @@ func TestFailures_GivenPoisonAndAPanicAmongManyRecords_ThenExactlyThoseDeadLette
 		total = 10_000
 	}
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
+	processors.Project(g, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
 		var d struct{ N int }
 		if err := ev.DataAs(&d); err != nil {
 			return nil, err
@@ -193,7 +193,7 @@ func TestFailures_GivenPoisonAndAPanicAmongManyRecords_ThenExactlyThoseDeadLette
 func TestFailures_GivenTransientFailuresThreeTimes_ThenFourthAttemptSucceedsWithoutDeadLetter(t *testing.T) {
 	var calls atomic.Int32
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
+	processors.Project(g, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
 		if calls.Add(1) <= 3 {
 			return nil, processors.Transient(errors.New("dependency unavailable"))
 		}
@@ -213,7 +213,7 @@ func TestFailures_GivenRetryLater_ThenNotHandledBeforeDueAndDeadLetteredAfterThe
 	var attempts []time.Time
 	delays := []time.Duration{300 * time.Millisecond, 600 * time.Millisecond}
 	g := processors.NewGroup("counter", processors.WithPolicy(processors.Policy{RetryDelays: delays, MaxWait: time.Hour}))
-	processors.Project(g, counterTable, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
+	processors.Project(g, numbers, func(s *counter, ev codecs.Event) (*counter, error) {
 		mu.Lock()
 		attempts = append(attempts, time.Now())
 		n := len(attempts)

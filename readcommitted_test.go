@@ -29,7 +29,7 @@ func produceInTransaction(t *testing.T, cl *kgo.Client, commit bool, recs ...*kg
 
 func TestReadCommitted_GivenATransactionalProducerThatCommitsAndAborts_ThenOnlyCommittedRecordsAreFolded(t *testing.T) {
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, add)
+	processors.Project(g, numbers, add)
 	rt, broker := run(t, g)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addrs()...), kgo.TransactionalID("test-txn-producer"),

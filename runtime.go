@@ -29,9 +29,9 @@ type Config struct {
 	Brokers []string
 	// StateDir holds the local table stores; required (no temp-dir default).
 	StateDir string
-	// Replication is the replication factor of topics we create: 1 on the
-	// embedded broker; on real Kafka usually 3, or -1 for the cluster's
-	// default.replication.factor (Kafka 2.4+).
+	// Replication is the replication factor of topics we create. Zero (or
+	// -1) leaves it to the broker: its default.replication.factor (Kafka
+	// 2.4+), which is 1 on the embedded broker.
 	Replication int
 	// ClientID prefixes every Kafka client's id; default "streamfold".
 	ClientID string
@@ -85,8 +85,8 @@ func (c Config) Validate() error {
 	if c.StoreMemory < 0 {
 		errs = append(errs, fmt.Errorf("store memory must not be negative, got %d", c.StoreMemory))
 	}
-	if c.Replication < 1 && c.Replication != -1 {
-		errs = append(errs, fmt.Errorf("replication must be -1 (the cluster's default) or at least 1, got %d", c.Replication))
+	if c.Replication < -1 {
+		errs = append(errs, fmt.Errorf("replication must be 0 or -1 (the cluster's default) or at least 1, got %d", c.Replication))
 	}
 	if err := c.Security.Validate(); err != nil {
 		errs = append(errs, err)
@@ -131,6 +131,9 @@ type Runtime struct {
 // co-partitioning is checked against the real partition counts), opens the
 // storage engine and returns a runtime ready to Run.
 func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
+	if cfg.Replication == 0 {
+		cfg.Replication = -1
+	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "streamfold"
 	}

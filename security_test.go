@@ -74,7 +74,7 @@ func secureCluster(t *testing.T, cert *tls.Certificate) []string {
 func foldOne(t *testing.T, brokers []string, sec streamfold.Security, producer ...kgo.Opt) {
 	t.Helper()
 	g := processors.NewGroup("counter")
-	processors.Project(g, counterTable, numbers, add)
+	processors.Project(g, numbers, add)
 	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
 	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: brokers, StateDir: t.TempDir(), Replication: 1, Security: sec})
 	require.NoError(t, err)
@@ -153,7 +153,7 @@ func TestSecurity_GivenWrongCredentialsOrNoTLS_ThenOpenFailsSayingWhy(t *testing
 	} {
 		t.Run(name, func(t *testing.T) {
 			g := processors.NewGroup("counter")
-			processors.Project(g, counterTable, numbers, add)
+			processors.Project(g, numbers, add)
 			topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()

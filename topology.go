@@ -50,9 +50,17 @@ func NewTopology(opts ...TopologyOption) *Topology {
 // Partitions is the default partition count for topics the topology creates.
 func (t *Topology) Partitions() int { return t.partitions }
 
-// AddGroup adds processor groups.
+// AddGroup adds processor groups, each with the groups it needs (an
+// aggregate's relay), so none can be forgotten. A group added twice is
+// added once.
 func (t *Topology) AddGroup(gs ...*processors.Group) *Topology {
-	t.groups = append(t.groups, gs...)
+	for _, g := range gs {
+		if slices.Contains(t.groups, g) {
+			continue
+		}
+		t.groups = append(t.groups, g)
+		t.AddGroup(g.Needs()...)
+	}
 	return t
 }
 

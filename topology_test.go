@@ -22,7 +22,7 @@ func apply(s *state, _ codecs.Event) (*state, error) { return s, nil }
 
 func group(name string, in tables.Stream[codecs.Event], table tables.Table[state]) *processors.Group {
 	g := processors.NewGroup(name)
-	processors.Project(g, table, in, apply)
+	processors.Project(g, in, apply, processors.Into(table))
 	return g
 }
 
@@ -83,4 +83,27 @@ func TestTopology_GivenMistakes_ThenValidateNamesEach(t *testing.T) {
 			assert.ErrorIs(t, topo.Validate(), streamfold.ErrInvalidTopology)
 		})
 	}
+}
+
+func TestTopology_GivenAnAggregateGroup_ThenAddingItAddsItsRelay(t *testing.T) {
+	type acct struct {
+		N int `json:"n"`
+	}
+	g := processors.NewGroup("accounts")
+	processors.HandleCommands(g, processors.Aggregate[acct, struct{}]{
+		Commands: tables.NewStream[processors.Command[struct{}]]("account-commands", codecs.JSON[processors.Command[struct{}]]{}),
+		Events:   tables.NewStream[codecs.Event]("account-events", codecs.CloudEvents{}),
+		Replies:  tables.NewStream[processors.Reply]("account-replies", codecs.JSON[processors.Reply]{}),
+		Decide:   func(*processors.DecideContext, *acct, processors.Command[struct{}]) ([]processors.NewEvent, error) { return nil, nil },
+		Evolve:   func(a *acct, _ codecs.Event) (*acct, error) { return a, nil },
+	})
+
+	topo := streamfold.NewTopology().AddGroup(g, g)
+
+	var names []string
+	for _, gr := range topo.Groups() {
+		names = append(names, gr.Name())
+	}
+	assert.Equal(t, []string{"accounts", "accounts-relay"}, names)
+	require.NoError(t, topo.Validate())
 }

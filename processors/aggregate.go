@@ -74,8 +74,9 @@ type Aggregate[S, C any] struct {
 	Commands tables.Stream[Command[C]]
 	Events   tables.Stream[codecs.Event]
 	Replies  tables.Stream[Reply]
-	// Table holds the snapshots; it must be the group's table (<group>-table)
-	// and encode S as a JSON object.
+	// Table holds the snapshots. Leave it zero for the group's own JSON
+	// table (<group>-table); a handle declared ahead (GroupTable) must be
+	// that table and encode S as a JSON object.
 	Table  tables.Table[S]
 	Decide Decide[S, C]
 	// Evolve folds one event into the state, as a projection would.
@@ -234,9 +235,10 @@ func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, e
 
 // HandleCommands makes g an aggregate's single writer: per command it loads the
 // snapshot, checks the expected version, decides, and stores the new snapshot
-// together with the decision (its events and its reply). It returns the relay
-// group, which the topology must run too: the relay reads the snapshot
-// changelog and appends each decision's events and sends its reply.
+// together with the decision (its events and its reply). It returns the
+// handle of the snapshot table. A relay group, <group>-relay, comes with g
+// into every topology g is added to: it reads the snapshot changelog,
+// appends each decision's events and sends its reply.
 //
 // The changelog is the outbox. Events and replies leave only once the snapshot
 // recording them is in Kafka, so a crash can never leave events of a decision
@@ -246,11 +248,14 @@ func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, e
 // drop ids they have applied): a command is never applied twice and its events
 // are never lost. A command id seen before (the last 16 per aggregate) gets its
 // original reply again and appends nothing.
-func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
+func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) tables.Table[S] {
 	if a.Clock == nil {
 		a.Clock = time.Now
 	}
-	g.setTable(a.Table, a.Table.Indexes)
+	if a.Table.Name != "" {
+		opts = append([]TableOption{Into(a.Table)}, opts...)
+	}
+	a.Table = groupTable[S](g, opts)
 	Output(g, a.Replies)
 	g.addInput(a.Commands, func(r *recordCtx) error {
 		key := r.gctx.Key()
@@ -414,7 +419,8 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C]) *Group {
 		relay.stats.applied.Add(1)
 		return nil
 	})
-	return relay
+	g.needs = append(g.needs, relay)
+	return a.Table
 }
 
 func emitEvents(r *recordCtx, s tables.Stream[codecs.Event], evs []codecs.Event) error {

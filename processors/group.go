@@ -70,6 +70,8 @@ type Group struct {
 
 	policy   Policy
 	sweepers []func(*recordCtx) error // expire parked records of a key
+
+	needs []*Group // groups that run wherever this one runs (an aggregate's relay)
 }
 
 type input struct {
@@ -109,11 +111,15 @@ func NewGroup(name string, opts ...GroupOption) *Group {
 	return g
 }
 
+// Needs are the groups that must run with g (an aggregate's relay): a
+// topology adds them with g.
+func (g *Group) Needs() []*Group { return slices.Clone(g.needs) }
+
 // Name is the group's (and its consumer group's) name.
 func (g *Group) Name() string { return g.name }
 
 // TableTopic is the group's changelog topic, <group>-table.
-func (g *Group) TableTopic() string { return string(goka.GroupTable(goka.Group(g.name))) }
+func (g *Group) TableTopic() string { return tableTopic(g.name) }
 
 // ParkingIndex is the internal index over a group table's keys that have
 // parked records; the runtime's sweeper reads it.

@@ -14,9 +14,10 @@ type Timeline struct {
 // history read with one lookup instead of a scan of the topic. An event whose id
 // is already in the timeline (a re-appended duplicate) is dropped. The whole
 // timeline is one table value, so it suits aggregates with a bounded number of
-// events (a cart, an order), not unbounded streams.
-func History(g *Group, table tables.Table[Timeline], in tables.Stream[codecs.Event]) {
-	Project(g, table, in, func(t *Timeline, ev codecs.Event) (*Timeline, error) {
+// events (a cart, an order), not unbounded streams. It returns the handle of
+// the group's table, as Project does.
+func History(g *Group, in tables.Stream[codecs.Event], opts ...TableOption) tables.Table[Timeline] {
+	return Project(g, in, func(t *Timeline, ev codecs.Event) (*Timeline, error) {
 		if t == nil {
 			t = &Timeline{}
 		}
@@ -27,5 +28,5 @@ func History(g *Group, table tables.Table[Timeline], in tables.Stream[codecs.Eve
 		}
 		t.Events = append(t.Events, ev)
 		return t, nil
-	})
+	}, opts...)
 }

@@ -20,8 +20,8 @@ import (
 // same event only if the table lost it.
 type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 
-// Project makes g fold a stream of CloudEvents into table, which becomes the
-// group's table (<group>-table). Per record it:
+// Project makes g fold a stream of CloudEvents into the group's table and
+// returns the table's handle. Per record it:
 //   - treats a Kafka tombstone (null value) on the input as "remove the key";
 //   - dead-letters an undecodable event, an error or panic from apply, and an
 //     event whose subject is not the record's key (class key-mismatch; a
@@ -36,16 +36,87 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 //     sent to <group>-seen, from which a store that lost its disk gets them
 //     back.
 //
-// The table's codec must encode S as a JSON object: the snapshot carries the
-// framework's bookkeeping in a leading "_meta" member that readers decoding
-// into S ignore.
-func Project[S any](g *Group, table tables.Table[S], in tables.Stream[codecs.Event], apply Apply[S]) {
-	g.setTable(table, table.Indexes)
+// The table is the group's: <group>-table, JSON-encoded, derived from the
+// group's name and returned, so no table name is spelled twice. Options add
+// secondary indexes (Indexed) or name a handle declared ahead of the
+// topology (Into, for a handle other packages share). Projecting a second
+// stream into the same group returns the same handle.
+//
+// A codec given with Into must encode S as a JSON object: the snapshot
+// carries the framework's bookkeeping in a leading "_meta" member that
+// readers decoding into S ignore.
+func Project[S any](g *Group, in tables.Stream[codecs.Event], apply Apply[S], opts ...TableOption) tables.Table[S] {
+	table := groupTable[S](g, opts)
 	g.dedup = true
 	p := projection[S]{g: g, table: table, apply: apply}
 	g.sweepers = append(g.sweepers, p.sweep)
 	g.addInput(in, p.handle)
+	return table
 }
+
+// GroupTable is the handle of the table a group named group keeps:
+// <group>-table, JSON-encoded, with indexes. Declare it ahead of the
+// topology (as a package variable other packages read) and hand it to
+// Project or HandleCommands with Into.
+func GroupTable[S any](group string, indexes ...tables.Index) tables.Table[S] {
+	return tables.NewTable[S](tableTopic(group), codecs.JSON[S]{}, indexes...)
+}
+
+func tableTopic(group string) string { return string(goka.GroupTable(goka.Group(group))) }
+
+// TableOption tunes the table a Project or HandleCommands declares.
+type TableOption func(*tableDecl)
+
+type tableDecl struct {
+	handle  any // a tables.Table[S] given with Into
+	indexes []tables.Index
+}
+
+// Indexed adds secondary indexes to the group's table.
+func Indexed(indexes ...tables.Index) TableOption {
+	return func(d *tableDecl) { d.indexes = append(d.indexes, indexes...) }
+}
+
+// Into uses a handle declared ahead of the topology (see GroupTable) as
+// the group's table: its name must be the group's table name and its value
+// type the fold's state, else the group does not validate.
+func Into[S any](t tables.Table[S]) TableOption {
+	return func(d *tableDecl) { d.handle = t }
+}
+
+// groupTable declares the group's table for a block over state S and
+// returns its handle: the one given with Into, the one an earlier block
+// declared, or a new JSON one. A mismatch is recorded for Validate.
+func groupTable[S any](g *Group, opts []TableOption) tables.Table[S] {
+	var d tableDecl
+	for _, o := range opts {
+		o(&d)
+	}
+	var table tables.Table[S]
+	switch h := d.handle.(type) {
+	case nil:
+		table = GroupTable[S](g.name, d.indexes...)
+		if prev, ok := g.table.(tables.Table[S]); ok {
+			table = prev
+			table.Indexes = append(slices.Clone(prev.Indexes), d.indexes...)
+		}
+	case tables.Table[S]:
+		table = h
+		table.Indexes = append(slices.Clone(h.Indexes), d.indexes...)
+	default:
+		g.errs = append(g.errs, fmt.Errorf("group %s: table %s does not hold the fold's state %s", g.name, h.(tables.Topic).Spec().Name, typeName[S]()))
+		return GroupTable[S](g.name, d.indexes...)
+	}
+	if g.table != nil {
+		if _, ok := g.table.(tables.Table[S]); !ok {
+			g.errs = append(g.errs, fmt.Errorf("group %s: its table holds %s, not %s", g.name, g.table.Spec().ValueType, typeName[S]()))
+		}
+	}
+	g.setTable(table, table.Indexes)
+	return table
+}
+
+func typeName[S any]() string { return tables.Table[S]{}.Spec().ValueType }
 
 // projection is one input of a Project group.
 type projection[S any] struct {

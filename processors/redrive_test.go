@@ -50,9 +50,8 @@ type redriveRig struct {
 func startRedriveRig(t *testing.T) *redriveRig {
 	gkt := tester.New(t)
 	g := NewGroup("balances", WithPolicy(Policy{}))
-	table := tables.NewTable[balance](g.TableTopic(), codecs.JSON[balance]{})
 	events := tables.NewStream[codecs.Event]("balance-events", codecs.CloudEvents{})
-	Project(g, table, events, applyBalance)
+	table := Project(g, events, applyBalance)
 	graph, err := g.Graph()
 	require.NoError(t, err)
 	proc, err := goka.NewProcessor(nil, graph, goka.WithTester(gkt), goka.WithNilHandling(goka.NilProcess)) // as the runtime does

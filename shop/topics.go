@@ -9,12 +9,13 @@ import (
 )
 
 // Every topic of the shop, declared once. Nothing else repeats a topic name or
-// picks a codec.
+// picks a codec; a group's table takes its name from the group's
+// (processors.GroupTable).
 var (
 	// CustomerEvents is the customers' source of truth.
 	CustomerEvents = tables.NewStream[codecs.Event]("customer-events", codecs.CloudEvents{})
 	// CustomersTable is the customers group's snapshot table.
-	CustomersTable = tables.NewTable[Customer]("customers-table", codecs.JSON[Customer]{}, CustomerStateIndex)
+	CustomersTable = processors.GroupTable[Customer](CustomersGroup, CustomerStateIndex)
 )
 
 // CustomerStateIndex indexes customers by state (active, deleted).
@@ -36,7 +37,7 @@ var (
 	// ProductEvents is the products' source of truth (any producer writes it).
 	ProductEvents = tables.NewStream[codecs.Event]("product-events", codecs.CloudEvents{})
 	// ProductsTable is the products group's table; carts look products up in it.
-	ProductsTable = tables.NewTable[Product]("products-table", codecs.JSON[Product]{})
+	ProductsTable = processors.GroupTable[Product](ProductsGroup)
 
 	// CartCommands carries {commandId, type, expectedVersion?, data}, keyed by cart id.
 	CartCommands = tables.NewStream[CartCommand]("cart-commands", codecs.JSON[CartCommand]{})
@@ -45,9 +46,9 @@ var (
 	// CartReplies answers each command, keyed by command id.
 	CartReplies = tables.NewStream[processors.Reply]("cart-replies", codecs.JSON[processors.Reply]{})
 	// CartsTable holds open carts' snapshots; a checked-out cart is tombstoned.
-	CartsTable = tables.NewTable[Cart]("carts-table", codecs.JSON[Cart]{}, CartProductIndex)
+	CartsTable = processors.GroupTable[Cart](CartsGroup, CartProductIndex)
 	// CartHistoryTable holds each cart's events in order, also after checkout.
-	CartHistoryTable = tables.NewTable[processors.Timeline]("cart-history-table", codecs.JSON[processors.Timeline]{})
+	CartHistoryTable = processors.GroupTable[processors.Timeline](CartHistoryGroup)
 )
 
 // CartProductIndex indexes carts by the products they hold.
@@ -59,7 +60,7 @@ var (
 	// product id; the product-validator group is its single writer.
 	ProductValidations = tables.NewStream[codecs.Event]("product-validations", codecs.CloudEvents{})
 	// ValidatorTable is the product-validator's state (products and SKU owners).
-	ValidatorTable = tables.NewTable[ValidatorState]("product-validator-table", codecs.JSON[ValidatorState]{})
+	ValidatorTable = processors.GroupTable[ValidatorState](ValidatorGroup)
 	// ValidatorLoop carries SKU claims from a product's key to its SKU's key.
 	ValidatorLoop = tables.NewStream[SKUClaim]("product-validator-loop", codecs.JSON[SKUClaim]{})
 )
@@ -69,7 +70,7 @@ var (
 	// CustomerCartEvents re-keys cart events by customer id.
 	CustomerCartEvents = tables.NewStream[codecs.Event]("customer-cart-events", codecs.CloudEvents{})
 	// CartOwnersTable remembers, per cart, its customer.
-	CartOwnersTable = tables.NewTable[CartOwner]("cart-customers-table", codecs.JSON[CartOwner]{})
+	CartOwnersTable = processors.GroupTable[CartOwner](CartCustomersGroup)
 	// CustomerCartsTable lists each customer's carts.
-	CustomerCartsTable = tables.NewTable[CustomerCarts]("customer-carts-table", codecs.JSON[CustomerCarts]{})
+	CustomerCartsTable = processors.GroupTable[CustomerCarts](CustomerCartsGroup)
 )

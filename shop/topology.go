@@ -40,11 +40,11 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 	}
 
 	customers := opt(CustomersGroup)
-	processors.Project(customers, CustomersTable, CustomerEvents, EvolveCustomer)
+	processors.Project(customers, CustomerEvents, EvolveCustomer, processors.Into(CustomersTable))
 
 	products := opt(ProductsGroup)
-	processors.Project(products, ProductsTable, ProductEvents, EvolveProduct)
-	processors.Project(products, ProductsTable, ProductValidations, EvolveProduct)
+	processors.Project(products, ProductEvents, EvolveProduct, processors.Into(ProductsTable))
+	processors.Project(products, ProductValidations, EvolveProduct, processors.Into(ProductsTable))
 
 	validator := opt(ValidatorGroup, processors.WithBootstrap())
 	processors.Output(validator, ProductValidations)
@@ -58,7 +58,7 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 	carts := opt(CartsGroup)
 	processors.Lookup(carts, ProductsTable)
 	processors.Lookup(carts, CartHistoryTable)
-	cartsRelay := processors.HandleCommands(carts, processors.Aggregate[Cart, CartCommandData]{
+	processors.HandleCommands(carts, processors.Aggregate[Cart, CartCommandData]{
 		Commands: CartCommands,
 		Events:   CartEvents,
 		Replies:  CartReplies,
@@ -70,7 +70,7 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 	})
 
 	history := opt(CartHistoryGroup)
-	processors.History(history, CartHistoryTable, CartEvents)
+	processors.History(history, CartEvents, processors.Into(CartHistoryTable))
 
 	cartOwners := opt(CartCustomersGroup)
 	processors.Output(cartOwners, CustomerCartEvents)
@@ -78,11 +78,11 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 		Table: CartOwnersTable, Input: CartEvents, React: rekeyCart,
 	})
 	customerCarts := opt(CustomerCartsGroup)
-	processors.Project(customerCarts, CustomerCartsTable, CustomerEvents, EvolveCustomerCarts)
-	processors.Project(customerCarts, CustomerCartsTable, CustomerCartEvents, EvolveCustomerCarts)
+	processors.Project(customerCarts, CustomerEvents, EvolveCustomerCarts, processors.Into(CustomerCartsTable))
+	processors.Project(customerCarts, CustomerCartEvents, EvolveCustomerCarts, processors.Into(CustomerCartsTable))
 
 	return streamfold.NewTopology(streamfold.WithPartitions(partitions)).
-		AddGroup(customers, products, validator, carts, cartsRelay, history, cartOwners, customerCarts).
+		AddGroup(customers, products, validator, carts, history, cartOwners, customerCarts).
 		WrittenBy(CustomerEvents, "http /customers").
 		WrittenBy(ProductEvents, "any producer").
 		WrittenBy(CartCommands, "http /carts/{id}/commands").
