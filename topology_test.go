@@ -94,8 +94,10 @@ func TestTopology_GivenAnAggregateGroup_ThenAddingItAddsItsRelay(t *testing.T) {
 		Commands: tables.NewStream[processors.Command[struct{}]]("account-commands", codecs.JSON[processors.Command[struct{}]]{}),
 		Events:   tables.NewStream[codecs.Event]("account-events", codecs.CloudEvents{}),
 		Replies:  tables.NewStream[processors.Reply]("account-replies", codecs.JSON[processors.Reply]{}),
-		Decide:   func(*processors.DecideContext, *acct, processors.Command[struct{}]) ([]processors.NewEvent, error) { return nil, nil },
-		Evolve:   func(a *acct, _ codecs.Event) (*acct, error) { return a, nil },
+		Decide: func(*processors.DecideContext, *acct, processors.Command[struct{}]) ([]processors.NewEvent, error) {
+			return nil, nil
+		},
+		Evolve: func(a *acct, _ codecs.Event) (*acct, error) { return a, nil },
 	})
 
 	topo := streamfold.NewTopology().AddGroup(g, g)
