@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -53,7 +53,7 @@ const benchCartsRelay = shop.CartsGroup + "-relay"
 // groups before either runs. Each side is timed from Run until its reply
 // topic holds one reply per command (end offsets, acknowledged records).
 //
-//	go test -run '^$' -bench 'BenchmarkCartCommands$' -benchtime=1x ./cmd/shop/
+//	go test -run '^$' -bench 'BenchmarkCartCommands$' -benchtime=1x ./bench/
 //
 // (the $ keeps BenchmarkCartCommandsHTTP out).
 //
@@ -494,57 +494,37 @@ func benchCheckCarts(b *testing.B, who string, carts int, products []string, wan
 // the number of items each of its carts gets.
 const benchHTTPItems = 20
 
-// BenchmarkCartCommandsHTTP posts AddItem commands to the whole shop running
-// in-process (start + app.Run, its own embedded broker, every group) through
-// POST /carts/{id}/commands, with C concurrent keep-alive clients, each
-// filling its own carts one after the other with the products in order, one
-// command at a time. Every command must be answered 200 (accepted) with the
-// cart's next version. The figures are the accepted commands per second,
-// the p50 and p99 of the client-side latency and the process's CPU time per
-// command (the clients' included).
+// BenchmarkCartCommandsHTTP posts AddItem commands to the whole shop (the
+// shop binary, built from cmd/shop and run as a child process with its own
+// embedded broker and every group) through POST /carts/{id}/commands, with C
+// concurrent keep-alive clients, each filling its own carts one after the
+// other with the products in order, one command at a time. Every command
+// must be answered 200 (accepted) with the cart's next version. The figures
+// are the accepted commands per second, the p50 and p99 of the client-side
+// latency and the CPU time per command of the shop process and the
+// benchmark's (the clients') together.
 //
-//	go test -run '^$' -bench BenchmarkCartCommandsHTTP -benchtime=1x ./cmd/shop/
+//	go test -run '^$' -bench BenchmarkCartCommandsHTTP -benchtime=1x ./bench/
 //
-// In a profile the shop's goroutines carry run=shop and the load
-// generator's load=client.
+// In a profile of the benchmark the load generator's goroutines carry
+// load=client; the shop is profiled apart (it is another process).
 func BenchmarkCartCommandsHTTP(b *testing.B) {
 	total := benchEnvInt(b, "STREAMFOLD_BENCH_HTTP_COMMANDS", 20_000)
 	clients := min(benchEnvInt(b, "STREAMFOLD_BENCH_CLIENTS", 32), total)
 	b.StopTimer()
 
-	cfg := testConfig(b.TempDir())
-	cfg.Partitions = benchPartitions
-	// A bound for a broken shop, not a threshold: a command not answered in
-	// time fails the benchmark.
-	cfg.ReplyTimeout = time.Minute
-	if err := cfg.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	a, err := start(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt, brokers, base := a.rt, a.brokers, "http://"+a.HTTPAddr()
-	run := benchStart(pprof.Labels("run", "shop"), a.Run)
-	defer benchStopShop(b, run)
+	kafka := freeAddr(b)
+	// The reply timeout is a bound for a broken shop, not a threshold: a
+	// command not answered in time fails the benchmark.
+	p := runShopProcess(b, "--data-dir", b.TempDir(), "--kafka-listen", kafka, "--http", "127.0.0.1:0",
+		"--partitions", strconv.Itoa(benchPartitions), "--reply-timeout", "1m")
+	defer benchStopShop(b, p.run)
+	base := p.base
 
 	probe := newBenchClient(1)
 	defer probe.CloseIdleConnections()
-	benchAwait(b, run, "GET /readyz 200", func() bool {
-		resp, err := probe.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	products := benchProduceProducts(b, brokers, benchHTTPItems)
-	// The carts group decides against its own copy of products-table (a
-	// lookup table, which may lag the products group's): both must show
-	// the products validated before the first command.
-	lookup := views.New(cartsLookup{rt}, shop.ProductsTable)
-	benchAwait(b, run, "every product validated (GET /products/{id} and the carts group's lookup table)", func() bool {
+	products := benchProduceProducts(b, []string{kafka}, benchHTTPItems)
+	benchAwait(b, p.run, "every product validated (GET /products/{id})", func() bool {
 		return benchValidated(products, func(id string) (shop.Product, error) {
 			var p shop.Product
 			resp, err := probe.Get(base + "/products/" + id)
@@ -556,15 +536,37 @@ func BenchmarkCartCommandsHTTP(b *testing.B) {
 				return p, fmt.Errorf("GET /products/%s: %s", id, resp.Status)
 			}
 			return p, json.NewDecoder(resp.Body).Decode(&p)
-		}) && benchValidated(products, func(id string) (shop.Product, error) {
-			return lookup.Get(context.Background(), id)
 		})
+	})
+	// The carts group decides against its own copy of products-table (a
+	// lookup table, which may lag the products group's): a probe cart per
+	// product is retried until the carts group accepts the product too.
+	// A refused AddItem on a new cart leaves nothing behind.
+	accepted := 0
+	benchAwait(b, p.run, "every product accepted by the carts group (a probe cart per product)", func() bool {
+		for accepted < len(products) {
+			body, err := json.Marshal(benchAddItem(products[accepted], 0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp, err := probe.Post(base+"/carts/probe-"+products[accepted]+"/commands", "application/json", bytes.NewReader(body))
+			if err != nil {
+				return false
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false
+			}
+			accepted++
+		}
+		return true
 	})
 
 	var load benchLoad
 	var cpu float64
 	for r := range b.N {
-		l, c := benchCommandLoad(b, base, products, fmt.Sprintf("round%d", r), total, clients)
+		l, c := benchCommandLoad(b, base, p.cmd.Process.Pid, products, fmt.Sprintf("round%d", r), total, clients)
 		load.add(l, b.N)
 		cpu += c / float64(b.N)
 	}
@@ -578,9 +580,9 @@ func BenchmarkCartCommandsHTTP(b *testing.B) {
 
 // benchCommandLoad sends total AddItem commands from clients concurrent
 // keep-alive clients, after an unmeasured warm-up (a cart per client) that
-// opens the connections. It returns the load's figures and the process's
-// CPU time per command in microseconds.
-func benchCommandLoad(b *testing.B, base string, products []string, round string, total, clients int) (benchLoad, float64) {
+// opens the connections. It returns the load's figures and the CPU time per
+// command, in microseconds, of this process and the shop's (process shopPID).
+func benchCommandLoad(b *testing.B, base string, shopPID int, products []string, round string, total, clients int) (benchLoad, float64) {
 	hc := newBenchClient(clients)
 	defer hc.CloseIdleConnections()
 	// send posts n commands for client c to its carts named prefix-c-k,
@@ -656,9 +658,9 @@ func benchCommandLoad(b *testing.B, base string, products []string, round string
 	}
 	runtime.GC()
 	b.StartTimer()
-	cpu := benchProcessCPU()
+	cpu := benchProcessCPU() + benchChildCPU(shopPID)
 	elapsed := load(round, share, latencies)
-	cpu = benchProcessCPU() - cpu
+	cpu = benchProcessCPU() + benchChildCPU(shopPID) - cpu
 	b.StopTimer()
 	all := slices.Concat(latencies...)
 	slices.Sort(all)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -62,7 +61,7 @@ const benchPatience = 20 * time.Minute
 // The events are produced before either runs; each fold is timed from Run
 // until its handler has seen every event.
 //
-//	go test -run '^$' -bench BenchmarkFoldCustomers -benchtime=1x -timeout 30m ./cmd/shop/
+//	go test -run '^$' -bench BenchmarkFoldCustomers -benchtime=1x -timeout 30m ./bench/
 //
 // The profile of each side carries the label fold=framework or fold=goka
 // (go tool pprof -tagfocus fold=framework); the broker's goroutines carry none.
@@ -533,34 +532,35 @@ func benchSaramaConfig() *sarama.Config {
 }
 
 // BenchmarkGetCustomer loads GET /customers/{id} with C concurrent keep-alive
-// clients over loopback: first the shop's HTTP handler (newHTTP over a
-// runtime whose customers-table holds the customers, served by
-// queryapi.ServeListener), then a bare net/http server answering each
-// request with one LevelDB Get of the same JSON documents. Each serves the
+// clients over loopback: first the shop's HTTP API (the shop binary, built
+// from cmd/shop and run as a child process on its own embedded broker, whose
+// customers-table holds the customers), then a bare net/http server answering
+// each request with one LevelDB Get of the same JSON documents. Each serves the
 // same number of requests for random customers; the figures are the
 // throughput and the p50 and p99 of the client-side latency.
 //
-//	go test -run '^$' -bench BenchmarkGetCustomer -benchtime=1x ./cmd/shop/
+//	go test -run '^$' -bench BenchmarkGetCustomer -benchtime=1x ./bench/
 //
-// In a profile the servers' goroutines carry server=shop or server=bare and
-// the load generator's load=client.
+// In a profile of the benchmark the bare server's goroutines carry
+// server=bare and the load generator's load=client; the shop is profiled
+// apart (it is another process).
 func BenchmarkGetCustomer(b *testing.B) {
 	keys := benchEnvInt(b, "STREAMFOLD_BENCH_KEYS", 10_000)
 	requests := benchEnvInt(b, "STREAMFOLD_BENCH_REQUESTS", 200_000)
 	clients := benchEnvInt(b, "STREAMFOLD_BENCH_CLIENTS", 32)
 	b.StopTimer()
 
-	broker := benchBroker(b)
-	addrs := broker.Addrs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rt := benchOpen(b, ctx, addrs, shop.Topology(benchPartitions, nil))
-	defer rt.Close()
+	kafka := freeAddr(b)
+	p := runShopProcess(b, "--data-dir", b.TempDir(), "--kafka-listen", kafka, "--http", "127.0.0.1:0",
+		"--partitions", strconv.Itoa(benchPartitions))
+	defer benchStopShop(b, p.run)
 	ids := make([]string, keys)
 	for k := range ids {
 		ids[k] = fmt.Sprintf("customer-%06d", k)
 	}
-	benchProduce(b, addrs, shop.CustomerEvents.Name, keys, func(i int) (string, []byte) {
+	benchProduce(b, []string{kafka}, shop.CustomerEvents.Name, keys, func(i int) (string, []byte) {
 		ev, err := codecs.NewEvent(shop.Source, shop.CustomerRegisteredType, ids[i], shop.CustomerRegistered{
 			Name:  fmt.Sprintf("Customer %d", i),
 			Email: fmt.Sprintf("customer%d@example.com", i),
@@ -574,22 +574,15 @@ func BenchmarkGetCustomer(b *testing.B) {
 		}
 		return ids[i], value
 	})
-	run := benchStart(pprof.Labels("run", "shop"), rt.Run)
-	defer func() {
-		if err := run.stop(); err != nil {
-			b.Errorf("run: %v", err)
+	shopURL := p.base
+	probe := newBenchClient(1)
+	folded := 0 // customers found so far: a folded customer stays
+	benchAwait(b, p.run, "customers folded and served", func() bool {
+		for folded < len(ids) && benchStatus(probe, shopURL+"/customers/"+ids[folded]) == http.StatusOK {
+			folded++
 		}
-	}()
-	benchAwait(b, run, "customers folded and table ready", func() bool {
-		return rt.Stats()[shop.CustomersGroup].Applied >= int64(keys) && rt.Recovered()
+		return folded == len(ids)
 	})
-
-	handler, closeHTTP, err := newHTTP(rt, slog.New(slog.DiscardHandler), Config{ReplyTimeout: 5 * time.Second}, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer closeHTTP()
-	shopURL := benchServe(b, ctx, "shop", handler)
 
 	// The bare server answers with the very documents the shop serves.
 	db, err := leveldb.OpenFile(b.TempDir(), nil)
@@ -642,6 +635,17 @@ func BenchmarkGetCustomer(b *testing.B) {
 		keys, requests, clients,
 		shopLoad.throughput, shopLoad.p50, shopLoad.p99,
 		bareLoad.throughput, bareLoad.p50, bareLoad.p99, ratio)
+}
+
+// benchStatus is the status of GET u, 0 when there was no answer.
+func benchStatus(c *http.Client, u string) int {
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // benchLoad is the result of one load run.
@@ -825,7 +829,7 @@ func (r *benchRunning) stop() error {
 }
 
 // benchAwait polls cond until it holds.
-func benchAwait(b *testing.B, run *benchRunning, what string, cond func() bool) {
+func benchAwait(b testing.TB, run *benchRunning, what string, cond func() bool) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(benchPatience)

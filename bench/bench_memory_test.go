@@ -1,10 +1,9 @@
-package main
+package bench
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,7 +26,7 @@ import (
 // STREAMFOLD_BENCH_ROUND events (default 25,000) for 2,000 customers, up to
 // STREAMFOLD_BENCH_EVENTS (default 250,000).
 //
-//	go test -run '^$' -bench BenchmarkMemoryVersusLog -benchtime=1x ./cmd/shop/
+//	go test -run '^$' -bench BenchmarkMemoryVersusLog -benchtime=1x ./bench/
 func BenchmarkMemoryVersusLog(b *testing.B) {
 	events, round, keys := benchEnvInt(b, "STREAMFOLD_BENCH_EVENTS", 250_000), benchEnvInt(b, "STREAMFOLD_BENCH_ROUND", 25_000), 2_000
 	for range b.N {
@@ -40,7 +39,7 @@ func BenchmarkMemoryVersusLog(b *testing.B) {
 		var rss float64
 		for done := 0; done < events; done += round {
 			last := produceCustomerRound(b, cl, done, round, keys)
-			require.Eventually(b, func() bool { return customerName(p.base, last.id) == last.name }, 2*wait, 50*time.Millisecond,
+			require.Eventually(b, func() bool { return customerName(p.base, last.id) == last.name }, benchRoundWait, 50*time.Millisecond,
 				"the fold never reached event %d", done+round)
 			rss = rssMB(b, p.cmd.Process.Pid)
 			fmt.Printf("%10d %10.0f %12.1f\n", done+round, rss, dirMB(filepath.Join(dir, "kafka")))
@@ -51,12 +50,16 @@ func BenchmarkMemoryVersusLog(b *testing.B) {
 	}
 }
 
+// benchRoundWait bounds a round of BenchmarkMemoryVersusLog: reached only
+// when something is broken.
+const benchRoundWait = time.Minute
+
 type lastCustomer struct{ id, name string }
 
 // produceCustomerRound produces n customer events from event number from
 // on: each customer's first is its registration, the rest updates.
 func produceCustomerRound(b *testing.B, cl *kgo.Client, from, n, keys int) lastCustomer {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), benchRoundWait)
 	defer cancel()
 	var last lastCustomer
 	errs := make(chan error, 1)
@@ -100,13 +103,6 @@ func customerName(base, id string) string {
 		return ""
 	}
 	return c.Name
-}
-
-func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func rssMB(b *testing.B, pid int) float64 {
