@@ -389,7 +389,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 		return record(next, rep, a.Final != nil && a.Final(next))
 	})
 
-	relay := NewGroup(g.name+"-relay", WithLogger(g.log))
+	relay := NewGroup(g.name+"-relay", WithLogger(g.log), WithPolicy(g.policy), WithClock(g.now))
 	Output(relay, a.Events)
 	Output(relay, a.Replies)
 	relay.addInput(a.Table, func(r *recordCtx) error {

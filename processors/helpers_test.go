@@ -20,13 +20,13 @@ import (
 // handleCommands declares the aggregate a on g and returns every group that
 // has to run for it (g itself and the relay that sends its decisions).
 func handleCommands[S, C any](g *Group, a Aggregate[S, C]) []*Group {
-	relay := HandleCommands(g, a)
-	return []*Group{g, relay}
+	HandleCommands(g, a)
+	return append([]*Group{g}, g.Needs()...)
 }
 
 // project makes g fold in into table, its table (<group>-table).
 func project[S any](g *Group, table tables.Table[S], in tables.Stream[codecs.Event], apply Apply[S]) {
-	Project(g, table, in, apply)
+	Project(g, in, apply, Into(table))
 }
 
 // addReactor adds one input of a reactor group.
