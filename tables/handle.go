@@ -1,13 +1,12 @@
 package tables
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 )
 
 // Kind says whether a topic is an append-only stream or a compacted table.
@@ -117,16 +116,9 @@ func typeName[V any]() string {
 }
 
 // IsAbsent reports a stored snapshot that carries only the framework's
-// bookkeeping ({"_meta":{...,"absent":true},...}: records parked under a key
-// that has no state yet). Readers treat it as no value.
-func IsAbsent(value []byte) bool {
-	if !bytes.HasPrefix(value, []byte(`{"_meta":`)) || !bytes.Contains(value, []byte(`"absent":true`)) {
-		return false
-	}
-	var w struct {
-		Meta struct {
-			Absent bool `json:"absent"`
-		} `json:"_meta"`
-	}
-	return json.Unmarshal(value, &w) == nil && w.Meta.Absent
-}
+// bookkeeping (records parked under a key that has no state yet).
+//
+// Deprecated: the snapshot envelope is internal/envelope's; ask
+// envelope.Absent. IsAbsent stays until its last caller (a cmd/shop test)
+// moves.
+func IsAbsent(value []byte) bool { return envelope.Absent(value) }
