@@ -1,26 +1,31 @@
 package streamfold_test
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
 
 // allowed is ARCHITECTURE.md's import table: the project packages each package
-// may import. Packages not listed (cmd/shop) may import anything.
+// may import. Packages not listed (cmd/shop) may import anything. The table is
+// walked with go list -deps, so a package lists what it imports through
+// others too: internal (the snapshot envelope) comes with processors.
 var allowed = map[string][]string{
 	"codecs":     {},
-	"tables":     {"codecs"},
-	"processors": {"tables", "codecs"},
-	"views":      {"tables", "codecs"},
+	"tables":     {"codecs", "internal"},
+	"processors": {"tables", "codecs", "internal"},
+	"views":      {"tables", "codecs", "internal"},
 	"queryapi":   {"codecs"},
-	"":           {"processors", "views", "tables", "codecs"},
+	"":           {"processors", "views", "tables", "codecs", "internal"},
 	"embedded":   {},
-	"shop":       {"", "processors", "views", "tables", "codecs"},
+	"shop":       {"", "processors", "views", "tables", "codecs", "internal"},
 
 	// reads and re-drives <group>-dlq; processors brings tables and codecs
-	"deadletters": {"processors", "tables", "codecs"},
+	"deadletters": {"processors", "tables", "codecs", "internal"},
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.
@@ -55,6 +60,34 @@ func TestArchitecture_GivenImportTable_ThenEveryPackageKeepsIt(t *testing.T) {
 				continue
 			}
 			t.Errorf("%s imports %s, which ARCHITECTURE.md does not allow", path, dep)
+		}
+	}
+}
+
+// envelopeOwner is the one package that reads and writes the snapshot
+// envelope's bytes; everyone else asks it.
+const envelopeOwner = module + "/internal/envelope"
+
+func TestArchitecture_GivenTheSnapshotEnvelope_ThenOnlyItsPackageSpellsItsBookkeepingMember(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Dir}}\t{{join .GoFiles \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	needle := []byte(`"_meta"`)
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		pkg, rest, _ := strings.Cut(line, "\t")
+		dir, files, _ := strings.Cut(rest, "\t")
+		if pkg == envelopeOwner {
+			continue
+		}
+		for _, f := range strings.Fields(files) {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, needle) {
+				t.Errorf("%s/%s spells %s: ask internal/envelope instead of parsing the snapshot envelope", pkg, f, needle)
+			}
 		}
 	}
 }

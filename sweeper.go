@@ -2,12 +2,12 @@ package streamfold
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -76,17 +76,11 @@ func (rt *Runtime) expired(s *tables.Store, key string, maxWait time.Duration) b
 	if err != nil || b == nil {
 		return false
 	}
-	var w struct {
-		Meta struct {
-			Parked []struct {
-				Since time.Time `json:"since"`
-			} `json:"parked"`
-		} `json:"_meta"`
-	}
-	if json.Unmarshal(b, &w) != nil {
+	parked, err := envelope.ParkedOf(b)
+	if err != nil {
 		return false
 	}
-	for _, p := range w.Meta.Parked {
+	for _, p := range parked {
 		if time.Since(p.Since) > maxWait {
 			return true
 		}
@@ -130,21 +124,11 @@ func (rt *Runtime) Parked(group string) ([]ParkedRecord, error) {
 			if err != nil || b == nil {
 				continue
 			}
-			var w struct {
-				Meta struct {
-					Parked []struct {
-						Topic     string    `json:"topic"`
-						Partition int32     `json:"partition"`
-						Offset    int64     `json:"offset"`
-						Kind      string    `json:"kind"`
-						Since     time.Time `json:"since"`
-					} `json:"parked"`
-				} `json:"_meta"`
-			}
-			if json.Unmarshal(b, &w) != nil {
+			parked, err := envelope.ParkedOf(b)
+			if err != nil {
 				continue
 			}
-			for _, p := range w.Meta.Parked {
+			for _, p := range parked {
 				out = append(out, ParkedRecord{Key: k, Topic: p.Topic, Partition: p.Partition, Offset: p.Offset,
 					WaitsFor: p.Kind + " " + k, Since: p.Since})
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -397,7 +398,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			return nil // a tombstone: its decision was relayed from the record before it
 		}
 		var m aggMeta
-		if err := decodeMeta(r.value, &m); err != nil {
+		if err := envelope.DecodeMeta(r.value, &m); err != nil {
 			return fail(ClassDecode, fmt.Errorf("snapshot meta: %w", err))
 		}
 		rec, ok := m.command(m.Last)

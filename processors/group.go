@@ -1,7 +1,6 @@
 package processors
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/lovoo/goka/codec"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -124,7 +124,7 @@ func (g *Group) TableTopic() string { return tableTopic(g.name) }
 // ParkingIndex is the internal index over a group table's keys that have
 // parked records; the runtime's sweeper reads it.
 var ParkingIndex = tables.Index{Name: "_parked", Terms: func(_ string, v []byte) []string {
-	if bytes.Contains(v, []byte(`"parked":[{`)) {
+	if envelope.HasParked(v) {
 		return []string{"1"}
 	}
 	return nil

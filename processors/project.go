@@ -1,8 +1,6 @@
 package processors
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +9,7 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -43,8 +42,8 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 // stream into the same group returns the same handle.
 //
 // A codec given with Into must encode S as a JSON object: the snapshot
-// carries the framework's bookkeeping in a leading "_meta" member that
-// readers decoding into S ignore.
+// carries the framework's bookkeeping in a leading member (internal/envelope)
+// that readers decoding into S ignore.
 func Project[S any](g *Group, in tables.Stream[codecs.Event], apply Apply[S], opts ...TableOption) tables.Table[S] {
 	table := groupTable[S](g, opts)
 	g.dedup = true
@@ -295,7 +294,7 @@ func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
 	m = p.expire(r, m)
 	for len(m.Parked) > 0 {
 		pr := m.Parked[0]
-		ev, err := codecs.DecodeEvent(pr.Value, pr.headers())
+		ev, err := codecs.DecodeEvent(pr.Value, parkedHeaders(pr))
 		var next *S
 		if err == nil {
 			err = safely(func() (err error) { next, err = p.apply(s, ev); return err })
@@ -305,7 +304,7 @@ func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
 		}
 		m.Parked = m.Parked[1:]
 		if err != nil {
-			g.deadLetterRecord(r.gctx, pr.deadRecord(r.gctx.Key()), err)
+			g.deadLetterRecord(r.gctx, parkedDeadRecord(pr, r.gctx.Key()), err)
 			continue
 		}
 		if ev.ID != "" {
@@ -323,7 +322,7 @@ func (p projection[S]) expire(r *recordCtx, m meta) meta {
 	kept := m.Parked[:0]
 	for _, pr := range m.Parked {
 		if time.Since(pr.Since) > p.g.policy.MaxWait {
-			p.g.deadLetterRecord(r.gctx, pr.deadRecord(r.gctx.Key()),
+			p.g.deadLetterRecord(r.gctx, parkedDeadRecord(pr, r.gctx.Key()),
 				fail(ClassMissingDependency, fmt.Errorf("%s %q did not arrive within %s", pr.Kind, r.gctx.Key(), p.g.policy.MaxWait)))
 			continue
 		}
@@ -357,19 +356,9 @@ func (p projection[S]) sweep(r *recordCtx) error {
 }
 
 // parkedRecord is a record waiting for its parent, as it arrived.
-type parkedRecord struct {
-	Topic     string            `json:"topic"`
-	Partition int32             `json:"partition"`
-	Offset    int64             `json:"offset"`
-	Timestamp time.Time         `json:"timestamp"`
-	Value     []byte            `json:"value"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Since     time.Time         `json:"since"`
-	Kind      string            `json:"kind"`
-	ID        string            `json:"id,omitempty"` // the event's id
-}
+type parkedRecord = envelope.Parked
 
-func (pr parkedRecord) headers() []codecs.Header {
+func parkedHeaders(pr parkedRecord) []codecs.Header {
 	hs := make([]codecs.Header, 0, len(pr.Headers))
 	for k, v := range pr.Headers {
 		hs = append(hs, codecs.Header{Key: k, Value: []byte(v)})
@@ -377,9 +366,9 @@ func (pr parkedRecord) headers() []codecs.Header {
 	return hs
 }
 
-func (pr parkedRecord) deadRecord(key string) deadRecord {
+func parkedDeadRecord(pr parkedRecord, key string) deadRecord {
 	return deadRecord{topic: pr.Topic, partition: pr.Partition, offset: pr.Offset, timestamp: pr.Timestamp,
-		key: key, value: pr.Value, headers: pr.headers()}
+		key: key, value: pr.Value, headers: parkedHeaders(pr)}
 }
 
 func headerStrings(hs []codecs.Header) map[string]string {
@@ -393,21 +382,9 @@ func headerStrings(hs []codecs.Header) map[string]string {
 	return m
 }
 
-// meta is the framework's bookkeeping stored with every snapshot.
-type meta struct {
-	// Offsets is the last applied input offset per topic. A key always lives on
-	// one partition of a topic, so one offset per topic suffices.
-	Offsets map[string]int64 `json:"offsets,omitempty"`
-	// IDs are the event ids this write applied (snapshots written before
-	// the ids were kept in the store hold the last few applied); At is when,
-	// in unix milliseconds. The store keeps them (appliedIDs).
-	IDs []string `json:"ids,omitempty"`
-	At  int64    `json:"at,omitempty"`
-	// Parked are records waiting for this key's state (their parent), in order.
-	Parked []parkedRecord `json:"parked,omitempty"`
-	// Absent: there is no state, only bookkeeping (parked records).
-	Absent bool `json:"absent,omitempty"`
-}
+// meta is the framework's bookkeeping stored with every snapshot of a
+// fold; its fields are envelope.Meta's, its methods what they mean here.
+type meta envelope.Meta
 
 // appliedOffset reports a record read again: its offset is not after the
 // last one applied from its topic.
@@ -435,60 +412,19 @@ func (m *meta) applied(id string, now time.Time) {
 // store (tables.Seen.IDs). A snapshot without a time (written before it was
 // recorded) gives the zero time: the store then counts from now.
 func appliedIDs(_ string, snapshot []byte) ([]string, time.Time) {
-	var m struct {
-		IDs []string `json:"ids"`
-		At  int64    `json:"at"`
-	}
-	if !bytes.HasPrefix(snapshot, []byte(metaPrefix)) {
-		return nil, time.Time{}
-	}
-	n, err := skipJSONValue(snapshot[len(metaPrefix):])
-	if err != nil || json.Unmarshal(snapshot[len(metaPrefix):len(metaPrefix)+n], &m) != nil || len(m.IDs) == 0 {
-		return nil, time.Time{}
-	}
-	if m.At == 0 {
-		return m.IDs, time.Time{}
-	}
-	return m.IDs, time.UnixMilli(m.At)
+	return envelope.Applied(snapshot)
 }
 
-var errNotObject = errors.New("state codec must encode a JSON object")
-
-// encodeSnapshot writes {"_meta":{...}, <the state's members>}.
+// encodeSnapshot writes the snapshot of a fold's state s with its bookkeeping.
 func encodeSnapshot[S any](c codecs.Codec[S], s S, m meta) ([]byte, error) {
 	return encodeWithMeta(c, s, m)
-}
-
-func encodeWithMeta[S any](c codecs.Codec[S], s S, m any) ([]byte, error) {
-	body, err := c.Encode(s)
-	if err != nil {
-		return nil, fail(ClassHandler, fmt.Errorf("encode state: %w", err))
-	}
-	body = bytes.TrimSpace(body)
-	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
-		return nil, fail(ClassHandler, errNotObject)
-	}
-	mb, err := json.Marshal(m)
-	if err != nil {
-		return nil, fail(ClassHandler, fmt.Errorf("encode meta: %w", err))
-	}
-	out := make([]byte, 0, len(body)+len(mb)+10)
-	out = append(out, `{"_meta":`...)
-	out = append(out, mb...)
-	if rest := bytes.TrimSpace(body[1:]); len(rest) > 1 {
-		out = append(out, ',')
-		out = append(out, rest...)
-	} else {
-		out = append(out, '}')
-	}
-	return out, nil
 }
 
 // decodeSnapshot reads a stored snapshot; nil bytes and a snapshot marked
 // absent mean no state.
 func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 	var m meta
-	state, err := splitMeta(b, &m)
+	state, err := envelope.Decode(b, &m)
 	if err != nil {
 		return nil, meta{}, err
 	}
@@ -496,23 +432,4 @@ func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 		return nil, m, nil
 	}
 	return decodeState(c, state, m)
-}
-
-// splitMeta decodes the leading "_meta" member of a snapshot into m and
-// returns the state's members alone, so each part is parsed once. A value
-// without a leading "_meta" (written by something else) is returned whole.
-func splitMeta(b []byte, m any) ([]byte, error) {
-	const prefix = metaPrefix
-	if !bytes.HasPrefix(b, []byte(prefix)) {
-		return b, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b[len(prefix):]))
-	if err := dec.Decode(m); err != nil {
-		return nil, fmt.Errorf("decode meta: %w", err)
-	}
-	state, err := restAfterMeta(b[len(prefix)+int(dec.InputOffset()):])
-	if err != nil {
-		return nil, fmt.Errorf("decode meta: %w", err)
-	}
-	return state, nil
 }

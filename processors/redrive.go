@@ -9,6 +9,7 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -149,7 +150,7 @@ func (g *Group) refuseRedrive(r *recordCtx, prevRaw []byte) bool {
 		return false
 	}
 	var m meta
-	if err := decodeMeta(prevRaw, &m); err != nil {
+	if err := envelope.DecodeMeta(prevRaw, &m); err != nil {
 		return false // the handler reports the undecodable state
 	}
 	last, written := m.Offsets[rd.topic]
@@ -181,7 +182,7 @@ func (g *Group) refuseRedrivenDelete(r *recordCtx, prevRaw []byte) bool {
 		return false
 	}
 	var m meta
-	if err := decodeMeta(prevRaw, &m); err != nil {
+	if err := envelope.DecodeMeta(prevRaw, &m); err != nil {
 		return false
 	}
 	last, written := m.Offsets[rd.topic]

@@ -1,39 +1,33 @@
 package processors
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
+	"fmt"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
-// metaPrefix opens every snapshot that carries framework bookkeeping.
-const metaPrefix = `{"_meta":`
+// A group table's stored value is a snapshot: the state with the group's
+// bookkeeping in front of it. Its bytes are internal/envelope's; this file
+// adapts it to the state's codec.
 
-// stateOf returns a snapshot's state document without the framework's leading
-// "_meta" member, without decoding it: what the application's codec wrote. A
-// value without "_meta" is returned as it is.
+// stateOf returns a snapshot's state document without the bookkeeping,
+// without decoding it: what the application's codec wrote. A value without
+// bookkeeping is returned as it is.
 func stateOf(snapshot []byte) ([]byte, error) {
-	if !bytes.HasPrefix(snapshot, []byte(metaPrefix)) {
-		return snapshot, nil
-	}
-	n, err := skipJSONValue(snapshot[len(metaPrefix):])
-	if err != nil {
-		return nil, err
-	}
-	return restAfterMeta(snapshot[len(metaPrefix)+n:])
+	_, state, err := envelope.Split(snapshot)
+	return state, err
 }
 
-// decodeWithMeta reads a stored snapshot: its "_meta" member into an M and
+// decodeWithMeta reads a stored snapshot: its bookkeeping into an M and
 // the rest with the state's codec; nil bytes mean no state.
 func decodeWithMeta[S, M any](c codecs.Codec[S], b []byte) (*S, M, error) {
 	var m M
 	if b == nil {
 		return nil, m, nil
 	}
-	state, err := splitMeta(b, &m)
+	state, err := envelope.Decode(b, &m)
 	if err != nil {
 		return nil, m, err
 	}
@@ -49,32 +43,20 @@ func decodeState[S, M any](c codecs.Codec[S], state []byte, m M) (*S, M, error) 
 	return &s, m, nil
 }
 
-// restAfterMeta turns what follows the "_meta" value (a comma and the state's
-// members, or the closing brace) into the state's own object.
-func restAfterMeta(b []byte) ([]byte, error) {
-	rest := bytes.TrimLeft(b, " \t\r\n")
-	switch {
-	case len(rest) > 0 && rest[0] == ',':
-		out := make([]byte, 0, len(rest))
-		out = append(out, '{')
-		return append(out, rest[1:]...), nil
-	case len(rest) > 0 && rest[0] == '}':
-		return []byte("{}"), nil
-	default:
-		return nil, errMalformedSnapshot
+// encodeWithMeta writes the snapshot of s with the bookkeeping m.
+func encodeWithMeta[S any](c codecs.Codec[S], s S, m any) ([]byte, error) {
+	body, err := c.Encode(s)
+	if err != nil {
+		return nil, fail(ClassHandler, fmt.Errorf("encode state: %w", err))
 	}
+	b, err := envelope.Join(m, body)
+	if err != nil {
+		return nil, fail(ClassHandler, err)
+	}
+	return b, nil
 }
 
-var errMalformedSnapshot = errors.New("malformed snapshot after _meta")
-
-// decodeMeta decodes only a snapshot's leading "_meta" member into m,
-// reading no further; a snapshot without one leaves m as it is.
-func decodeMeta(snapshot []byte, m any) error {
-	if !bytes.HasPrefix(snapshot, []byte(metaPrefix)) {
-		return nil
-	}
-	return json.NewDecoder(bytes.NewReader(snapshot[len(metaPrefix):])).Decode(m)
-}
+var errNotObject = envelope.ErrNotObject
 
 // stateIndexes makes a group table's indexes see the state only: a Terms
 // function then parses the application's document, not the bookkeeping in
@@ -93,64 +75,4 @@ func stateIndexes(idx []tables.Index) []tables.Index {
 		}}
 	}
 	return out
-}
-
-// skipJSONValue returns the length of the JSON value at the start of b
-// (after leading white space), without decoding it. It checks the nesting
-// and the strings, not every token: the snapshots it reads were written by
-// encoding/json.
-func skipJSONValue(b []byte) (int, error) {
-	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	if i == len(b) {
-		return 0, errMalformedSnapshot
-	}
-	if c := b[i]; c != '{' && c != '[' && c != '"' {
-		// A number or a literal: it ends where a delimiter begins.
-		for i < len(b) && bytes.IndexByte([]byte(",}] \t\r\n"), b[i]) < 0 {
-			i++
-		}
-		return i, nil
-	}
-	depth := 0
-	for ; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '"':
-			n, err := skipJSONString(b[i:])
-			if err != nil {
-				return 0, err
-			}
-			i += n - 1
-			if depth == 0 {
-				return i + 1, nil
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth < 0 {
-				return 0, errMalformedSnapshot
-			}
-			if depth == 0 {
-				return i + 1, nil
-			}
-		}
-	}
-	return 0, errMalformedSnapshot
-}
-
-// skipJSONString returns the length of the string at the start of b,
-// quotes included.
-func skipJSONString(b []byte) (int, error) {
-	for i := 1; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, nil
-		}
-	}
-	return 0, errMalformedSnapshot
 }

@@ -12,41 +12,6 @@ import (
 	"github.com/streamfold/streamfold/tables"
 )
 
-func TestStateOf_GivenSnapshots_ThenTheStateWithoutMetaAsSplitMetaFindsIt(t *testing.T) {
-	for name, snapshot := range map[string]string{
-		"nested meta":        `{"_meta":{"offsets":{"t/0":5},"ids":["a","b"],"commands":[{"reply":{"events":[{"data":{"x":[1,{"y":"}"}]}}]}}]},"id":"c1","items":[{"p":"q"}]}`,
-		"braces in strings":  `{"_meta":{"last":"a}b]c{","why":"say \"}\" twice \\"},"name":"x"}`,
-		"empty state":        `{"_meta":{"version":3}}`,
-		"white space":        `{"_meta": {"version":3} , "a":1}`,
-		"scalar meta":        `{"_meta":7,"a":true}`,
-		"no meta":            `{"a":1}`,
-		"meta-like but not":  `{"_metadata":{},"a":1}`,
-		"unicode and escape": `{"_meta":{"s":"\u00e9\\\\"},"b":"é"}`,
-	} {
-		t.Run(name, func(t *testing.T) {
-			got, err := stateOf([]byte(snapshot))
-			require.NoError(t, err)
-			var m any
-			want, err := splitMeta([]byte(snapshot), &m)
-			require.NoError(t, err)
-			assert.JSONEq(t, string(want), string(got))
-		})
-	}
-}
-
-func TestStateOf_GivenATruncatedSnapshot_ThenAnError(t *testing.T) {
-	for _, snapshot := range []string{
-		`{"_meta":{"a":"b"`,
-		`{"_meta":{"a":"b}`,
-		`{"_meta":{"a":[1,2}`,
-		`{"_meta":`,
-		`{"_meta":{}`,
-	} {
-		_, err := stateOf([]byte(snapshot))
-		assert.Error(t, err, snapshot)
-	}
-}
-
 func TestStateIndexes_GivenASnapshot_ThenTermsSeeTheStateOnly(t *testing.T) {
 	var seen string
 	idx := stateIndexes([]tables.Index{{Name: "i", Terms: func(_ string, v []byte) []string {

@@ -1,8 +1,6 @@
 package tables
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -114,19 +112,4 @@ func typeName[V any]() string {
 		return t.String()
 	}
 	return fmt.Sprintf("%s.%s", t.PkgPath(), t.Name())
-}
-
-// IsAbsent reports a stored snapshot that carries only the framework's
-// bookkeeping ({"_meta":{...,"absent":true},...}: records parked under a key
-// that has no state yet). Readers treat it as no value.
-func IsAbsent(value []byte) bool {
-	if !bytes.HasPrefix(value, []byte(`{"_meta":`)) || !bytes.Contains(value, []byte(`"absent":true`)) {
-		return false
-	}
-	var w struct {
-		Meta struct {
-			Absent bool `json:"absent"`
-		} `json:"_meta"`
-	}
-	return json.Unmarshal(value, &w) == nil && w.Meta.Absent
 }

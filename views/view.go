@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -176,7 +177,7 @@ func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, v.readErr(fmt.Errorf("%s: get %q: %w", v.table.Name, key, err))
 	}
-	if b == nil || tables.IsAbsent(b) {
+	if b == nil || envelope.Absent(b) {
 		return nil, &NotFoundError{Table: v.table.Name, Key: key}
 	}
 	return b, nil
@@ -269,7 +270,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		if err != nil {
 			return Page[V]{}, v.readErr(err)
 		}
-		if raw == nil || tables.IsAbsent(raw) { // deleted since the index read, or bookkeeping only
+		if raw == nil || envelope.Absent(raw) { // deleted since the index read, or bookkeeping only
 			continue
 		}
 		val, err := v.table.Codec.Decode(raw)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -146,7 +147,7 @@ func storeFaultChangelogVersions(t *testing.T, s *shopRun, partitions int, p int
 		versions := map[string][]int64{}
 		for _, r := range consumeAll(t, s.brokers(), shop.CustomersTable.Name, n) {
 			id := string(r.Key)
-			if r.Value == nil || tables.PartitionFor(id, partitions) != p || tables.IsAbsent(r.Value) {
+			if r.Value == nil || tables.PartitionFor(id, partitions) != p || envelope.Absent(r.Value) {
 				continue
 			}
 			c, err := shop.CustomersTable.Codec.Decode(r.Value)
