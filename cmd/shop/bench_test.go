@@ -533,7 +533,7 @@ func benchSaramaConfig() *sarama.Config {
 }
 
 // BenchmarkGetCustomer loads GET /customers/{id} with C concurrent keep-alive
-// clients over loopback: first the shop's HTTP handler (newHTTP over a
+// clients over loopback: first the shop's HTTP handler (newServer over a
 // runtime whose customers-table holds the customers, served by
 // queryapi.ServeListener), then a bare net/http server answering each
 // request with one LevelDB Get of the same JSON documents. Each serves the
@@ -584,7 +584,14 @@ func BenchmarkGetCustomer(b *testing.B) {
 		return rt.Stats()[shop.CustomersGroup].Applied >= int64(keys) && rt.Recovered()
 	})
 
-	handler, closeHTTP, err := newHTTP(rt, slog.New(slog.DiscardHandler), Config{ReplyTimeout: 5 * time.Second}, true)
+	// The server's own listener stays unused: benchServe serves it under
+	// its profiling label.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	handler, closeHTTP, err := newServer(rt, ln, slog.New(slog.DiscardHandler), Config{ReplyTimeout: 5 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/views"
 )
@@ -32,11 +33,13 @@ type cartsHTTP struct {
 	timeout  time.Duration // how long a command waits for its reply
 }
 
-func (c cartsHTTP) register(api *queryapi.API) {
-	api.Resource("carts", nil, cartLister{c.carts})
-	api.Handle(http.MethodGet, "/carts/{id}", c.get)
-	api.Handle(http.MethodGet, "/carts/{id}/events", c.events)
-	api.Handle(http.MethodPost, "/carts/{id}/commands", c.command)
+// register serves the carts. A command needs no routing: any instance
+// produces it and reads the reply topic.
+func (c cartsHTTP) register(srv *serve.Server) {
+	srv.Resource("carts", nil, cartLister{c.carts})
+	srv.Handle(http.MethodGet, "/carts/{id}", c.get, serve.KeyFromPath(c.carts.Name(), "id"))
+	srv.Get("/carts/{id}/events", c.history)
+	srv.Handle(http.MethodPost, "/carts/{id}/commands", c.command)
 }
 
 // command produces a cart command and waits for the carts group's reply.
@@ -189,14 +192,6 @@ func (e versionNotYet) Error() string {
 	return fmt.Sprintf("cart %s is at version %d in this view, not yet %d", e.id, e.have, e.want)
 }
 func (e versionNotYet) RetryAfter() time.Duration { return time.Second }
-
-func (c cartsHTTP) events(r *http.Request) (int, any, error) {
-	t, err := c.history.Get(r.Context(), queryapi.Vars(r)["id"])
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, t, nil
-}
 
 // cartLister answers GET /carts?product={id} from the product index.
 type cartLister struct{ v *views.View[shop.Cart] }
