@@ -37,7 +37,11 @@ func newServer(rt *streamfold.Runtime, ln net.Listener, log *slog.Logger, cfg Co
 		return nil, nil, err
 	}
 	customers := views.New(rt, shop.CustomersTable)
-	srv.Resource("customers", customers, customerLister{customers})
+	srv.Resource("customers", customers, &serve.Lister[shop.Customer]{
+		View:    customers,
+		Filters: map[string]string{"state": shop.CustomerStateIndex.Name},
+		Terms:   map[string][]string{"state": {shop.StateActive, shop.StateDeleted}},
+	})
 	// Writes of a customer check its current state first (POST answers 409
 	// for a registered id, PATCH and DELETE 404 for an unknown one), so they
 	// go to the owner too; a registration is served here when no owner can
@@ -58,31 +62,6 @@ func newServer(rt *streamfold.Runtime, ln net.Listener, log *slog.Logger, cfg Co
 	}.register(srv)
 	srv.OperatorEndpoints()
 	return srv, replies.Close, nil
-}
-
-// customerLister answers GET /customers?state=active|deleted from the state index.
-type customerLister struct{ v *views.View[shop.Customer] }
-
-func (l customerLister) List(ctx context.Context, q queryapi.ListQuery) (queryapi.Page, error) {
-	var index, term string
-	for k, v := range q.Filters {
-		switch {
-		case k == "state" && (v == shop.StateActive || v == shop.StateDeleted):
-			index, term = "state", v
-		case k == "state":
-			return queryapi.Page{}, queryapi.BadRequest(fmt.Sprintf("state must be %q or %q, got %q", shop.StateActive, shop.StateDeleted, v))
-		default:
-			return queryapi.Page{}, queryapi.BadRequest(fmt.Sprintf("unknown filter %q (supported: state)", k))
-		}
-	}
-	page, err := l.v.List(ctx, index, term, q.Cursor, q.Limit)
-	if errors.Is(err, views.ErrBadCursor) {
-		return queryapi.Page{}, queryapi.BadRequest("cursor is not one this API handed out")
-	}
-	if err != nil {
-		return queryapi.Page{}, err
-	}
-	return rawPage(page)
 }
 
 type customerCommands struct {
