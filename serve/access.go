@@ -17,6 +17,7 @@ import (
 type access struct {
 	name         string // the realms are <name>-admin and <name>-write
 	admin, write string
+	hint         string // how the admin token is given; "" for "admin token"
 	loopback     bool
 	operator     map[string]bool // route templates; filled before serving, read-only after
 }
@@ -27,7 +28,11 @@ func (a access) guard(r *http.Request, route string) error {
 	case op && a.admin != "":
 		return queryapi.RequireBearer(r, a.name+"-admin", a.admin)
 	case op && !a.loopback:
-		return queryapi.Forbidden("operator endpoints are disabled: this " + a.name + " listens beyond loopback and has no admin token")
+		hint := a.hint
+		if hint == "" {
+			hint = "admin token"
+		}
+		return queryapi.Forbidden("operator endpoints are disabled: this " + a.name + " listens beyond loopback and has no " + hint)
 	case op:
 		return nil
 	case a.write != "" && !isReadOnly(r.Method):

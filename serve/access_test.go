@@ -93,6 +93,12 @@ func TestOperatorEndpoints_GivenNoAdminToken_ThenOnlyOnLoopback(t *testing.T) {
 	require.NoError(t, err)
 	srv.OperatorEndpoints()
 	assert.Equal(t, http.StatusOK, do(srv, http.MethodGet, "/parked/g", "").Code, "a loopback listener")
+
+	err = access{name: "app", hint: "--admin-token", operator: map[string]bool{"/dlq": true}}.guard(httptest.NewRequest(http.MethodGet, "/dlq", nil), "/dlq")
+	p, ok := errors.AsType[*queryapi.Problem](err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, http.StatusForbidden, p.Status)
+	assert.Equal(t, "operator endpoints are disabled: this app listens beyond loopback and has no --admin-token", p.Detail)
 }
 
 func TestRedriveRequest_GivenBodies_ThenOneSelectionOrWhyNot(t *testing.T) {

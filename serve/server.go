@@ -52,6 +52,10 @@ type Options struct {
 	// one they are served only on a loopback listener and answer 403
 	// elsewhere.
 	AdminToken string
+	// AdminTokenHint says how an operator gives the admin token, e.g.
+	// "--admin-token (APP_ADMIN_TOKEN)"; the 403 of a disabled operator
+	// endpoint names it.
+	AdminTokenHint string
 	// WriteToken, when set, guards every route but GET, HEAD and OPTIONS.
 	WriteToken string
 	// CursorKey authenticates list cursors (queryapi.WithCursorKey); empty
@@ -110,6 +114,7 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		queryapi.WithGuard(access{
 			name:     opts.Name,
 			admin:    opts.AdminToken,
+			hint:     opts.AdminTokenHint,
 			write:    opts.WriteToken,
 			loopback: isLoopback(opts.Listener.Addr()),
 			operator: s.operator,

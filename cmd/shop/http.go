@@ -22,7 +22,8 @@ import (
 // and operator endpoints; with --no-query only /healthz, /readyz and
 // /metrics. The returned close releases the reply reader.
 func newServer(rt *streamfold.Runtime, ln net.Listener, log *slog.Logger, cfg Config) (*serve.Server, func() error, error) {
-	opts := serve.Options{Listener: ln, Logger: log, Name: "shop", AdminToken: cfg.AdminToken, WriteToken: cfg.WriteToken}
+	opts := serve.Options{Listener: ln, Logger: log, Name: "shop",
+		AdminToken: cfg.AdminToken, AdminTokenHint: "--admin-token (SHOP_ADMIN_TOKEN)", WriteToken: cfg.WriteToken}
 	if cfg.NoQuery {
 		srv, err := serve.New(rt, opts)
 		return srv, func() error { return nil }, err
