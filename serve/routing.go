@@ -342,7 +342,7 @@ func (ro *router) fail(w http.ResponseWriter, r *http.Request, why unavailable) 
 	p := &queryapi.Problem{Status: http.StatusServiceUnavailable, Detail: detail, Extras: placementExtras(pl, why.reason)}
 	retryAfter := time.Second
 	switch {
-	case errors.Is(why.err, context.DeadlineExceeded) || errors.Is(r.Context().Err(), context.DeadlineExceeded):
+	case errors.Is(why.err, context.DeadlineExceeded) || budgetSpent(r.Context()):
 		p.Status, retryAfter = http.StatusGatewayTimeout, 0
 	case why.err != nil && !errors.Is(why.err, errMisdirected) && !isDial(why.err):
 		p.Status, retryAfter = http.StatusBadGateway, 0
@@ -350,6 +350,13 @@ func (ro *router) fail(w http.ResponseWriter, r *http.Request, why unavailable) 
 	ro.log.Warn("query not routed", "table", pl.Table, "key", pl.Key, "partition", pl.Partition,
 		"owner", pl.Owner.Query, "status", p.Status, "reason", why.reason)
 	writeProblem(w, r, p, retryAfter)
+}
+
+// budgetSpent reports whether the caller's time has run out: by the clock,
+// since the context's timer may not have fired yet at the deadline.
+func budgetSpent(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return errors.Is(ctx.Err(), context.DeadlineExceeded) || ok && !time.Now().Before(dl)
 }
 
 func isDial(err error) bool {

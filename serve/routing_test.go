@@ -240,3 +240,12 @@ func TestServer_GivenAKeyRouteServedHere_ThenTheReaderAnswers(t *testing.T) {
 	rec = do(srv, http.MethodGet, "/customers/absent/carts", "")
 	assert.Equal(t, http.StatusNotFound, rec.Code)
 }
+
+func TestHandle_GivenAKeyVariableThePathLacks_ThenTheMistakeIsCaughtAtRegistration(t *testing.T) {
+	srv, err := New(&fakeRuntime{}, Options{Listener: listen(t)})
+	require.NoError(t, err)
+	ok := func(*http.Request) (int, any, error) { return http.StatusOK, nil, nil }
+	assert.PanicsWithValue(t, "serve: route GET /orders/{order} has no variable {id} to find its key in", func() {
+		srv.Handle(http.MethodGet, "/orders/{order}", ok, KeyFromPath("orders-table", "id"))
+	})
+}

@@ -3,10 +3,12 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 
 	"github.com/gorilla/mux"
 	"golang.org/x/sync/errgroup"
@@ -170,7 +172,8 @@ func (s *Server) Get(path string, r Reader) {
 // queryapi.API.Handle) with h. Without options it is served by whichever
 // instance receives it; KeyFromPath or KeyFromBody send it to the owner of
 // its key, OrLocal serves it here when no owner can be reached, AdminOnly
-// puts it behind the admin token. It panics as queryapi.API.Handle does.
+// puts it behind the admin token. It panics as queryapi.API.Handle does, and
+// on a KeyFromPath variable that path does not have.
 func (s *Server) Handle(method, path string, h queryapi.HandlerFunc, opts ...RouteOption) {
 	s.api.Handle(method, path, h)
 	s.keyRoute(method, path, opts)
@@ -187,7 +190,12 @@ func (s *Server) keyRoute(method, path string, opts []RouteOption) {
 	if kr.table == "" {
 		return
 	}
-	s.routes[s.keyed.NewRoute().Path(path).Methods(method)] = kr
+	route := s.keyed.NewRoute().Path(path).Methods(method)
+	if names, err := route.GetVarNames(); !kr.bodyKey && (err != nil || !slices.Contains(names, kr.variable)) {
+		// A programming error, as queryapi treats a malformed route.
+		panic(fmt.Sprintf("serve: route %s %s has no variable {%s} to find its key in", method, path, kr.variable))
+	}
+	s.routes[route] = kr
 }
 
 // RouteOption says how a route registered with Handle is served.
