@@ -26,6 +26,9 @@ var allowed = map[string][]string{
 
 	// reads and re-drives <group>-dlq; processors brings tables and codecs
 	"deadletters": {"processors", "tables", "codecs", "internal"},
+
+	// serves a topology over HTTP across instances
+	"serve": {"", "views", "queryapi", "deadletters", "processors", "tables", "codecs", "internal"},
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.

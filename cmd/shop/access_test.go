@@ -7,13 +7,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,48 +128,6 @@ print(len(names))
 		return
 	}
 	t.Log("skipped the prometheus_client check: no python3 with prometheus_client (apt-get install python3-prometheus-client)")
-}
-
-func TestAccess_GivenTokensAndListener_ThenWhoMayDoWhat(t *testing.T) {
-	req := func(method, path, auth string) *http.Request {
-		r := httptest.NewRequest(method, path, nil)
-		if auth != "" {
-			r.Header.Set("Authorization", "Bearer "+auth)
-		}
-		return r
-	}
-	status := func(err error) int {
-		if p, ok := errors.AsType[*queryapi.Problem](err); ok {
-			return p.Status
-		}
-		require.NoError(t, err)
-		return http.StatusOK
-	}
-	cases := []struct {
-		name   string
-		access access
-		method string
-		route  string
-		auth   string
-		want   int
-	}{
-		{"no token, loopback: operator served", access{loopback: true}, http.MethodGet, "/dlq/{group}", "", 200},
-		{"no token, network: operator forbidden", access{}, http.MethodPost, "/dlq/{group}/redrive", "", 403},
-		{"no token, network: parked forbidden", access{}, http.MethodGet, "/parked/{group}", "", 403},
-		{"no token, network: queries open", access{}, http.MethodGet, "/customers/{id}", "", 200},
-		{"no token, network: writes open", access{}, http.MethodPost, "/customers", "", 200},
-		{"admin token, loopback: still required", access{admin: "a", loopback: true}, http.MethodGet, "/dlq", "", 401},
-		{"admin token given", access{admin: "a"}, http.MethodGet, "/dlq/{group}", "a", 200},
-		{"write token for a write", access{write: "w"}, http.MethodPatch, "/customers/{id}", "", 401},
-		{"write token given", access{write: "w"}, http.MethodDelete, "/customers/{id}", "w", 200},
-		{"write token: reads open", access{write: "w"}, http.MethodGet, "/carts/{id}", "", 200},
-		{"write token is no admin token", access{admin: "a", write: "w"}, http.MethodGet, "/dlq/{group}", "w", 401},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, status(tc.access.guard(req(tc.method, "/x", tc.auth), tc.route)))
-		})
-	}
 }
 
 func TestConfig_GivenNoHTTPFlag_ThenLoopbackWithTheEmbeddedBrokerOnly(t *testing.T) {

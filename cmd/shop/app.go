@@ -4,32 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/embedded"
 	"github.com/streamfold/streamfold/processors"
-	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
 )
 
-// app is one running shop: maybe a broker, the runtime, the HTTP listener.
+// app is one running shop: maybe a broker, the runtime, the HTTP server.
 type app struct {
 	cfg       Config
 	log       *slog.Logger
 	broker    *embedded.Broker // nil with --brokers
 	rt        *streamfold.Runtime
 	ln        net.Listener
-	handler   http.Handler
+	srv       *serve.Server
 	closeHTTP func() error
-	progress  io.Writer // where the restore progress bar goes; nil for none
 	brokers   []string
 	advertise string // the query address advertised to the groups
 }
@@ -60,13 +55,13 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 	}
 	// Listen first: the address other instances forward queries to is
 	// derived from the listener and advertised to the groups at Open.
-	a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	var advertise string
+	a.ln, advertise, err = serve.Listen(cfg.HTTPAddr, cfg.AdvertiseHTTP)
 	if err != nil {
-		return nil, fmt.Errorf("http listen: %w", err)
+		return nil, err
 	}
-	advertise := ""
 	if !cfg.NoQuery {
-		advertise = advertiseAddr(a.ln.Addr(), cfg.AdvertiseHTTP)
+		a.advertise = advertise
 	}
 	sec, err := cfg.Kafka.security()
 	if err != nil {
@@ -86,25 +81,18 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error
 		Groups:         cfg.Groups,
 		Replicas:       !cfg.NoQuery,
 		Standby:        cfg.Standby,
-		Advertise:      advertise,
+		Advertise:      a.advertise,
 		Security:       sec,
 		StoreMemory:    cfg.StoreMemoryMiB << 20,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if cfg.NoQuery {
-		a.handler = queryapi.New(queryapi.WithLogger(log), queryapi.WithReadiness(readiness{a.rt}), queryapi.WithMetrics(metrics{a.rt}))
-	} else {
-		a.handler, a.closeHTTP, err = newHTTP(a.rt, log, cfg, isLoopback(a.ln.Addr()))
-		if err != nil {
-			return nil, err
-		}
+	log.Info("roles", "groups", groupsAttr(cfg.Groups), "query", !cfg.NoQuery, "standby", cfg.Standby, "advertised", a.advertise)
+	a.srv, a.closeHTTP, err = newServer(a.rt, a.ln, log, cfg)
+	if err != nil {
+		return nil, err
 	}
-	a.advertise = advertise
-	log.Info("roles", "groups", groupsAttr(cfg.Groups), "query", !cfg.NoQuery, "standby", cfg.Standby, "advertised", advertise)
-	// Tests and scripts read the address from the end of this line.
-	log.Info("http listening", "addr", a.ln.Addr().String())
 	return a, nil
 }
 
@@ -118,54 +106,6 @@ func groupsAttr(groups []string) string {
 	return strings.Join(groups, ",")
 }
 
-// advertiseAddr is the address other instances forward queries to: the
-// configured one, else the listener's, with an unspecified host (":8080")
-// replaced by this machine's first non-loopback address — a container's or
-// pod's address, reachable by its peers.
-func advertiseAddr(ln net.Addr, configured string) string {
-	if configured != "" {
-		return configured
-	}
-	host, port, err := net.SplitHostPort(ln.String())
-	if err != nil {
-		return ln.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
-		return ln.String()
-	}
-	return net.JoinHostPort(firstAddress(), port)
-}
-
-// firstAddress is the first IPv4 address of an interface that is up and not
-// a loopback, or 127.0.0.1.
-func firstAddress() string {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return "127.0.0.1"
-	}
-	for _, i := range ifs {
-		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := i.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLinkLocalUnicast() {
-				return n.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
-}
-
-// isLoopback reports whether a listener accepts only local connections.
-func isLoopback(addr net.Addr) bool {
-	tcp, ok := addr.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
-}
-
 // Advertised is the query address this instance advertises; empty with --no-query.
 func (a *app) Advertised() string { return a.advertise }
 
@@ -176,32 +116,7 @@ func (a *app) HTTPAddr() string { return a.ln.Addr().String() }
 // (in-flight requests finish), processors (flush, commit), stores, broker (its
 // log flushed to disk).
 func (a *app) Run(ctx context.Context) error {
-	// The processors outlive the HTTP server: requests in flight at the
-	// stop (a command waiting for its reply) finish while the groups still
-	// process. A processor that fails stops the HTTP server at once.
-	rtCtx, stopRT := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRT()
-	httpCtx, stopHTTP := context.WithCancel(ctx)
-	defer stopHTTP()
-	var eg errgroup.Group
-	eg.Go(func() error {
-		defer stopHTTP()
-		return a.rt.Run(rtCtx)
-	})
-	eg.Go(func() error {
-		defer stopRT()
-		return queryapi.ServeListener(httpCtx, a.ln, a.handler, a.log)
-	})
-	if a.progress != nil {
-		eg.Go(func() error {
-			restoreBar(httpCtx, a.progress, a.rt.Progress, a.rt.Recovered)
-			return nil
-		})
-	}
-	err := eg.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
+	err := a.srv.Run(ctx)
 	if cerr := a.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}

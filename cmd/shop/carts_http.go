@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/views"
 )
@@ -32,11 +32,13 @@ type cartsHTTP struct {
 	timeout  time.Duration // how long a command waits for its reply
 }
 
-func (c cartsHTTP) register(api *queryapi.API) {
-	api.Resource("carts", nil, cartLister{c.carts})
-	api.Handle(http.MethodGet, "/carts/{id}", c.get)
-	api.Handle(http.MethodGet, "/carts/{id}/events", c.events)
-	api.Handle(http.MethodPost, "/carts/{id}/commands", c.command)
+// register serves the carts. A command needs no routing: any instance
+// produces it and reads the reply topic.
+func (c cartsHTTP) register(srv *serve.Server) {
+	srv.Resource("carts", nil, &serve.Lister[shop.Cart]{View: c.carts, Filters: map[string]string{"product": shop.CartProductIndex.Name}, Filtered: true})
+	srv.Handle(http.MethodGet, "/carts/{id}", c.get, serve.KeyFromPath(c.carts.Name(), "id"))
+	srv.Get("/carts/{id}/events", c.history)
+	srv.Handle(http.MethodPost, "/carts/{id}/commands", c.command)
 }
 
 // command produces a cart command and waits for the carts group's reply.
@@ -189,42 +191,3 @@ func (e versionNotYet) Error() string {
 	return fmt.Sprintf("cart %s is at version %d in this view, not yet %d", e.id, e.have, e.want)
 }
 func (e versionNotYet) RetryAfter() time.Duration { return time.Second }
-
-func (c cartsHTTP) events(r *http.Request) (int, any, error) {
-	t, err := c.history.Get(r.Context(), queryapi.Vars(r)["id"])
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, t, nil
-}
-
-// cartLister answers GET /carts?product={id} from the product index.
-type cartLister struct{ v *views.View[shop.Cart] }
-
-func (l cartLister) List(ctx context.Context, q queryapi.ListQuery) (queryapi.Page, error) {
-	product, ok := q.Filters["product"]
-	if !ok || len(q.Filters) != 1 || product == "" {
-		return queryapi.Page{}, queryapi.BadRequest("give exactly one filter: product={productId}")
-	}
-	page, err := l.v.List(ctx, shop.CartProductIndex.Name, product, q.Cursor, q.Limit)
-	if errors.Is(err, views.ErrBadCursor) {
-		return queryapi.Page{}, queryapi.BadRequest("cursor is not one this API handed out")
-	}
-	if err != nil {
-		return queryapi.Page{}, err
-	}
-	return rawPage(page)
-}
-
-// rawPage re-encodes a view page's values (without the framework's bookkeeping).
-func rawPage[V any](page views.Page[V]) (queryapi.Page, error) {
-	out := queryapi.Page{Next: page.Next, Items: make([]json.RawMessage, 0, len(page.Items))}
-	for _, it := range page.Items {
-		b, err := json.Marshal(it.Value)
-		if err != nil {
-			return queryapi.Page{}, err
-		}
-		out.Items = append(out.Items, b)
-	}
-	return out, nil
-}

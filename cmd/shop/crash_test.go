@@ -29,7 +29,7 @@ func TestCarts_GivenNoReplyInTime_Then504Problem(t *testing.T) {
 	a, err := start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.close() })
-	srv := httptest.NewServer(a.handler)
+	srv := httptest.NewServer(a.srv)
 	t.Cleanup(srv.Close)
 
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/carts/c1/commands", strings.NewReader(addItem("apple", 1)))

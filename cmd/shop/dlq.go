@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/deadletters"
+	"github.com/streamfold/streamfold/serve"
 )
 
 const dlqUsage = `usage: shop dlq <command> --group <group> [flags]
@@ -125,7 +126,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var sel deadletters.Selection
 	if sub == "redrive" {
-		var q redriveRequest
+		var q serve.RedriveRequest
 		if set["partition"] {
 			p := int32(partition)
 			q.Partition = &p
@@ -144,7 +145,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		q.Force = force
 		var err error
-		if sel, err = q.selection(); err != nil {
+		if sel, err = q.Selection(); err != nil {
 			return usageErr("%v; give --partition and --offset (one), --partition, --from and --to (a range, both included), or --all", err)
 		}
 	}

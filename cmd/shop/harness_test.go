@@ -173,12 +173,23 @@ func (r *shopRun) do(method, path, body string, out any) *http.Response {
 // requests without it.
 func (r *shopRun) authorize(req *http.Request) {
 	tok := r.app.cfg.AdminToken
-	if !isAdminRoute(req.URL.Path) && r.app.cfg.WriteToken != "" {
+	if !isOperatorPath(req.URL.Path) && r.app.cfg.WriteToken != "" {
 		tok = r.app.cfg.WriteToken
 	}
 	if tok != "" && req.Header.Get("Authorization") == "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+}
+
+// isOperatorPath reports whether path is one of the operator endpoints
+// (serve.Server.OperatorEndpoints), which take the admin token.
+func isOperatorPath(path string) bool {
+	for _, p := range []string{"/dlq", "/parked"} {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // expectProblem sends a request that must be answered with status as a

@@ -82,7 +82,7 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
-		app.progress = f
+		app.srv.ShowRestore(f)
 	}
 	return app.Run(ctx)
 }
@@ -103,4 +103,10 @@ func topologyCommand(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return t.Describe(stdout, streamfold.Format(*format))
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

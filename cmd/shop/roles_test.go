@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -141,8 +142,8 @@ func TestStandby_GivenHotStandbys_ThenEveryInstanceHoldsEveryPartitionAndAStaleR
 		var c shop.Customer
 		require.NoError(t, json.Unmarshal(ans.body, &c))
 		assert.Equal(t, "name-"+id, c.Name)
-		if ans.header.Get(headerStale) == "true" {
-			assert.NotEmpty(t, ans.header.Get(headerLagRecords))
+		if ans.header.Get(serve.HeaderStale) == "true" {
+			assert.NotEmpty(t, ans.header.Get(serve.HeaderLagRecords))
 		}
 	}
 	allReadable(t, []string{a.base}, ids)

@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"bytes"
@@ -11,34 +11,29 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/gorilla/mux"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/queryapi"
-	"github.com/streamfold/streamfold/shop"
-	"github.com/streamfold/streamfold/views"
 )
 
 // Routing headers.
 const (
-	// headerServedBy names the instance (its advertised query address) whose
+	// HeaderServedBy names the instance (its advertised query address) whose
 	// local state answered.
-	headerServedBy = "X-Served-By"
-	// headerRoutedVia names the instance that forwarded the request to the
+	HeaderServedBy = "X-Served-By"
+	// HeaderRoutedVia names the instance that forwarded the request to the
 	// one that answered.
-	headerRoutedVia = "X-Routed-Via"
-	// headerHops marks a forwarded request; one is never forwarded again, so
+	HeaderRoutedVia = "X-Routed-Via"
+	// HeaderHops marks a forwarded request; one is never forwarded again, so
 	// instances that disagree about an owner cannot bounce a query around.
-	headerHops = "X-Streamfold-Hops"
-	// headerTimeout is the caller's time budget as a Go duration ("1.5s"),
+	HeaderHops = "X-Streamfold-Hops"
+	// HeaderTimeout is the caller's time budget as a Go duration ("1.5s"),
 	// optional from a client, always set on a forwarded request to what is
 	// left of it.
-	headerTimeout = "X-Streamfold-Timeout"
-	// Stale reads (?stale=ok) answered from a local copy carry these.
-	headerStale      = "X-Stale"
-	headerLagRecords = "X-Lag-Records"
+	HeaderTimeout = "X-Streamfold-Timeout"
 )
 
 const (
@@ -51,64 +46,44 @@ const (
 	ownerPoll = 25 * time.Millisecond
 )
 
-// keyRoute is an HTTP route answered from one key of one table: it is served
-// where the key's partition is. The key is the path segment after resource,
-// or with bodyKey the "id" of the JSON body. A route with orLocal is served
-// here when no owner can be reached: its handler copes without the owner's
-// state (a registration then skips its duplicate check) and a write stays
-// available through a rebalance.
+// keyRoute is how a route is served: with a table, where the key's
+// partition is. The key is the path variable, or with bodyKey the "id" of
+// the JSON body. A route with orLocal is served here when no owner can be
+// reached: its handler copes without the owner's state (a registration then
+// skips its duplicate check) and a write stays available through a
+// rebalance. admin puts the route behind the admin token.
 type keyRoute struct {
-	method, resource, sub, table string
-	bodyKey, orLocal             bool
-}
-
-// keyRoutes are the shop's routes that read one key's partition. Writes of a
-// customer check the customer's current state first (POST answers 409 for a
-// registered id, PATCH and DELETE 404 for an unknown one), so they go to the
-// owner too. POST /carts/{id}/commands needs no routing: any instance
-// produces the command and reads the reply topic.
-var keyRoutes = []keyRoute{
-	{method: http.MethodGet, resource: "customers", table: shop.CustomersTable.Name},
-	{method: http.MethodPost, resource: "customers", table: shop.CustomersTable.Name, bodyKey: true, orLocal: true},
-	{method: http.MethodPatch, resource: "customers", table: shop.CustomersTable.Name},
-	{method: http.MethodDelete, resource: "customers", table: shop.CustomersTable.Name},
-	{method: http.MethodGet, resource: "customers", sub: "carts", table: shop.CustomerCartsTable.Name},
-	{method: http.MethodGet, resource: "products", table: shop.ProductsTable.Name},
-	{method: http.MethodGet, resource: "carts", table: shop.CartsTable.Name},
-	{method: http.MethodGet, resource: "carts", sub: "events", table: shop.CartHistoryTable.Name},
+	table, variable         string
+	bodyKey, orLocal, admin bool
 }
 
 // matchKeyRoute finds the key route of r and, unless the key is in the body,
 // its (unescaped) key.
-func matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
-	segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
-	if len(segs) > 3 || segs[0] == "" || len(segs) > 1 && segs[1] == "" {
+func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
+	var m mux.RouteMatch
+	if !s.keyed.Match(r, &m) || m.MatchErr != nil {
 		return keyRoute{}, "", false
 	}
-	for _, kr := range keyRoutes {
-		if kr.method != r.Method || kr.resource != segs[0] {
-			continue
-		}
-		switch {
-		case kr.bodyKey && len(segs) == 1:
-			return kr, "", true
-		case kr.bodyKey, len(segs) == 1, len(segs) == 2 && kr.sub != "", len(segs) == 3 && kr.sub != segs[2]:
-			continue
-		}
-		key, err := url.PathUnescape(segs[1])
-		if err != nil {
-			return keyRoute{}, "", false
-		}
-		return kr, key, true
+	kr, ok := s.routes[m.Route]
+	if !ok {
+		return keyRoute{}, "", false
 	}
-	return keyRoute{}, "", false
+	if kr.bodyKey {
+		return kr, "", true
+	}
+	key, err := url.PathUnescape(m.Vars[kr.variable])
+	if err != nil || key == "" {
+		return keyRoute{}, "", false
+	}
+	return kr, key, true
 }
 
 // router sends each key route to the instance that owns the key's partition
 // and serves everything else (and what it owns or replicates) locally. Safe
 // for concurrent use.
 type router struct {
-	rt     *streamfold.Runtime
+	srv    *Server
+	rt     Runtime
 	next   http.Handler
 	log    *slog.Logger
 	self   string // our advertised query address
@@ -124,30 +99,30 @@ var forwardTransport = &http.Transport{
 	IdleConnTimeout:     90 * time.Second,
 }
 
-// routeQueries wraps the API so that key routes are answered by the owner of
-// the key's partition; every response says who served it.
-func routeQueries(rt *streamfold.Runtime, next http.Handler, log *slog.Logger) http.Handler {
-	return &router{rt: rt, next: next, log: log, self: rt.Self().Query, client: &http.Client{Transport: forwardTransport}}
+// newRouter wraps the server's API so that key routes are answered by the
+// owner of the key's partition; every response says who served it.
+func newRouter(s *Server, self string) *router {
+	return &router{srv: s, rt: s.rt, next: s.api, log: s.log, self: self, client: &http.Client{Transport: forwardTransport}}
 }
 
 func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ro.self != "" {
-		w.Header().Set(headerServedBy, ro.self)
+		w.Header().Set(HeaderServedBy, ro.self)
 	}
-	if r.Method == http.MethodGet && r.URL.Path == membershipPath {
+	if ro.self != "" && r.Method == http.MethodGet && r.URL.Path == membershipPath {
 		ro.membership(w)
 		return
 	}
-	kr, key, ok := matchKeyRoute(r)
+	kr, key, ok := ro.srv.matchKeyRoute(r)
 	if !ok {
 		ro.next.ServeHTTP(w, r)
 		return
 	}
 	budget := defaultBudget
-	if v := r.Header.Get(headerTimeout); v != "" {
+	if v := r.Header.Get(HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			writeProblem(w, r, queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", headerTimeout, v)), 0)
+			writeProblem(w, r, queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", HeaderTimeout, v)), 0)
 			return
 		}
 		budget = d
@@ -204,7 +179,7 @@ func (ro *router) membership(w http.ResponseWriter) {
 func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte) {
 	ctx := r.Context()
 	stale := r.URL.Query().Get("stale") == "ok"
-	forwarded := r.Header.Get(headerHops) != ""
+	forwarded := r.Header.Get(HeaderHops) != ""
 	deadline := time.Now().Add(ownerWait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -280,42 +255,6 @@ func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key
 	}
 }
 
-// serveStale answers from whatever local copy there is, with its lag.
-func (ro *router) serveStale(w http.ResponseWriter, r *http.Request) {
-	ctx, reads := views.WithStaleReads(r.Context())
-	ro.next.ServeHTTP(&staleWriter{ResponseWriter: w, reads: reads}, r.WithContext(ctx))
-}
-
-// staleWriter adds the lag headers of the stale reads just before the
-// status is written.
-type staleWriter struct {
-	http.ResponseWriter
-	reads       *views.StaleReads
-	wroteHeader bool
-}
-
-func (s *staleWriter) WriteHeader(code int) {
-	if !s.wroteHeader {
-		s.wroteHeader = true
-		if lag, _, read := s.reads.Lag(); read {
-			s.Header().Set(headerStale, "true")
-			if lag >= 0 {
-				s.Header().Set(headerLagRecords, strconv.FormatInt(lag, 10))
-			}
-		}
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *staleWriter) Write(b []byte) (int, error) {
-	if !s.wroteHeader {
-		s.WriteHeader(http.StatusOK)
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *staleWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
 // errMisdirected: the instance we forwarded to no longer owns the partition.
 var errMisdirected = errors.New("the owner says it no longer owns the partition")
 
@@ -338,9 +277,9 @@ func (ro *router) forward(w http.ResponseWriter, r *http.Request, pl streamfold.
 			req.Header[k] = vs
 		}
 	}
-	req.Header.Set(headerHops, "1")
+	req.Header.Set(HeaderHops, "1")
 	if dl, ok := r.Context().Deadline(); ok {
-		req.Header.Set(headerTimeout, time.Until(dl).String())
+		req.Header.Set(HeaderTimeout, time.Until(dl).String())
 	}
 	resp, err := ro.client.Do(req)
 	if err != nil {
@@ -362,7 +301,7 @@ func (ro *router) forward(w http.ResponseWriter, r *http.Request, pl streamfold.
 		}
 	}
 	if ro.self != "" {
-		h.Set(headerRoutedVia, ro.self)
+		h.Set(HeaderRoutedVia, ro.self)
 	}
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil {
@@ -403,7 +342,7 @@ func (ro *router) fail(w http.ResponseWriter, r *http.Request, why unavailable) 
 	p := &queryapi.Problem{Status: http.StatusServiceUnavailable, Detail: detail, Extras: placementExtras(pl, why.reason)}
 	retryAfter := time.Second
 	switch {
-	case errors.Is(why.err, context.DeadlineExceeded) || errors.Is(r.Context().Err(), context.DeadlineExceeded):
+	case errors.Is(why.err, context.DeadlineExceeded) || budgetSpent(r.Context()):
 		p.Status, retryAfter = http.StatusGatewayTimeout, 0
 	case why.err != nil && !errors.Is(why.err, errMisdirected) && !isDial(why.err):
 		p.Status, retryAfter = http.StatusBadGateway, 0
@@ -411,6 +350,13 @@ func (ro *router) fail(w http.ResponseWriter, r *http.Request, why unavailable) 
 	ro.log.Warn("query not routed", "table", pl.Table, "key", pl.Key, "partition", pl.Partition,
 		"owner", pl.Owner.Query, "status", p.Status, "reason", why.reason)
 	writeProblem(w, r, p, retryAfter)
+}
+
+// budgetSpent reports whether the caller's time has run out: by the clock,
+// since the context's timer may not have fired yet at the deadline.
+func budgetSpent(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return errors.Is(ctx.Err(), context.DeadlineExceeded) || ok && !time.Now().Before(dl)
 }
 
 func isDial(err error) bool {

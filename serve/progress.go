@@ -1,10 +1,10 @@
-package main
+package serve
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"os"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -45,7 +45,7 @@ func barLine(byTable map[string][]tables.Progress) (string, bool) {
 	var done, total int64
 	var rate float64
 	var restoring []string
-	for _, name := range slices.Sorted(mapsKeys(byTable)) {
+	for _, name := range slices.Sorted(maps.Keys(byTable)) {
 		for _, p := range byTable[name] {
 			if p.Recovered || p.HighWatermark <= p.StartOffset || p.StartOffset < 0 {
 				continue
@@ -70,20 +70,4 @@ func barLine(byTable map[string][]tables.Progress) (string, bool) {
 	return fmt.Sprintf("restoring %s [%s%s] %3.0f%% %d/%d records, %.0f/s, eta %s ",
 		strings.Join(restoring, ","), strings.Repeat("#", filled), strings.Repeat(".", width-filled),
 		100*float64(done)/float64(total), done, total, rate, eta), true
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

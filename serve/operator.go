@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"context"
@@ -21,7 +21,11 @@ import (
 // anyway; this is for a broker that stops answering.
 const dlqTimeout = 30 * time.Second
 
-// registerDLQ serves the groups' dead letters:
+// OperatorEndpoints serves the operator endpoints, behind the admin token
+// (see Options.AdminToken): the groups' dead letters and their parked
+// records.
+//
+//	GET  /parked/{group}                       records waiting for a parent, and what each waits for
 //
 //	GET  /dlq                                  the groups and their dead-letter topics
 //	GET  /dlq/{group}?limit=N&cursor=C         a page: {items, next}
@@ -31,12 +35,30 @@ const dlqTimeout = 30 * time.Second
 //
 // Each request opens its own Kafka client: these are operator calls, rare
 // next to the queries, and nothing is left to close.
-func registerDLQ(api *queryapi.API, rt *streamfold.Runtime, log *slog.Logger) {
-	h := dlqHTTP{groups: rt.GroupNames(), brokers: rt.Brokers(), security: rt.Security(), log: log}
-	api.Handle(http.MethodGet, "/dlq", h.groupList)
-	api.Handle(http.MethodGet, "/dlq/{group}", h.list)
-	api.Handle(http.MethodGet, "/dlq/{group}/{partition}/{offset}", h.show)
-	api.Handle(http.MethodPost, "/dlq/{group}/redrive", h.redrive)
+func (s *Server) OperatorEndpoints() {
+	h := dlqHTTP{groups: s.rt.GroupNames(), brokers: s.rt.Brokers(), security: s.rt.Security(), log: s.log, clientID: s.opts.Name + "-dlq-http"}
+	s.Handle(http.MethodGet, "/dlq", h.groupList, AdminOnly())
+	s.Handle(http.MethodGet, "/dlq/{group}", h.list, AdminOnly())
+	s.Handle(http.MethodGet, "/dlq/{group}/{partition}/{offset}", h.show, AdminOnly())
+	s.Handle(http.MethodPost, "/dlq/{group}/redrive", h.redrive, AdminOnly())
+	s.Handle(http.MethodGet, "/parked/{group}", parked(s.rt), AdminOnly())
+}
+
+// parked answers GET /parked/{group}.
+func parked(rt Runtime) queryapi.HandlerFunc {
+	return func(r *http.Request) (int, any, error) {
+		ps, err := rt.Parked(queryapi.Vars(r)["group"])
+		if errors.Is(err, streamfold.ErrUnknownGroup) {
+			return 0, nil, queryapi.NotFound(err.Error())
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("parked records: %w", err)
+		}
+		if ps == nil {
+			ps = []streamfold.ParkedRecord{}
+		}
+		return http.StatusOK, map[string]any{"items": ps}, nil
+	}
 }
 
 type dlqHTTP struct {
@@ -44,6 +66,7 @@ type dlqHTTP struct {
 	brokers  []string
 	security streamfold.Security
 	log      *slog.Logger
+	clientID string
 }
 
 type dlqGroup struct {
@@ -106,11 +129,11 @@ func (h dlqHTTP) redrive(r *http.Request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var req redriveRequest
+	var req RedriveRequest
 	if err := queryapi.DecodeJSON(r, &req); err != nil {
 		return 0, nil, err
 	}
-	sel, err := req.selection()
+	sel, err := req.Selection()
 	if err != nil {
 		return 0, nil, queryapi.BadRequest(err.Error() + "; " + selectionHelp)
 	}
@@ -152,7 +175,7 @@ func (h dlqHTTP) with(r *http.Request, fn func(context.Context, *deadletters.Cli
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), dlqTimeout)
 	defer cancel()
-	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq-http"),
+	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID(h.clientID),
 		deadletters.WithSarama(h.security.ApplySarama))
 	if err != nil {
 		return kafkaUnavailable{err}
@@ -213,10 +236,10 @@ func parseDLQQuery(raw string) (limit int, cursor string, err error) {
 	return limit, cursor, nil
 }
 
-// redriveRequest is the body of POST /dlq/{group}/redrive and what the
-// redrive command's flags say: exactly one of {partition, offset},
+// RedriveRequest is the body of POST /dlq/{group}/redrive (and what a
+// command line's re-drive flags say): exactly one of {partition, offset},
 // {partition, from, to} (offsets from through to) or {all: true}.
-type redriveRequest struct {
+type RedriveRequest struct {
 	Partition *int32 `json:"partition,omitempty"`
 	Offset    *int64 `json:"offset,omitempty"`
 	From      *int64 `json:"from,omitempty"`
@@ -229,9 +252,9 @@ type redriveRequest struct {
 // selectionHelp follows a bad selection's reason in the 400 answer.
 const selectionHelp = "give partition and offset (one), partition, from and to (a range, both included), or all: true"
 
-// selection is the one selection q makes; its errors say what is wrong,
+// Selection is the one selection q makes; its errors say what is wrong,
 // the caller says how to write it right.
-func (q redriveRequest) selection() (deadletters.Selection, error) {
+func (q RedriveRequest) Selection() (deadletters.Selection, error) {
 	var sel deadletters.Selection
 	switch {
 	case q.All != nil:

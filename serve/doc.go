@@ -1,0 +1,24 @@
+// Package serve serves a topology over HTTP across instances: it owns what
+// every application of the framework needs beside its own resources.
+//
+// A Server wraps a queryapi.API over a running *streamfold.Runtime:
+//
+//   - key→owner routing: a route that reads one key's partition (a
+//     Resource, a Get, a Handle with KeyFromPath or KeyFromBody) is answered
+//     by the instance that owns the partition; other instances forward it
+//     (X-Served-By, X-Routed-Via, X-Streamfold-Timeout; 421, 502, 503, 504
+//     when no owner can answer), and GET /membership says who owns what;
+//   - stale reads: ?stale=ok answers from any local copy, with X-Stale and
+//     X-Lag-Records;
+//   - readiness (/readyz) and metrics (/metrics) from the runtime;
+//   - the operator endpoints: dead letters (/dlq) and parked records
+//     (/parked), behind an admin token (or a loopback listener);
+//   - a restore progress bar on a terminal;
+//   - one Run that processes and serves, and stops both cleanly.
+//
+// The routes that need an owner are derived from what the application
+// registers: there is no second table of routes to keep in step.
+//
+// Listen binds the listener before streamfold.Open, because the runtime
+// advertises the address other instances forward to.
+package serve
