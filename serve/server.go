@@ -82,6 +82,7 @@ type Server struct {
 	keyed    *mux.Router // the templates of key routes, matched as the API matches them
 	routes   map[*mux.Route]keyRoute
 	operator map[string]bool // route templates only operators may call
+	owned    *streamfold.Runtime // opened by Open: Run closes it
 }
 
 // New returns a Server of rt on opts.Listener with the built-in routes
@@ -235,8 +236,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // flight at the stop (a command waiting for its reply) finish while the
 // groups still process. A processor that fails stops the HTTP server at
 // once. Run closes the listener; closing the runtime is the caller's, after
-// Run.
-func (s *Server) Run(ctx context.Context) error {
+// Run, unless Open opened it.
+func (s *Server) Run(ctx context.Context) (err error) {
+	if s.owned != nil {
+		defer func() { err = errors.Join(err, s.owned.Close()) }()
+	}
 	rtCtx, stopRT := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRT()
 	httpCtx, stopHTTP := context.WithCancel(ctx)
@@ -256,9 +260,8 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	err := eg.Wait()
-	if errors.Is(err, context.Canceled) {
-		return nil
+	if err := eg.Wait(); !errors.Is(err, context.Canceled) {
+		return err
 	}
-	return err
+	return nil
 }
