@@ -81,7 +81,7 @@ type Server struct {
 	progress io.Writer   // where Run draws restore progress; nil for nowhere
 	keyed    *mux.Router // the templates of key routes, matched as the API matches them
 	routes   map[*mux.Route]keyRoute
-	operator map[string]bool // route templates only operators may call
+	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
 }
 
