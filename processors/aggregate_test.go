@@ -137,16 +137,11 @@ func (r *tabRig) state(key string) *tab {
 
 // newEvents are the events appended since the last call, with their bytes.
 func (r *tabRig) newEvents() (evs []codecs.Event, raw [][]byte) {
-	for {
-		key, b, ok := r.events.NextRaw()
-		if !ok {
-			return evs, raw
-		}
-		ev, err := codecs.CloudEvents{}.Decode(b)
-		require.NoError(r.t, err)
-		assert.Equal(r.t, ev.Subject, key, "events are keyed by their aggregate")
-		evs, raw = append(evs, ev), append(raw, b)
+	keys, evs, raw := drainEvents(r.t, r.events)
+	for i, ev := range evs {
+		assert.Equal(r.t, ev.Subject, keys[i], "events are keyed by their aggregate")
 	}
+	return evs, raw
 }
 
 // newReplies are the replies sent since the last call.

@@ -81,3 +81,18 @@ func run(t *testing.T, groups []*Group, opts ...runOption) *tester.Tester {
 	})
 	return gkt
 }
+
+// drainEvents decodes the CloudEvents sent to q since the last call, with
+// their keys and bytes.
+func drainEvents(t *testing.T, q *tester.QueueTracker) (keys []string, evs []codecs.Event, raw [][]byte) {
+	t.Helper()
+	for {
+		key, b, ok := q.NextRaw()
+		if !ok {
+			return keys, evs, raw
+		}
+		ev, err := codecs.CloudEvents{}.Decode(b)
+		require.NoError(t, err)
+		keys, evs, raw = append(keys, key), append(evs, ev), append(raw, b)
+	}
+}

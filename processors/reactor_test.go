@@ -134,15 +134,8 @@ func (r *notifyRig) state(key string) *notes {
 
 // emitted are the records sent to order-notes since the last call.
 func (r *notifyRig) emitted() (evs []codecs.Event, raw [][]byte) {
-	for {
-		_, b, ok := r.out.NextRaw()
-		if !ok {
-			return evs, raw
-		}
-		ev, err := codecs.CloudEvents{}.Decode(b)
-		require.NoError(r.t, err)
-		evs, raw = append(evs, ev), append(raw, b)
-	}
+	_, evs, raw = drainEvents(r.t, r.out)
+	return evs, raw
 }
 
 func TestAddReactor_GivenAnInput_ThenItsEffectIDIsStableAcrossReRunsAndDistinctPerInputAndName(t *testing.T) {
