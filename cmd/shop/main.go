@@ -35,7 +35,8 @@ func main() {
 	os.Exit(shopMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// shopMain runs the shop's command line and returns its exit code.
+// shopMain runs the shop's command line and returns its exit code. Package
+// cli parses the framework's flags; the shop's own land in cfg.
 func shopMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	return cli.Main(ctx, shopApp(&cfg), args, stdout, stderr)
