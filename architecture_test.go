@@ -29,6 +29,9 @@ var allowed = map[string][]string{
 
 	// serves a topology over HTTP across instances
 	"serve": {"", "views", "queryapi", "deadletters", "processors", "tables", "codecs", "internal"},
+
+	// the command line of a service: flags, the embedded broker, run, topology, dlq
+	"cli": {"", "serve", "views", "queryapi", "deadletters", "processors", "tables", "codecs", "internal", "embedded"},
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.

@@ -153,7 +153,7 @@ func TestConfig_GivenKafkaSecurityFlags_ThenTheRuntimeGetsTLSAndSASL(t *testing.
 	t.Setenv("SHOP_KAFKA_SASL_PASSWORD", "from-env")
 	cfg, err := parseRunFlags([]string{"--brokers", "kafka:9093", "--kafka-tls", "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-user", "shop"}, io.Discard)
 	require.NoError(t, err)
-	sec, err := cfg.Kafka.security()
+	sec, err := cfg.Kafka.Security()
 	require.NoError(t, err)
 	assert.NotNil(t, sec.TLS)
 	assert.Equal(t, streamfold.Security{TLS: sec.TLS, SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "shop", SASLPassword: "from-env"}, sec)
@@ -187,12 +187,12 @@ func TestConfig_GivenACAFile_ThenTLSTrustsIt(t *testing.T) {
 	cfg, err := parseRunFlags([]string{"--brokers", "k:9093", "--kafka-tls-ca", ca}, io.Discard)
 	require.NoError(t, err)
 	assert.True(t, cfg.Kafka.TLS, "a CA file implies TLS")
-	sec, err := cfg.Kafka.security()
+	sec, err := cfg.Kafka.Security()
 	require.NoError(t, err)
 	require.NotNil(t, sec.TLS.RootCAs)
 
 	require.NoError(t, os.WriteFile(ca, []byte("not a certificate"), 0o600))
-	_, err = cfg.Kafka.security()
+	_, err = cfg.Kafka.Security()
 	assert.ErrorContains(t, err, "no PEM certificate")
 }
 

@@ -47,7 +47,7 @@ func addProducts(t *testing.T, s *shopRun, ids ...string) {
 	}
 	// Wait until the carts group's own copy of products-table (a lookup
 	// table, which may lag the products group) shows them validated.
-	views := views.New(cartsLookup{s.app.rt}, shop.ProductsTable)
+	views := views.New(cartsLookup{s.app.Runtime()}, shop.ProductsTable)
 	for _, id := range ids {
 		require.Eventually(t, func() bool {
 			p, err := views.Get(context.Background(), id)

@@ -28,8 +28,8 @@ func TestCarts_GivenNoReplyInTime_Then504Problem(t *testing.T) {
 	// The topics exist and the API serves, but no processor runs: nobody answers.
 	a, err := start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.close() })
-	srv := httptest.NewServer(a.srv)
+	t.Cleanup(func() { _ = a.Close() })
+	srv := httptest.NewServer(a.Server())
 	t.Cleanup(srv.Close)
 
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/carts/c1/commands", strings.NewReader(addItem("apple", 1)))

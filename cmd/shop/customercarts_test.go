@@ -47,7 +47,7 @@ func TestCustomerCarts_GivenCartsOfAnUnregisteredCustomer_ThenParkedAndReleasedI
 	parked = parkedList{}
 	s.do(http.MethodGet, "/parked/customer-carts", "", &parked)
 	assert.Empty(t, parked.Items)
-	assert.Equal(t, int64(2), s.app.rt.Stats()[shop.CustomerCartsGroup].Counters["released"])
+	assert.Equal(t, int64(2), s.app.Runtime().Stats()[shop.CustomerCartsGroup].Counters["released"])
 
 	// And later cart events for a registered customer apply at once.
 	status, rep := s.command("zoe-1", "", `{"type":"CheckOut"}`)

@@ -211,7 +211,7 @@ func TestCustomers_GivenRecordsFromAnyKafkaProducer_ThenFoldedOrDeadLettered(t *
 		assert.Equal(t, string(r.Key), h[processors.HeaderOriginalKey])
 	}
 	assert.Equal(t, map[string]int{processors.ClassDecode: 2, processors.ClassHandler: 1, processors.ClassWrongPartition: 1}, classes)
-	assert.Equal(t, int64(1), s.app.rt.Stats()["customers"].Duplicates)
+	assert.Equal(t, int64(1), s.app.Runtime().Stats()["customers"].Duplicates)
 
 	// When a Kafka tombstone arrives for kim.
 	produce(t, cl, &kgo.Record{Topic: shop.CustomerEvents.Name, Key: []byte("kim")})

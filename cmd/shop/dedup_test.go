@@ -71,7 +71,7 @@ func TestCustomers_GivenAnEventReSentAHundredIDsLater_ThenStateAndChangelogDoNot
 	// Then only the new rename applied: the name did not go back.
 	kim := s.awaitVersion("kim", 103)
 	assert.Equal(t, "After", kim.Name)
-	assert.Equal(t, int64(1), s.app.rt.Stats()[shop.CustomersGroup].Duplicates)
+	assert.Equal(t, int64(1), s.app.Runtime().Stats()[shop.CustomersGroup].Duplicates)
 	// And the duplicate appended nothing to the changelog: one record, the
 	// rename's (the duplicate came first, so its record would be in by now).
 	assert.Equal(t, before+1, awaitChangelog(t, s, before+1))
@@ -112,7 +112,7 @@ func TestCustomers_GivenLocalStateWipedAndChangelogCompacted_WhenAnOldEventIsReS
 	// Then the restored store still knew its id, from the group's seen topic.
 	kim := s.awaitVersion("kim", 12)
 	assert.Equal(t, "After", kim.Name)
-	assert.Equal(t, int64(1), s.app.rt.Stats()[shop.CustomersGroup].Duplicates)
+	assert.Equal(t, int64(1), s.app.Runtime().Stats()[shop.CustomersGroup].Duplicates)
 	assert.Contains(t, s.logs.String(), "applied event ids restored")
 }
 

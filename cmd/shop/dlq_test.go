@@ -26,7 +26,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var out, errb bytes.Buffer
-	code = cli(ctx, args, &out, &errb)
+	code = shopMain(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/cli"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
@@ -65,7 +66,8 @@ func (s *syncBuffer) String() string {
 // shopRun is one in-process run of the shop on its own embedded broker.
 type shopRun struct {
 	t      *testing.T
-	app    *app
+	app    *cli.Running
+	cfg    Config
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -74,7 +76,7 @@ type shopRun struct {
 
 // testConfig is a config on fresh ports in dataDir.
 func testConfig(dataDir string) Config {
-	return Config{
+	return Config{Config: cli.Config{
 		DataDir:        dataDir,
 		HTTPAddr:       "127.0.0.1:0",
 		KafkaListen:    "127.0.0.1:0",
@@ -82,12 +84,25 @@ func testConfig(dataDir string) Config {
 		Replication:    1,
 		LogLevel:       slog.LevelInfo,
 		SessionTimeout: 10 * time.Second,
-		ReplyTimeout:   5 * time.Second,
 		MaxWait:        time.Hour,
 		DedupHorizon:   processors.DefaultDedupHorizon,
 		StoreMemoryMiB: streamfold.DefaultStoreMemory >> 20,
 		AdminToken:     testAdminToken,
-	}
+	}, ReplyTimeout: 5 * time.Second}
+}
+
+// start starts the shop with cfg as the run command would, without parsing
+// flags.
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*cli.Running, error) {
+	return cli.Start(ctx, shopApp(&cfg), cfg.Config, log)
+}
+
+// parseRunFlags parses the run command's flags, the shop's own included.
+func parseRunFlags(args []string, out io.Writer) (Config, error) {
+	var cfg Config
+	c, err := cli.ParseRunFlags(shopApp(&cfg), args, out)
+	cfg.Config = c
+	return cfg, err
 }
 
 // testAdminToken is the --admin-token of test shops; shopRun.do sends it.
@@ -101,7 +116,7 @@ func startShop(t *testing.T, cfg Config) *shopRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := start(ctx, cfg, log)
 	require.NoError(t, err)
-	r := &shopRun{t: t, app: a, logs: logs, cancel: cancel, done: make(chan error, 1), base: "http://" + a.HTTPAddr()}
+	r := &shopRun{t: t, app: a, cfg: cfg, logs: logs, cancel: cancel, done: make(chan error, 1), base: "http://" + a.HTTPAddr()}
 	go func() { r.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		defer func() {
@@ -150,7 +165,7 @@ func (r *shopRun) stop() {
 	}
 }
 
-func (r *shopRun) brokers() []string { return r.app.brokers }
+func (r *shopRun) brokers() []string { return r.app.Brokers() }
 
 // do sends a request with an optional JSON body and decodes the JSON answer into out (if non-nil).
 func (r *shopRun) do(method, path, body string, out any) *http.Response {
@@ -172,9 +187,9 @@ func (r *shopRun) do(method, path, body string, out any) *http.Response {
 // an operator's client would; tests of the access rules build their
 // requests without it.
 func (r *shopRun) authorize(req *http.Request) {
-	tok := r.app.cfg.AdminToken
-	if !isOperatorPath(req.URL.Path) && r.app.cfg.WriteToken != "" {
-		tok = r.app.cfg.WriteToken
+	tok := r.cfg.AdminToken
+	if !isOperatorPath(req.URL.Path) && r.cfg.WriteToken != "" {
+		tok = r.cfg.WriteToken
 	}
 	if tok != "" && req.Header.Get("Authorization") == "" {
 		req.Header.Set("Authorization", "Bearer "+tok)

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -18,24 +17,12 @@ import (
 	"github.com/streamfold/streamfold/views"
 )
 
-// newServer serves the shop on ln: with the query API, its views, commands
-// and operator endpoints; with --no-query only /healthz, /readyz and
-// /metrics. The returned close releases the reply reader.
-func newServer(rt *streamfold.Runtime, ln net.Listener, log *slog.Logger, cfg Config) (*serve.Server, func() error, error) {
-	opts := serve.Options{Listener: ln, Logger: log, Name: "shop",
-		AdminToken: cfg.AdminToken, AdminTokenHint: "--admin-token (SHOP_ADMIN_TOKEN)", WriteToken: cfg.WriteToken}
-	if cfg.NoQuery {
-		srv, err := serve.New(rt, opts)
-		return srv, func() error { return nil }, err
-	}
-	opts.CursorKey = []byte(cfg.CursorKey)
-	srv, err := serve.New(rt, opts)
-	if err != nil {
-		return nil, nil, err
-	}
+// routes registers the shop's resources on srv: its views and commands.
+// The returned close releases the reply reader.
+func routes(srv *serve.Server, rt *streamfold.Runtime, replyTimeout time.Duration) (func() error, error) {
 	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	customers := views.New(rt, shop.CustomersTable)
 	srv.Resource("customers", customers, &serve.Lister[shop.Customer]{
@@ -59,10 +46,9 @@ func newServer(rt *streamfold.Runtime, ln net.Listener, log *slog.Logger, cfg Co
 		history:  views.New(rt, shop.CartHistoryTable),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
 		replies:  replies,
-		timeout:  cfg.ReplyTimeout,
+		timeout:  replyTimeout,
 	}.register(srv)
-	srv.OperatorEndpoints()
-	return srv, replies.Close, nil
+	return replies.Close, nil
 }
 
 type customerCommands struct {

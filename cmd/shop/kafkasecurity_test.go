@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/cli"
 )
 
 // The --kafka-sasl-* settings reach every client the shop starts: against a
@@ -23,7 +24,7 @@ func TestShop_GivenAClusterThatDemandsSCRAM_WhenStartedWithItsCredentials_ThenIt
 	t.Cleanup(c.Close)
 	cfg := testConfig(t.TempDir())
 	cfg.Brokers = c.ListenAddrs()
-	cfg.Kafka = KafkaSecurity{SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "shop", SASLPassword: "shop-secret"}
+	cfg.Kafka = cli.KafkaSecurity{SASLMechanism: streamfold.SASLSCRAMSHA512, SASLUser: "shop", SASLPassword: "shop-secret"}
 	require.NoError(t, cfg.Validate())
 
 	s := startShop(t, cfg)
@@ -43,11 +44,11 @@ func TestDLQCommand_GivenAClusterThatDemandsSCRAM_ThenItListsWithTheCredentialsA
 	brokers := strings.Join(c.ListenAddrs(), ",")
 
 	var out, errOut bytes.Buffer
-	err = dlqCommand(context.Background(), []string{"list", "--brokers", brokers, "--group", "customers", "--timeout", "10s",
+	code := shopMain(context.Background(), []string{"dlq", "list", "--brokers", brokers, "--group", "customers", "--timeout", "10s",
 		"--kafka-sasl-mechanism", "scram-sha-256", "--kafka-sasl-user", "ops", "--kafka-sasl-password", "ops-secret"}, &out, &errOut)
-	require.NoError(t, err, errOut.String())
+	require.Equal(t, 0, code, errOut.String())
 
 	out.Reset()
-	err = dlqCommand(context.Background(), []string{"list", "--brokers", brokers, "--group", "customers", "--timeout", "3s"}, &out, &errOut)
-	require.Error(t, err, "a cluster that demands SASL refuses a client without it")
+	code = shopMain(context.Background(), []string{"dlq", "list", "--brokers", brokers, "--group", "customers", "--timeout", "3s"}, &out, &errOut)
+	require.Equal(t, 1, code, "a cluster that demands SASL refuses a client without it")
 }

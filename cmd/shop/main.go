@@ -4,6 +4,10 @@
 //
 //	shop [run] [flags]          run everything (the default)
 //	shop topology [--format]    print the topology: text, mermaid or json
+//	shop dlq list|show|redrive  read and re-drive a group's dead letters
+//
+// The command line is package cli's; the shop brings its topology, its
+// resources and --reply-timeout.
 package main
 
 import (
@@ -16,97 +20,60 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/cli"
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(cli(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(shopMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: shop [command] [flags]
-
-commands:
-  run        run the broker (unless --brokers), the processors and the HTTP API (default)
-  topology   print the topology (--format text|mermaid|json)
-  dlq        list, show and re-drive a group's dead letters (shop dlq -h)
-
-run 'shop <command> -h' for its flags.
-`
-
-func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "run":
-		err = runCommand(ctx, args, stderr)
-	case "topology":
-		err = topologyCommand(args, stdout, stderr)
-	case "dlq":
-		err = dlqCommand(ctx, args, stdout, stderr)
-	case "help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "shop: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(stderr, "shop: %v\n", err)
-		return 1
-	}
+// shopMain runs the shop's command line and returns its exit code. Package
+// cli parses the framework's flags; the shop's own land in cfg.
+func shopMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg Config
+	return cli.Main(ctx, shopApp(&cfg), args, stdout, stderr)
 }
 
-var errUsage = errors.New("usage")
-
-func runCommand(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := parseRunFlags(args, stderr)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	app, err := start(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
-		app.srv.ShowRestore(f)
-	}
-	return app.Run(ctx)
+// Config is the shop's run configuration: the framework's, and how long a
+// cart command waits for its reply.
+type Config struct {
+	cli.Config
+	ReplyTimeout time.Duration
 }
 
-func topologyCommand(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("shop topology", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	format := fs.String("format", "text", "text, mermaid or json")
-	partitions := fs.Int("partitions", 8, "default partition count")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+// Validate reports every problem at once.
+func (c Config) Validate() error { return errors.Join(c.Config.Validate(), c.validateShop()) }
+
+func (c Config) validateShop() error {
+	if c.ReplyTimeout <= 0 {
+		return fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout)
 	}
-	t := shop.Topology(*partitions, nil)
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	return t.Describe(stdout, streamfold.Format(*format))
+	return nil
 }
 
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// shopApp is the shop as package cli runs it; its own flags land in c.
+func shopApp(c *Config) cli.App {
+	return cli.App{
+		Name:      "shop",
+		EnvPrefix: "SHOP",
+		Topology: func(partitions int, log *slog.Logger, policy processors.Policy) *streamfold.Topology {
+			return shop.Topology(partitions, log, shop.WithPolicy(policy))
+		},
+		Flags: func(fs *flag.FlagSet, env cli.Env) {
+			fs.DurationVar(&c.ReplyTimeout, "reply-timeout", env.Duration("reply-timeout", 5*time.Second),
+				"how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
+		},
+		Validate: func() error { return c.validateShop() },
+		Routes: func(srv *serve.Server, rt *streamfold.Runtime) (func() error, error) {
+			return routes(srv, rt, c.ReplyTimeout)
+		},
+	}
 }

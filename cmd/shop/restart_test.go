@@ -56,7 +56,7 @@ func TestRestart_GivenSameDataDir_ThenNothingReprocessedAndStateIntact(t *testin
 
 	s = startShop(t, testConfig(dir))
 	assert.Equal(t, before, snapshot(t, s))
-	assert.Zero(t, s.app.rt.Stats()["customers"].Processed, "a committed event was processed again")
+	assert.Zero(t, s.app.Runtime().Stats()["customers"].Processed, "a committed event was processed again")
 }
 
 func TestRestart_GivenLocalStateDeleted_ThenRebuiltFromChangelogWithoutHandlers(t *testing.T) {
@@ -80,7 +80,7 @@ func TestRestart_GivenLocalStateDeleted_ThenRebuiltFromChangelogWithoutHandlers(
 	s.do(http.MethodGet, "/customers?state=deleted", "", &deletedAfter)
 	assert.Equal(t, deletedBefore, deletedAfter, "the state index was not rebuilt")
 	assert.Equal(t, []string{"c4"}, ids(deletedAfter.Items))
-	assert.Zero(t, s.app.rt.Stats()["customers"].Processed, "restore ran handlers")
+	assert.Zero(t, s.app.Runtime().Stats()["customers"].Processed, "restore ran handlers")
 }
 
 func TestRestart_GivenBrokerDataWiped_ThenLocalStateAheadIsDetectedAndRebuilt(t *testing.T) {

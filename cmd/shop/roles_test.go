@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamfold/streamfold/cli"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
@@ -51,7 +52,7 @@ func TestRoles_GivenGroupsFlag_ThenUnknownNamesAreRejectedWithTheValidOnes(t *te
 	_, err = parseRunFlags([]string{"--advertise-http", "nohost"}, io.Discard)
 	assert.ErrorContains(t, err, "--advertise-http")
 	_, err = parseRunFlags([]string{"--no-such-flag"}, io.Discard)
-	assert.True(t, errors.Is(err, errUsage))
+	assert.True(t, errors.Is(err, cli.ErrUsage))
 }
 
 func TestRoles_GivenAQueryOnlyAndAProcessorOnlyInstance_ThenReplicasServeEveryKeyAndUnreachableOwnersAreNamed(t *testing.T) {
@@ -88,11 +89,11 @@ func TestRoles_GivenAQueryOnlyAndAProcessorOnlyInstance_ThenReplicasServeEveryKe
 	assert.Empty(t, n.app.Advertised())
 	assert.Equal(t, http.StatusNotFound, mustGet(t, n.base, "/customers/"+ids[0]).status)
 	assert.Equal(t, http.StatusOK, mustGet(t, n.base, "/healthz").status)
-	awaitStable(t, p.app.rt, 2)
+	awaitStable(t, p.app.Runtime(), 2)
 
 	var owned string
 	for _, id := range ids {
-		pl, err := p.app.rt.Place(shop.CustomersTable.Name, id)
+		pl, err := p.app.Runtime().Place(shop.CustomersTable.Name, id)
 		require.NoError(t, err)
 		if pl.OwnerKnown && pl.Owner.Query == "" {
 			owned = id
@@ -116,7 +117,7 @@ func TestStandby_GivenHotStandbys_ThenEveryInstanceHoldsEveryPartitionAndAStaleR
 	acfg.Standby, bcfg.Standby = true, true
 	a := startShop(t, acfg)
 	b := startShop(t, bcfg)
-	awaitStable(t, a.app.rt, 2)
+	awaitStable(t, a.app.Runtime(), 2)
 
 	ids := registerAll(t, a.base, "s", 16)
 	allReadable(t, []string{a.base, b.base}, ids)
@@ -124,7 +125,7 @@ func TestStandby_GivenHotStandbys_ThenEveryInstanceHoldsEveryPartitionAndAStaleR
 	// Each instance holds a restored copy of every partition, owned or not.
 	mine := 0
 	for _, id := range ids {
-		pl, err := a.app.rt.Place(shop.CustomersTable.Name, id)
+		pl, err := a.app.Runtime().Place(shop.CustomersTable.Name, id)
 		require.NoError(t, err)
 		assert.True(t, pl.Copy && pl.Restored, "a holds no restored copy of %s (partition %d)", id, pl.Partition)
 		if pl.Local {

@@ -253,7 +253,7 @@ func TestScale_GivenThreeInstancesOnThreeBrokers_ThenEveryKeyIsServedEverywhereA
 	a := startShop(t, memberConfig(t, cluster.Addrs()))
 	b := startShop(t, memberConfig(t, cluster.Addrs()))
 	c := startMemberProcess(t, cluster.Addrs())
-	awaitStable(t, a.app.rt, 3)
+	awaitStable(t, a.app.Runtime(), 3)
 
 	// Given customers registered through one instance.
 	ids := registerAll(t, a.base, "cust", 24)
@@ -392,11 +392,11 @@ func TestScale_GivenRoutingFailures_ThenProblemsNameTheOwnerAndTheReason(t *test
 		// A sender whose membership is out of date forwards a key to b,
 		// which does not own its partition.
 		b := startShop(t, memberConfig(t, cluster.Addrs()))
-		awaitStable(t, a.app.rt, 2)
+		awaitStable(t, a.app.Runtime(), 2)
 		var notB string
 		for i := range 100 {
 			id := fmt.Sprintf("k%d", i)
-			pl, err := b.app.rt.Place(shop.CustomersTable.Name, id)
+			pl, err := b.app.Runtime().Place(shop.CustomersTable.Name, id)
 			require.NoError(t, err)
 			if !pl.Assigned {
 				notB = id
@@ -409,7 +409,7 @@ func TestScale_GivenRoutingFailures_ThenProblemsNameTheOwnerAndTheReason(t *test
 		assert.Equal(t, http.StatusMisdirectedRequest, ans.status, string(ans.body))
 		assert.Equal(t, "application/problem+json", ans.header.Get("Content-Type"))
 		b.stop()
-		awaitStable(t, a.app.rt, 1)
+		awaitStable(t, a.app.Runtime(), 1)
 	})
 
 	t.Run("a stale read of a local copy carries the lag", func(t *testing.T) {
@@ -424,9 +424,9 @@ func TestScale_GivenRoutingFailures_ThenProblemsNameTheOwnerAndTheReason(t *test
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		defer ln.Close()
-		srv, err := serve.New(noOwner{a.app.rt}, serve.Options{Listener: ln})
+		srv, err := serve.New(noOwner{a.app.Runtime()}, serve.Options{Listener: ln})
 		require.NoError(t, err)
-		srv.Resource("customers", views.New(a.app.rt, shop.CustomersTable), nil)
+		srv.Resource("customers", views.New(a.app.Runtime(), shop.CustomersTable), nil)
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/customers/ada?stale=ok", nil))
 		assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
@@ -501,7 +501,7 @@ func TestScale_GivenARebalanceStorm_ThenEveryCartIsTheFoldOfItsAcceptedCommands(
 
 	// Throughout, no partition of carts-table is processed by two in-process
 	// instances at once.
-	owners := watchOwners(t, shop.CartsTable.Name, a.app.rt)
+	owners := watchOwners(t, shop.CartsTable.Name, a.app.Runtime())
 
 	// The storm: instances join, alternately in this process and as a
 	// process of their own; once three extra instances run, the oldest
@@ -526,7 +526,7 @@ func TestScale_GivenARebalanceStorm_ThenEveryCartIsTheFoldOfItsAcceptedCommands(
 	for i := 0; time.Since(began) < stormFor; i++ {
 		if i%2 == 0 {
 			s := startShop(t, memberConfig(t, cluster.Addrs()))
-			owners.add(s.app.rt)
+			owners.add(s.app.Runtime())
 			serve(s.base)
 			extras = append(extras, instance{name: fmt.Sprintf("in-process %d (stopped)", i), leave: func() {
 				withdraw(s.base)

@@ -113,7 +113,7 @@ func TestStoreFault_GivenCustomersTableFileDamagedWhileStopped_WhenTheShopServes
 	logs := s.logs.String()
 	assert.Contains(t, logs, "local state corrupted; partition out of service")
 	assert.Contains(t, logs, "local state marked broken; rebuilding from changelog")
-	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
+	counters := s.app.Runtime().Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresRebuilt], int64(1))
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresBroken], int64(1))
 	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
@@ -302,7 +302,7 @@ func TestStoreFault_GivenStateDiskFull_WhenEventsArrive_ThenTheShopGoesUnreadyKe
 		s.awaitVersion(fmt.Sprintf("full%d", i), 1)
 	}
 	s.requireRunning(t)
-	counters := s.app.rt.Stats()[shop.CustomersGroup].Counters
+	counters := s.app.Runtime().Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))
 }
 
@@ -356,7 +356,7 @@ func TestStoreFault_GivenAReplicaTableFileDamagedWhileStopped_WhenItsKeysAreRead
 	// Then the damage was found, the replica rebuilt and restarted, and the
 	// instance never stopped.
 	q.requireRunning(t)
-	counters := q.app.rt.Stats()[shop.CustomersGroup].Counters
+	counters := q.app.Runtime().Stats()[shop.CustomersGroup].Counters
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresBroken], int64(1))
 	assert.GreaterOrEqual(t, counters[streamfold.CounterStoresRebuilt], int64(1))
 	assert.GreaterOrEqual(t, counters[streamfold.CounterProcessorRestarted], int64(1))

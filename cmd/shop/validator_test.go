@@ -92,13 +92,13 @@ func TestValidator_GivenManyProducts_ThenOneValidationEachAcrossRestartAndWipedS
 
 	s = startShop(t, testConfig(dir))
 	check("after a restart")
-	assert.Zero(t, s.app.rt.Stats()[shop.ValidatorGroup].Processed)
+	assert.Zero(t, s.app.Runtime().Stats()[shop.ValidatorGroup].Processed)
 	s.stop()
 
 	require.NoError(t, os.RemoveAll(filepath.Join(dir, "state")))
 	s = startShop(t, testConfig(dir))
 	check("after the local state was wiped")
-	assert.Zero(t, s.app.rt.Stats()[shop.ValidatorGroup].Processed, "restore ran handlers")
+	assert.Zero(t, s.app.Runtime().Stats()[shop.ValidatorGroup].Processed, "restore ran handlers")
 	var p shop.Product
 	require.Equal(t, http.StatusOK, s.do(http.MethodGet, "/products/prod-00042", "", &p).StatusCode)
 	assert.Equal(t, shop.ProductValidated, p.Validation)
@@ -163,7 +163,7 @@ func TestValidator_GivenFreshDeploymentAgainstHistory_ThenBootstrapEmitsNothingT
 
 	s = startShop(t, cfg)
 	require.Eventually(t, func() bool {
-		return s.app.rt.Stats()[shop.ValidatorGroup].Suppressed >= 200
+		return s.app.Runtime().Stats()[shop.ValidatorGroup].Suppressed >= 200
 	}, wait, 10*time.Millisecond, "the validator never caught up")
 	assert.Contains(t, s.logs.String(), "bootstrap: catching up, side effects suppressed")
 	assert.Equal(t, int64(200), endOffsets(t, broker.Addrs(), shop.ProductValidations.Name), "bootstrap emitted validations")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -21,7 +20,7 @@ import (
 	"github.com/streamfold/streamfold/serve"
 )
 
-const dlqUsage = `usage: shop dlq <command> --group <group> [flags]
+const dlqUsage = `usage: %[1]s dlq <command> --group <group> [flags]
 
 commands:
   list      list dead letters in (partition, offset) order, with what became
@@ -37,43 +36,42 @@ commands:
             yet. The group refuses a stale record unless forced, and never lets
             a tombstone or a deletion erase a newer write.
 
-Every command takes --brokers (SHOP_BROKERS; default 127.0.0.1:9092, the embedded
-broker of a running shop) and --timeout. Run 'shop dlq <command> -h' for its flags.
+Every command takes --brokers (%[2]s; default 127.0.0.1:9092, the embedded
+broker of a running %[1]s) and --timeout. Run '%[1]s dlq <command> -h' for its flags.
 `
 
-// dlqCommand is 'shop dlq list|show|redrive'.
-func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// dlqCommand is '<name> dlq list|show|redrive'.
+func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.Writer) error {
+	env := app.env()
+	usage := fmt.Sprintf(dlqUsage, app.Name, env.Name("brokers"))
 	if len(args) == 0 {
-		fmt.Fprint(stderr, dlqUsage)
-		return errUsage
+		fmt.Fprint(stderr, usage)
+		return ErrUsage
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, dlqUsage)
+		fmt.Fprint(stdout, usage)
 		return flag.ErrHelp
 	case "list", "show", "redrive":
 	default:
-		fmt.Fprintf(stderr, "shop dlq: unknown command %q\n\n%s", sub, dlqUsage)
-		return errUsage
+		fmt.Fprintf(stderr, "%s dlq: unknown command %q\n\n%s", app.Name, sub, usage)
+		return ErrUsage
 	}
 
-	fs := flag.NewFlagSet("shop dlq "+sub, flag.ContinueOnError)
+	fs := flag.NewFlagSet(app.Name+" dlq "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	defBrokers := "127.0.0.1:9092"
-	if v, ok := os.LookupEnv("SHOP_BROKERS"); ok && strings.TrimSpace(v) != "" {
+	if v := env.String("brokers", ""); strings.TrimSpace(v) != "" {
 		defBrokers = v
 	}
-	brokers := fs.String("brokers", defBrokers, "comma-separated Kafka bootstrap servers (SHOP_BROKERS)")
+	brokers := fs.String("brokers", defBrokers, fmt.Sprintf("comma-separated Kafka bootstrap servers (%s)", env.Name("brokers")))
 	group := fs.String("group", "", "the processor group whose <group>-dlq to read (required)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	format := fs.String("format", "text", "output: text or json")
 	var kafka KafkaSecurity
-	secrets := map[*string]string{}
-	bindKafkaFlags(fs, &kafka, func(p *string, name, usage string) {
-		fs.StringVar(p, name, "", usage)
-		secrets[p] = envName(name)
-	})
+	secrets := secrets{}
+	bindKafkaFlags(fs, env, &kafka, secrets.flag(fs, env))
 	var (
 		limit            = 50
 		cursor           string
@@ -101,13 +99,13 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return errUsage
+		return ErrUsage
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	usageErr := func(format string, a ...any) error {
-		fmt.Fprintf(stderr, "shop dlq %s: %s\n", sub, fmt.Sprintf(format, a...))
-		return errUsage
+		fmt.Fprintf(stderr, "%s dlq %s: %s\n", app.Name, sub, fmt.Sprintf(format, a...))
+		return ErrUsage
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -161,20 +159,16 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	for p, name := range secrets {
-		if *p == "" {
-			*p = os.Getenv(name)
-		}
-	}
+	secrets.read()
 	kafka.finish()
-	sec, err := kafka.security()
+	sec, err := kafka.Security()
 	if err != nil {
 		return usageErr("%v", err)
 	}
 	if err := sec.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
-	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq"),
+	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID(app.Name+"-dlq"),
 		deadletters.WithSarama(sec.ApplySarama))
 	if err != nil {
 		return err
@@ -203,7 +197,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		if page.Next != "" {
-			again := fmt.Sprintf("shop dlq list --group %s --limit %d --cursor %s", *group, limit, page.Next)
+			again := fmt.Sprintf("%s dlq list --group %s --limit %d --cursor %s", app.Name, *group, limit, page.Next)
 			if set["brokers"] {
 				again += " --brokers " + *brokers
 			}
@@ -227,7 +221,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 					return errors.Join(err, werr)
 				}
 			} else {
-				writeResult(stdout, deadletters.Topic(*group), res)
+				writeResult(stdout, app.Name, deadletters.Topic(*group), res)
 			}
 		}
 		return err
@@ -296,7 +290,7 @@ func writeDeadLetter(w io.Writer, d deadletters.DeadLetter) error {
 	return nil
 }
 
-func writeResult(w io.Writer, dlqTopic string, res deadletters.Result) {
+func writeResult(w io.Writer, name, dlqTopic string, res deadletters.Result) {
 	fmt.Fprintf(w, "re-drove %d dead letter(s) of %s\n", res.Count, dlqTopic)
 	for _, r := range res.Redriven {
 		fmt.Fprintf(w, "%s -> %s  key=%q  attempts=%d\n", r.From, r.To, r.Key, r.Attempts)
@@ -305,6 +299,6 @@ func writeResult(w io.Writer, dlqTopic string, res deadletters.Result) {
 		fmt.Fprintf(w, "skipped %s: %s\n", s.From, s.Reason)
 	}
 	if res.Count > 0 {
-		fmt.Fprintln(w, "the group records each outcome: see 'shop dlq list'")
+		fmt.Fprintf(w, "the group records each outcome: see '%s dlq list'\n", name)
 	}
 }
