@@ -7,6 +7,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -120,7 +121,7 @@ func (rt *Runtime) sender() (*sender, error) {
 	if rt.producer != nil {
 		return rt.producer, nil
 	}
-	c := copyConfig(rt.builders.base, rt.cfg.ClientID+"-emitter")
+	c := kafkaconf.Copy(rt.builders.Base, rt.cfg.ClientID+"-emitter")
 	c.Producer.Flush.Frequency = 0
 	c.Producer.Flush.Bytes = 0
 	s, err := newSender(rt.cfg.Brokers, c)

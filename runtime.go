@@ -18,6 +18,7 @@ import (
 	"github.com/lovoo/goka/codec"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -112,7 +113,7 @@ type Runtime struct {
 	running    map[string]bool           // the groups that run here
 	replicas   map[string]*tables.Engine // table topic -> the engine of its read replica
 	partitions map[string]int
-	builders   gokaBuilders
+	builders   kafkaconf.Builders
 	self       Member
 	members    *membership
 
@@ -149,19 +150,11 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	self := Member{Instance: newInstanceID(), Query: cfg.Advertise}
-	base := saramaConfig(cfg.ClientID)
+	base := kafkaconf.Sarama(cfg.ClientID, cfg.SessionTimeout)
 	cfg.Security.ApplySarama(base)
-	if cfg.SessionTimeout > 0 {
-		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
-		base.Consumer.Group.Heartbeat.Interval = (cfg.SessionTimeout / 3).Truncate(time.Millisecond)
-		// sarama sends heartbeats over the connection its fetches
-		// long-poll on: a fetch may hold a heartbeat back for its whole
-		// wait, which must stay well inside a short session.
-		base.Consumer.MaxWaitTime = min(base.Consumer.MaxWaitTime, (cfg.SessionTimeout / 10).Truncate(time.Millisecond))
-	}
 	// Every member of our groups says where its queries are served.
 	base.Consumer.Group.Member.UserData = encodeMember(self)
-	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
+	client, err := sarama.NewClient(cfg.Brokers, kafkaconf.Copy(base, cfg.ClientID+"-admin"))
 	if err != nil {
 		// A broker that refuses credentials often just closes the
 		// connection (EOF): say what was tried.
@@ -169,7 +162,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	}
 	rt := &Runtime{
 		topo: t, cfg: cfg, log: log, client: client, running: running, self: self,
-		builders:   gokaBuilders{base: base, replication: cfg.Replication, log: log},
+		builders:   kafkaconf.Builders{Base: base, Replication: cfg.Replication, Log: log},
 		processors: map[string]*goka.Processor{},
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
@@ -397,7 +390,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			}
 		}
 		name := g.Name()
-		opts := append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
+		opts := append(rt.builders.ProcessorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
 			goka.WithClientID(rt.cfg.ClientID+"-"+name), rt.guard(name),
 			goka.WithRebalanceCallback(func(a goka.Assignment) { rt.setAssigned(name, a) }))
 		if rt.cfg.Standby {
@@ -415,7 +408,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	for table, e := range rt.replicas {
 		build := func() (*goka.View, error) {
 			return goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
-				append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+				append(rt.builders.ViewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
 		}
 		v, err := build()
 		if err != nil {

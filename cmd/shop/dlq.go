@@ -16,8 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/deadletters"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 )
 
 const dlqUsage = `usage: shop dlq <command> --group <group> [flags]
@@ -173,7 +173,7 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := sec.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
-	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID("shop-dlq"),
+	c, err := deadletters.New(list, deadletters.WithKafkaVersion(kafkaconf.Version()), deadletters.WithClientID("shop-dlq"),
 		deadletters.WithSarama(sec.ApplySarama))
 	if err != nil {
 		return err
