@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold/internal/kafkaconf"
+	"github.com/streamfold/streamfold/internal/membership"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -115,7 +116,7 @@ type Runtime struct {
 	partitions map[string]int
 	builders   kafkaconf.Builders
 	self       Member
-	members    *membership
+	members    *membership.Tracker[Member]
 
 	mu         sync.Mutex
 	processors map[string]*goka.Processor
@@ -251,7 +252,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			routed = append(routed, g.Name())
 		}
 	}
-	rt.members, err = newMembership(client, routed, log)
+	rt.members, err = membership.New(client, routed, decodeMember, log)
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -421,7 +422,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
-		rt.members.run(ctx, MembershipRefresh)
+		rt.members.Run(ctx, membership.Every)
 		return nil
 	})
 	for table, v := range views {
