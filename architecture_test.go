@@ -9,18 +9,42 @@ import (
 
 // allowed is ARCHITECTURE.md's import table: the project packages each package
 // may import. Packages not listed (cmd/shop) may import anything.
+//
+// internal holds the framework's plumbing (Kafka configuration, rejoin,
+// in-order commits, membership, the seam between groups and the runtime):
+// the framework's own packages may use it; its users (shop) reach it only
+// through the root, never by importing it themselves (usersOfTheFramework).
 var allowed = map[string][]string{
 	"codecs":     {},
-	"tables":     {"codecs"},
-	"processors": {"tables", "codecs"},
-	"views":      {"tables", "codecs"},
+	"tables":     {"codecs", "internal"},
+	"processors": {"tables", "codecs", "internal"},
+	"views":      {"tables", "codecs", "internal"},
 	"queryapi":   {"codecs"},
-	"":           {"processors", "views", "tables", "codecs"},
+	"":           {"processors", "views", "tables", "codecs", "internal"},
 	"embedded":   {},
-	"shop":       {"", "processors", "views", "tables", "codecs"},
+	// internal only through the root (go list -deps is transitive)
+	"shop": {"", "processors", "views", "tables", "codecs", "internal"},
 
 	// reads and re-drives <group>-dlq; processors brings tables and codecs
-	"deadletters": {"processors", "tables", "codecs"},
+	"deadletters": {"processors", "tables", "codecs", "internal"},
+}
+
+// usersOfTheFramework may depend on internal through the framework's
+// packages but not import it directly.
+var usersOfTheFramework = []string{"shop"}
+
+func TestArchitecture_GivenAUserOfTheFramework_ThenItImportsNoInternalPackage(t *testing.T) {
+	for _, pkg := range usersOfTheFramework {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, module+"/"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		for imp := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(imp, module+"/internal/") {
+				t.Errorf("%s imports %s: internal is the framework's plumbing", pkg, imp)
+			}
+		}
+	}
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.

@@ -153,8 +153,3 @@ func (rt *Runtime) produce(ctx context.Context, topic, key string, value []byte,
 	}
 	return Position{Topic: topic, Partition: part, Offset: off}, nil
 }
-
-// Tombstone writes a null value for key to topic (Kafka's delete marker).
-func (rt *Runtime) Tombstone(ctx context.Context, topic, key string) (Position, error) {
-	return rt.produce(ctx, topic, key, nil, nil)
-}

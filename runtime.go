@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -18,8 +17,11 @@ import (
 	"github.com/lovoo/goka/codec"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamfold/streamfold/internal/bootstrap"
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/internal/membership"
+	"github.com/streamfold/streamfold/internal/restart"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -126,7 +128,7 @@ type Runtime struct {
 	restarts   map[string]int64 // by group: processor restarts after a storage fault
 	// runs holds, by group, the processor run in progress (set once in Open,
 	// read without rt.mu by the callbacks' fault guard).
-	runs map[string]*atomic.Pointer[groupRun]
+	runs map[string]*restart.Slot
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -168,7 +170,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
 		restarts:   map[string]int64{},
-		runs:       map[string]*atomic.Pointer[groupRun]{},
+		runs:       map[string]*restart.Slot{},
 	}
 	if err := rt.ensureTopics(ctx); err != nil {
 		client.Close()
@@ -183,7 +185,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// owner's stores. Indexes are kept wherever a table is held.
 	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.KgoOpts()...))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		g.Bind(rt.partitions)
 		if spec, idx, ok := g.Table(); ok {
 			rt.owners[spec.Name] = g.Name()
@@ -191,7 +193,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 				opts = append(opts, tables.WithIndex(spec.Name, i))
 			}
 			if g.Sweeps() {
-				opts = append(opts, tables.WithIndex(spec.Name, processors.ParkingIndex))
+				opts = append(opts, tables.WithIndex(spec.Name, g.ParkingIndex()))
 			}
 		}
 	}
@@ -199,10 +201,10 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		cfg.StoreMemory = DefaultStoreMemory
 	}
 	opts = append(opts, tables.WithMemory(cfg.StoreMemory, rt.storesHeld(cfg.Replicas)))
-	for _, g := range t.groups {
-		rt.runs[g.Name()] = new(atomic.Pointer[groupRun])
+	for _, g := range t.hooks() {
+		rt.runs[g.Name()] = new(restart.Slot)
 	}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		// Every group gets an engine, also one that does not run here: it
 		// then simply holds no stores. A projection's own engine keeps its
 		// applied event ids; its lookups' and replicas' copies do not.
@@ -232,7 +234,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 				continue
 			}
 			key := replicaRunKey(name)
-			rt.runs[key] = new(atomic.Pointer[groupRun])
+			rt.runs[key] = new(restart.Slot)
 			onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
 				rt.storeFault(key, topic, partition, err)
 			})
@@ -247,7 +249,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// Where a table is not replicated here, queries find its keys' owners
 	// through the group's membership.
 	var routed []string
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		if spec, _, ok := g.Table(); ok && rt.replicas[spec.Name] == nil {
 			routed = append(routed, g.Name())
 		}
@@ -266,12 +268,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 // replicas.
 func (rt *Runtime) storesHeld(replicas bool) int {
 	n := 0
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		if !rt.running[g.Name()] {
 			continue
 		}
 		for _, e := range g.Edges() {
-			if e.Role == processors.RoleTable || e.Role == processors.RoleLookup {
+			if e.Role == groups.RoleTable || e.Role == groups.RoleLookup {
 				n += rt.partitions[e.Spec.Name]
 			}
 		}
@@ -376,7 +378,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	// Everything that can fail happens before the first processor starts.
 	procs := make(map[string]*goka.Processor, len(rt.running))
 	rebuild := make(map[string]func() (*goka.Processor, error), len(rt.running))
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		if !rt.running[g.Name()] {
 			continue
 		}
@@ -386,7 +388,11 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		}
 		rt.warnOutOfRange(g)
 		if g.Bootstrap() {
-			if err := rt.prepareBootstrap(g); err != nil {
+			record := func(topic, key string, value []byte) error {
+				_, err := rt.produce(context.Background(), topic, key, value, nil)
+				return err
+			}
+			if err := bootstrap.Prepare(rt.client, g, rt.partitions, record, rt.log); err != nil {
 				return err
 			}
 		}
@@ -452,14 +458,14 @@ func (rt *Runtime) setAssigned(group string, a goka.Assignment) {
 // warnOutOfRange logs, for each input partition whose committed offset fell out
 // of the log (retention, a recreated topic), how many records the reset to the
 // earliest offset skips. sarama performs the reset itself.
-func (rt *Runtime) warnOutOfRange(g *processors.Group) {
+func (rt *Runtime) warnOutOfRange(g groups.Hooks) {
 	admin, err := sarama.NewClusterAdminFromClient(rt.client)
 	if err != nil {
 		return
 	}
 	want := map[string][]int32{}
 	for _, e := range g.Edges() {
-		if e.Role != processors.RoleInput {
+		if e.Role != groups.RoleInput {
 			continue
 		}
 		for p := range rt.partitions[e.Spec.Name] {
@@ -520,7 +526,7 @@ func (rt *Runtime) Recovered() bool {
 // Progress is the restore progress of every open store, by table.
 func (rt *Runtime) Progress() map[string][]tables.Progress {
 	out := map[string][]tables.Progress{}
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		spec, _, ok := g.Table()
 		if !ok || !rt.running[g.Name()] {
 			continue
@@ -540,8 +546,8 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 // Stats are the counters of every group, by group name.
 func (rt *Runtime) Stats() map[string]processors.Snapshot {
 	out := map[string]processors.Snapshot{}
-	for _, g := range rt.topo.groups {
-		snap := g.Stats().Snapshot()
+	for _, g := range rt.topo.hooks() {
+		snap := processors.Snapshot(g.Stats())
 		rt.addStorageStats(g.Name(), &snap)
 		out[g.Name()] = snap
 	}
@@ -551,15 +557,12 @@ func (rt *Runtime) Stats() map[string]processors.Snapshot {
 // GroupNames lists the groups, sorted.
 func (rt *Runtime) GroupNames() []string {
 	names := make([]string, 0, len(rt.topo.groups))
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		names = append(names, g.Name())
 	}
 	slices.Sort(names)
 	return names
 }
-
-// Partitions returns a copy of the real partition counts by topic.
-func (rt *Runtime) Partitions() map[string]int { return maps.Clone(rt.partitions) }
 
 // Close releases the Kafka clients and the storage engine. Call it after Run returned.
 func (rt *Runtime) Close() error {

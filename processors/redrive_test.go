@@ -53,7 +53,7 @@ func startRedriveRig(t *testing.T) *redriveRig {
 	table := tables.NewTable[balance](g.TableTopic(), codecs.JSON[balance]{})
 	events := tables.NewStream[codecs.Event]("balance-events", codecs.CloudEvents{})
 	Project(g, table, events, applyBalance)
-	graph, err := g.Graph()
+	graph, err := g.graph()
 	require.NoError(t, err)
 	proc, err := goka.NewProcessor(nil, graph, goka.WithTester(gkt), goka.WithNilHandling(goka.NilProcess)) // as the runtime does
 	require.NoError(t, err)
