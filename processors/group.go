@@ -19,7 +19,8 @@ import (
 	"github.com/streamfold/streamfold/tables"
 )
 
-// ErrInvalidGroup is returned by Validate for a group that cannot run.
+// ErrInvalidGroup wraps what would stop a group from running; streamfold
+// Topology.Validate (and Open) return it inside ErrInvalidTopology.
 var ErrInvalidGroup = errors.New("invalid group")
 
 // Group declares one processor group. Declare it completely (Project, Output,
