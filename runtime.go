@@ -22,6 +22,7 @@ import (
 	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/internal/membership"
 	"github.com/streamfold/streamfold/internal/restart"
+	"github.com/streamfold/streamfold/internal/topics"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -172,7 +173,8 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		restarts:   map[string]int64{},
 		runs:       map[string]*restart.Slot{},
 	}
-	if err := rt.ensureTopics(ctx); err != nil {
+	rt.partitions, err = topics.Ensure(ctx, client, topicSpecs(t.Topics()), cfg.Replication, log)
+	if err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -288,48 +290,18 @@ func (rt *Runtime) storesHeld(replicas bool) int {
 	return max(n, 1)
 }
 
+func topicSpecs(ts []TopicInfo) []tables.Spec {
+	specs := make([]tables.Spec, len(ts))
+	for i, t := range ts {
+		specs[i] = t.Spec
+	}
+	return specs
+}
+
 // replicaDir is the state subdirectory of the read replicas. Group names
 // cannot contain '/', so <state>/replicas/<table> never meets a group's
 // <state>/<group>.
 const replicaDir = "replicas"
-
-// ensureTopics creates missing topics with their configs and records every
-// topic's real partition count.
-func (rt *Runtime) ensureTopics(ctx context.Context) error {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
-	if err != nil {
-		return fmt.Errorf("kafka admin: %w", err)
-	}
-	// Closing admin would close the shared client; it holds nothing else.
-	existing, err := admin.ListTopics()
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
-	rt.partitions = map[string]int{}
-	for _, ti := range rt.topo.Topics() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d, ok := existing[ti.Name]; ok {
-			rt.partitions[ti.Name] = int(d.NumPartitions)
-			continue
-		}
-		detail := &sarama.TopicDetail{
-			NumPartitions:     int32(ti.Partitions),
-			ReplicationFactor: int16(rt.cfg.Replication),
-			ConfigEntries:     map[string]*string{},
-		}
-		for k, v := range ti.Configs {
-			detail.ConfigEntries[k] = &v
-		}
-		if err := admin.CreateTopic(ti.Name, detail, false); err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", ti.Name, err)
-		}
-		rt.log.Info("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
-		rt.partitions[ti.Name] = ti.Partitions
-	}
-	return rt.client.RefreshMetadata()
-}
 
 // Store returns the open local store of a table partition: held by the group
 // that writes the table when it runs here (its own partitions and, with
@@ -386,7 +358,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		rt.warnOutOfRange(g)
+		topics.WarnOutOfRange(rt.client, g.Name(), groups.Inputs(g), rt.partitions, rt.log)
 		if g.Bootstrap() {
 			record := func(topic, key string, value []byte) error {
 				_, err := rt.produce(context.Background(), topic, key, value, nil)
@@ -453,52 +425,6 @@ func (rt *Runtime) setAssigned(group string, a goka.Assignment) {
 		return
 	}
 	rt.assigned[group] = maps.Clone(a)
-}
-
-// warnOutOfRange logs, for each input partition whose committed offset fell out
-// of the log (retention, a recreated topic), how many records the reset to the
-// earliest offset skips. sarama performs the reset itself.
-func (rt *Runtime) warnOutOfRange(g groups.Hooks) {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
-	if err != nil {
-		return
-	}
-	want := map[string][]int32{}
-	for _, e := range g.Edges() {
-		if e.Role != groups.RoleInput {
-			continue
-		}
-		for p := range rt.partitions[e.Spec.Name] {
-			want[e.Spec.Name] = append(want[e.Spec.Name], int32(p))
-		}
-	}
-	resp, err := admin.ListConsumerGroupOffsets(g.Name(), want)
-	if err != nil {
-		return
-	}
-	for topic, parts := range resp.Blocks {
-		for p, b := range parts {
-			if b == nil || b.Offset < 0 {
-				continue
-			}
-			oldest, err := rt.client.GetOffset(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				continue
-			}
-			newest, err := rt.client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				continue
-			}
-			switch {
-			case b.Offset < oldest:
-				rt.log.Warn("committed offset out of range; resetting to earliest",
-					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "earliest", oldest, "skipped", oldest-b.Offset)
-			case b.Offset > newest:
-				rt.log.Warn("committed offset beyond the end of the log (topic recreated?); resetting to earliest",
-					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "end", newest, "earliest", oldest)
-			}
-		}
-	}
 }
 
 // Recovered reports whether every processor group that runs here has restored

@@ -109,6 +109,17 @@ type Edge struct {
 	Spec tables.Spec
 }
 
+// Inputs are the topics of h's RoleInput edges.
+func Inputs(h Hooks) []string {
+	var in []string
+	for _, e := range h.Edges() {
+		if e.Role == RoleInput {
+			in = append(in, e.Spec.Name)
+		}
+	}
+	return in
+}
+
 // Counts are a group's counters; the same fields as processors.Snapshot,
 // which converts to and from it.
 type Counts struct {
