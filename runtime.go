@@ -21,6 +21,7 @@ import (
 	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/internal/membership"
+	"github.com/streamfold/streamfold/internal/producer"
 	"github.com/streamfold/streamfold/internal/restart"
 	"github.com/streamfold/streamfold/internal/topics"
 	"github.com/streamfold/streamfold/processors"
@@ -125,7 +126,7 @@ type Runtime struct {
 	processors map[string]*goka.Processor
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
-	producer   *sender
+	producer   *producer.Sender
 	restarts   map[string]int64 // by group: processor restarts after a storage fault
 	// runs holds, by group, the processor run in progress (set once in Open,
 	// read without rt.mu by the callbacks' fault guard).
@@ -495,7 +496,7 @@ func (rt *Runtime) Close() error {
 	var errs []error
 	rt.mu.Lock()
 	if rt.producer != nil {
-		rt.producer.close()
+		rt.producer.Close()
 	}
 	rt.mu.Unlock()
 	for _, e := range rt.engines {
