@@ -11,9 +11,15 @@ import (
 )
 
 // allowed is ARCHITECTURE.md's import table: the project packages each package
-// may import. Packages not listed (cmd/shop) may import anything. The table is
-// walked with go list -deps, so a package lists what it imports through
-// others too: internal (the snapshot envelope) comes with processors.
+// may import. Packages not listed (cmd/shop, examples, bench) may import
+// anything. The table is walked with go list -deps, so a package lists what
+// it reaches through others too.
+//
+// internal holds the framework's plumbing (Kafka configuration, rejoin,
+// in-order commits, membership, the seam between groups and the runtime,
+// the snapshot envelope): the framework's own packages may use it; its users
+// (shop) reach it only through the framework, never by importing it
+// themselves (usersOfTheFramework).
 var allowed = map[string][]string{
 	"codecs":     {},
 	"tables":     {"codecs", "internal"},
@@ -22,7 +28,8 @@ var allowed = map[string][]string{
 	"queryapi":   {"codecs"},
 	"":           {"processors", "views", "tables", "codecs", "internal"},
 	"embedded":   {},
-	"shop":       {"", "processors", "views", "tables", "codecs", "internal"},
+	// internal only through the framework (go list -deps is transitive)
+	"shop": {"", "processors", "views", "tables", "codecs", "internal"},
 
 	// reads and re-drives <group>-dlq; processors brings tables and codecs
 	"deadletters": {"processors", "tables", "codecs", "internal"},
@@ -32,6 +39,24 @@ var allowed = map[string][]string{
 
 	// the command line of a service: flags, the embedded broker, run, topology, dlq
 	"cli": {"", "serve", "views", "queryapi", "deadletters", "processors", "tables", "codecs", "internal", "embedded"},
+}
+
+// usersOfTheFramework may depend on internal through the framework's
+// packages but not import it directly.
+var usersOfTheFramework = []string{"shop", "examples/clicks"}
+
+func TestArchitecture_GivenAUserOfTheFramework_ThenItImportsNoInternalPackage(t *testing.T) {
+	for _, pkg := range usersOfTheFramework {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, module+"/"+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		for imp := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(imp, module+"/internal/") {
+				t.Errorf("%s imports %s: internal is the framework's plumbing", pkg, imp)
+			}
+		}
+	}
 }
 
 // forbiddenExternal lists outside modules a package must not depend on.

@@ -13,4 +13,13 @@
 // Everything partitions with Kafka's murmur2, so records produced by Java
 // clients, Kafka Streams or kcat (-X partitioner=murmur2_random) land where the
 // views look.
+//
+// The root holds what users call: Topology, Open and Runtime, Place, Emitter
+// and Replies, and the Config and Security they fill in. The Kafka plumbing
+// lives under internal/: kafkaconf (the sarama configuration and goka
+// builders), rejoin (rejoining a group after a rebalance), commits (in-order
+// offset commits), membership (who owns which partition, from the group
+// coordinators), restart (restarting a processor or replica after a storage
+// fault), bootstrap (a bootstrap group's catch-up targets) and groups (the
+// one seam through which the runtime reaches a processors.Group's hooks).
 package streamfold

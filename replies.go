@@ -9,6 +9,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -33,7 +34,7 @@ type Replies[R any] struct {
 
 // NewReplies starts reading s from its end.
 func NewReplies[R any](rt *Runtime, s tables.Stream[R]) (*Replies[R], error) {
-	c := copyConfig(rt.builders.base, rt.cfg.ClientID+"-replies")
+	c := kafkaconf.Copy(rt.builders.Base, rt.cfg.ClientID+"-replies")
 	c.Consumer.Return.Errors = false
 	// Close waits for the fetch in flight, which a broker answers within
 	// Consumer.MaxWaitTime (500 ms); one that does not answer (seen with the

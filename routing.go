@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/streamfold/streamfold/internal/membership"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -113,7 +114,7 @@ func (rt *Runtime) Place(table, key string) (Placement, error) {
 		rt.mu.Unlock()
 		pl.Local = pl.Assigned && p != nil && p.Recovered()
 	}
-	pl.Owner, pl.OwnerKnown = rt.members.owner(group, pl.Partition)
+	pl.Owner, pl.OwnerKnown = rt.members.Owner(group, pl.Partition)
 	pl.OwnerIsSelf = pl.OwnerKnown && pl.Owner.Instance == rt.self.Instance
 	return pl, nil
 }
@@ -125,9 +126,16 @@ func (rt *Runtime) Self() Member { return rt.self }
 // which partition, unless an answer is at most a moment old; concurrent
 // callers share one request. It returns when the answer is in or ctx ends.
 func (rt *Runtime) RefreshMembership(ctx context.Context) error {
-	return rt.members.refresh(ctx, membershipFresh)
+	return rt.members.Refresh(ctx, membership.Fresh)
 }
 
 // Membership is the last answer of the group coordinators about the groups
 // whose partitions this instance routes to: their state, members and owners.
-func (rt *Runtime) Membership() []GroupState { return rt.members.snapshot() }
+func (rt *Runtime) Membership() []GroupState {
+	snap := rt.members.Snapshot()
+	out := make([]GroupState, len(snap))
+	for i, g := range snap {
+		out[i] = groupState(g)
+	}
+	return out
+}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -18,6 +17,13 @@ import (
 	"github.com/lovoo/goka/codec"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamfold/streamfold/internal/bootstrap"
+	"github.com/streamfold/streamfold/internal/groups"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
+	"github.com/streamfold/streamfold/internal/membership"
+	"github.com/streamfold/streamfold/internal/producer"
+	"github.com/streamfold/streamfold/internal/restart"
+	"github.com/streamfold/streamfold/internal/topics"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -112,19 +118,19 @@ type Runtime struct {
 	running    map[string]bool           // the groups that run here
 	replicas   map[string]*tables.Engine // table topic -> the engine of its read replica
 	partitions map[string]int
-	builders   gokaBuilders
+	builders   kafkaconf.Builders
 	self       Member
-	members    *membership
+	members    *membership.Tracker[Member]
 
 	mu         sync.Mutex
 	processors map[string]*goka.Processor
 	views      map[string]*goka.View      // read replicas, by table
 	assigned   map[string]goka.Assignment // by group: its partitions in the current generation
-	producer   *sender
+	producer   *producer.Sender
 	restarts   map[string]int64 // by group: processor restarts after a storage fault
 	// runs holds, by group, the processor run in progress (set once in Open,
 	// read without rt.mu by the callbacks' fault guard).
-	runs map[string]*atomic.Pointer[groupRun]
+	runs map[string]*restart.Slot
 }
 
 // Open validates the topology, creates its topics (or checks existing ones:
@@ -152,19 +158,11 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	self := Member{Instance: newInstanceID(), Query: cfg.Advertise}
-	base := saramaConfig(cfg.ClientID)
+	base := kafkaconf.Sarama(cfg.ClientID, cfg.SessionTimeout)
 	cfg.Security.ApplySarama(base)
-	if cfg.SessionTimeout > 0 {
-		base.Consumer.Group.Session.Timeout = cfg.SessionTimeout
-		base.Consumer.Group.Heartbeat.Interval = (cfg.SessionTimeout / 3).Truncate(time.Millisecond)
-		// sarama sends heartbeats over the connection its fetches
-		// long-poll on: a fetch may hold a heartbeat back for its whole
-		// wait, which must stay well inside a short session.
-		base.Consumer.MaxWaitTime = min(base.Consumer.MaxWaitTime, (cfg.SessionTimeout / 10).Truncate(time.Millisecond))
-	}
 	// Every member of our groups says where its queries are served.
 	base.Consumer.Group.Member.UserData = encodeMember(self)
-	client, err := sarama.NewClient(cfg.Brokers, copyConfig(base, cfg.ClientID+"-admin"))
+	client, err := sarama.NewClient(cfg.Brokers, kafkaconf.Copy(base, cfg.ClientID+"-admin"))
 	if err != nil {
 		// A broker that refuses credentials often just closes the
 		// connection (EOF): say what was tried.
@@ -172,14 +170,15 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	}
 	rt := &Runtime{
 		topo: t, cfg: cfg, log: log, client: client, running: running, self: self,
-		builders:   gokaBuilders{base: base, replication: cfg.Replication, log: log},
+		builders:   kafkaconf.Builders{Base: base, Replication: cfg.Replication, Log: log},
 		processors: map[string]*goka.Processor{},
 		views:      map[string]*goka.View{},
 		assigned:   map[string]goka.Assignment{},
 		restarts:   map[string]int64{},
-		runs:       map[string]*atomic.Pointer[groupRun]{},
+		runs:       map[string]*restart.Slot{},
 	}
-	if err := rt.ensureTopics(ctx); err != nil {
+	rt.partitions, err = topics.Ensure(ctx, client, topicSpecs(t.Topics()), cfg.Replication, log)
+	if err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -192,7 +191,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// owner's stores. Indexes are kept wherever a table is held.
 	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.KgoOpts()...))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		g.Bind(rt.partitions)
 		if spec, idx, ok := g.Table(); ok {
 			rt.owners[spec.Name] = g.Name()
@@ -200,7 +199,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 				opts = append(opts, tables.WithIndex(spec.Name, i))
 			}
 			if g.Sweeps() {
-				opts = append(opts, tables.WithIndex(spec.Name, processors.ParkingIndex))
+				opts = append(opts, tables.WithIndex(spec.Name, g.ParkingIndex()))
 			}
 		}
 	}
@@ -208,10 +207,10 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 		cfg.StoreMemory = DefaultStoreMemory
 	}
 	opts = append(opts, tables.WithMemory(cfg.StoreMemory, rt.storesHeld(cfg.Replicas)))
-	for _, g := range t.groups {
-		rt.runs[g.Name()] = new(atomic.Pointer[groupRun])
+	for _, g := range t.hooks() {
+		rt.runs[g.Name()] = new(restart.Slot)
 	}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		// Every group gets an engine, also one that does not run here: it
 		// then simply holds no stores. A projection's own engine keeps its
 		// applied event ids; its lookups' and replicas' copies do not.
@@ -241,7 +240,7 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 				continue
 			}
 			key := replicaRunKey(name)
-			rt.runs[key] = new(atomic.Pointer[groupRun])
+			rt.runs[key] = new(restart.Slot)
 			onFault := tables.WithFaultHandler(func(topic string, partition int32, err error) {
 				rt.storeFault(key, topic, partition, err)
 			})
@@ -256,12 +255,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// Where a table is not replicated here, queries find its keys' owners
 	// through the group's membership.
 	var routed []string
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		if spec, _, ok := g.Table(); ok && rt.replicas[spec.Name] == nil {
 			routed = append(routed, g.Name())
 		}
 	}
-	rt.members, err = newMembership(client, routed, log)
+	rt.members, err = membership.New(client, routed, decodeMember, log)
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -275,12 +274,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 // replicas.
 func (rt *Runtime) storesHeld(replicas bool) int {
 	n := 0
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		if !rt.running[g.Name()] {
 			continue
 		}
 		for _, e := range g.Edges() {
-			if e.Role == processors.RoleTable || e.Role == processors.RoleLookup {
+			if e.Role == groups.RoleTable || e.Role == groups.RoleLookup {
 				n += rt.partitions[e.Spec.Name]
 			}
 		}
@@ -295,48 +294,18 @@ func (rt *Runtime) storesHeld(replicas bool) int {
 	return max(n, 1)
 }
 
+func topicSpecs(ts []TopicInfo) []tables.Spec {
+	specs := make([]tables.Spec, len(ts))
+	for i, t := range ts {
+		specs[i] = t.Spec
+	}
+	return specs
+}
+
 // replicaDir is the state subdirectory of the read replicas. Group names
 // cannot contain '/', so <state>/replicas/<table> never meets a group's
 // <state>/<group>.
 const replicaDir = "replicas"
-
-// ensureTopics creates missing topics with their configs and records every
-// topic's real partition count.
-func (rt *Runtime) ensureTopics(ctx context.Context) error {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
-	if err != nil {
-		return fmt.Errorf("kafka admin: %w", err)
-	}
-	// Closing admin would close the shared client; it holds nothing else.
-	existing, err := admin.ListTopics()
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
-	rt.partitions = map[string]int{}
-	for _, ti := range rt.topo.Topics() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d, ok := existing[ti.Name]; ok {
-			rt.partitions[ti.Name] = int(d.NumPartitions)
-			continue
-		}
-		detail := &sarama.TopicDetail{
-			NumPartitions:     int32(ti.Partitions),
-			ReplicationFactor: int16(rt.cfg.Replication),
-			ConfigEntries:     map[string]*string{},
-		}
-		for k, v := range ti.Configs {
-			detail.ConfigEntries[k] = &v
-		}
-		if err := admin.CreateTopic(ti.Name, detail, false); err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", ti.Name, err)
-		}
-		rt.log.Info("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
-		rt.partitions[ti.Name] = ti.Partitions
-	}
-	return rt.client.RefreshMetadata()
-}
 
 // Store returns the open local store of a table partition: held by the group
 // that writes the table when it runs here (its own partitions and, with
@@ -385,7 +354,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	// Everything that can fail happens before the first processor starts.
 	procs := make(map[string]*goka.Processor, len(rt.running))
 	rebuild := make(map[string]func() (*goka.Processor, error), len(rt.running))
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		if !rt.running[g.Name()] {
 			continue
 		}
@@ -393,14 +362,18 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		rt.warnOutOfRange(g)
+		topics.WarnOutOfRange(rt.client, g.Name(), groups.Inputs(g), rt.partitions, rt.log)
 		if g.Bootstrap() {
-			if err := rt.prepareBootstrap(g); err != nil {
+			record := func(topic, key string, value []byte) error {
+				_, err := rt.produce(context.Background(), topic, key, value, nil)
+				return err
+			}
+			if err := bootstrap.Prepare(rt.client, g, rt.partitions, record, rt.log); err != nil {
 				return err
 			}
 		}
 		name := g.Name()
-		opts := append(rt.builders.processorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
+		opts := append(rt.builders.ProcessorOptions(goka.WithStorageBuilder(rt.engines[name].Builder())),
 			goka.WithClientID(rt.cfg.ClientID+"-"+name), rt.guard(name),
 			goka.WithRebalanceCallback(func(a goka.Assignment) { rt.setAssigned(name, a) }))
 		if rt.cfg.Standby {
@@ -418,7 +391,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	for table, e := range rt.replicas {
 		build := func() (*goka.View, error) {
 			return goka.NewView(rt.cfg.Brokers, goka.Table(table), new(codec.Bytes),
-				append(rt.builders.viewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
+				append(rt.builders.ViewOptions(e.Builder()), goka.WithViewClientID(rt.cfg.ClientID+"-replica-"+table))...)
 		}
 		v, err := build()
 		if err != nil {
@@ -431,7 +404,7 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.mu.Unlock()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
-		rt.members.run(ctx, MembershipRefresh)
+		rt.members.Run(ctx, membership.Every)
 		return nil
 	})
 	for table, v := range views {
@@ -456,52 +429,6 @@ func (rt *Runtime) setAssigned(group string, a goka.Assignment) {
 		return
 	}
 	rt.assigned[group] = maps.Clone(a)
-}
-
-// warnOutOfRange logs, for each input partition whose committed offset fell out
-// of the log (retention, a recreated topic), how many records the reset to the
-// earliest offset skips. sarama performs the reset itself.
-func (rt *Runtime) warnOutOfRange(g *processors.Group) {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
-	if err != nil {
-		return
-	}
-	want := map[string][]int32{}
-	for _, e := range g.Edges() {
-		if e.Role != processors.RoleInput {
-			continue
-		}
-		for p := range rt.partitions[e.Spec.Name] {
-			want[e.Spec.Name] = append(want[e.Spec.Name], int32(p))
-		}
-	}
-	resp, err := admin.ListConsumerGroupOffsets(g.Name(), want)
-	if err != nil {
-		return
-	}
-	for topic, parts := range resp.Blocks {
-		for p, b := range parts {
-			if b == nil || b.Offset < 0 {
-				continue
-			}
-			oldest, err := rt.client.GetOffset(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				continue
-			}
-			newest, err := rt.client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				continue
-			}
-			switch {
-			case b.Offset < oldest:
-				rt.log.Warn("committed offset out of range; resetting to earliest",
-					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "earliest", oldest, "skipped", oldest-b.Offset)
-			case b.Offset > newest:
-				rt.log.Warn("committed offset beyond the end of the log (topic recreated?); resetting to earliest",
-					"group", g.Name(), "topic", topic, "partition", p, "committed", b.Offset, "end", newest, "earliest", oldest)
-			}
-		}
-	}
 }
 
 // Recovered reports whether every processor group that runs here has restored
@@ -529,7 +456,7 @@ func (rt *Runtime) Recovered() bool {
 // Progress is the restore progress of every open store, by table.
 func (rt *Runtime) Progress() map[string][]tables.Progress {
 	out := map[string][]tables.Progress{}
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		spec, _, ok := g.Table()
 		if !ok || !rt.running[g.Name()] {
 			continue
@@ -549,8 +476,8 @@ func (rt *Runtime) Progress() map[string][]tables.Progress {
 // Stats are the counters of every group, by group name.
 func (rt *Runtime) Stats() map[string]processors.Snapshot {
 	out := map[string]processors.Snapshot{}
-	for _, g := range rt.topo.groups {
-		snap := g.Stats().Snapshot()
+	for _, g := range rt.topo.hooks() {
+		snap := processors.Snapshot(g.Stats())
 		rt.addStorageStats(g.Name(), &snap)
 		out[g.Name()] = snap
 	}
@@ -560,22 +487,19 @@ func (rt *Runtime) Stats() map[string]processors.Snapshot {
 // GroupNames lists the groups, sorted.
 func (rt *Runtime) GroupNames() []string {
 	names := make([]string, 0, len(rt.topo.groups))
-	for _, g := range rt.topo.groups {
+	for _, g := range rt.topo.hooks() {
 		names = append(names, g.Name())
 	}
 	slices.Sort(names)
 	return names
 }
 
-// Partitions returns a copy of the real partition counts by topic.
-func (rt *Runtime) Partitions() map[string]int { return maps.Clone(rt.partitions) }
-
 // Close releases the Kafka clients and the storage engine. Call it after Run returned.
 func (rt *Runtime) Close() error {
 	var errs []error
 	rt.mu.Lock()
 	if rt.producer != nil {
-		rt.producer.close()
+		rt.producer.Close()
 	}
 	rt.mu.Unlock()
 	for _, e := range rt.engines {

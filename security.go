@@ -1,7 +1,6 @@
 package streamfold
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 )
 
 // SASL mechanisms Security supports.
@@ -86,7 +87,7 @@ func (s Security) ApplySarama(c *sarama.Config) {
 	c.Net.SASL.Password = s.SASLPassword
 	c.Net.SASL.Mechanism = sarama.SASLMechanism(s.SASLMechanism)
 	if mech := s.scram(); mech != nil {
-		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{mech: mech} }
+		c.Net.SASL.SCRAMClientGeneratorFunc = kafkaconf.SCRAM(mech)
 	}
 }
 
@@ -106,7 +107,7 @@ func (s Security) KgoOpts() []kgo.Opt {
 }
 
 // scram is the SCRAM mechanism of s, nil for other mechanisms. Both clients
-// use franz-go's implementation: sarama through scramClient.
+// use franz-go's implementation: sarama through kafkaconf.SCRAM.
 func (s Security) scram() sasl.Mechanism {
 	auth := scram.Auth{User: s.SASLUser, Pass: s.SASLPassword}
 	switch s.SASLMechanism {
@@ -117,34 +118,3 @@ func (s Security) scram() sasl.Mechanism {
 	}
 	return nil
 }
-
-// scramClient drives a franz-go SASL session through sarama's SCRAMClient
-// steps: the first Step sends the client-first message, each later one
-// answers the server. Used by one connection's handshake at a time.
-type scramClient struct {
-	mech sasl.Mechanism
-	sess sasl.Session
-	done bool
-}
-
-// Begin ignores its arguments: the mechanism already holds the credentials.
-func (c *scramClient) Begin(_, _, _ string) error { return nil }
-
-func (c *scramClient) Step(challenge string) (string, error) {
-	if c.sess == nil {
-		sess, first, err := c.mech.Authenticate(context.Background(), "")
-		if err != nil {
-			return "", err
-		}
-		c.sess = sess
-		return string(first), nil
-	}
-	done, next, err := c.sess.Challenge([]byte(challenge))
-	if err != nil {
-		return "", err
-	}
-	c.done = done
-	return string(next), nil
-}
-
-func (c *scramClient) Done() bool { return c.done }

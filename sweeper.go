@@ -8,7 +8,7 @@ import (
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
-	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -17,18 +17,18 @@ import (
 // record is otherwise looked at only when another record for its key arrives,
 // which for a parent that never comes is never.
 func (rt *Runtime) sweepLoop(ctx context.Context, running func(group string) bool) error {
-	var groups []*processors.Group
-	for _, g := range rt.topo.groups {
+	var sweeping []groups.Hooks
+	for _, g := range rt.topo.hooks() {
 		if g.Sweeps() && running(g.Name()) {
-			groups = append(groups, g)
+			sweeping = append(sweeping, g)
 		}
 	}
-	if len(groups) == 0 {
+	if len(sweeping) == 0 {
 		return nil
 	}
 	interval := time.Minute
-	for _, g := range groups {
-		interval = min(interval, max(g.Policy().MaxWait/4, 100*time.Millisecond))
+	for _, g := range sweeping {
+		interval = min(interval, max(g.MaxWait()/4, 100*time.Millisecond))
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -38,13 +38,13 @@ func (rt *Runtime) sweepLoop(ctx context.Context, running func(group string) boo
 			return nil
 		case <-tick.C:
 		}
-		for _, g := range groups {
+		for _, g := range sweeping {
 			rt.sweepGroup(ctx, g)
 		}
 	}
 }
 
-func (rt *Runtime) sweepGroup(ctx context.Context, g *processors.Group) {
+func (rt *Runtime) sweepGroup(ctx context.Context, g groups.Hooks) {
 	spec, _, ok := g.Table()
 	if !ok {
 		return
@@ -53,16 +53,16 @@ func (rt *Runtime) sweepGroup(ctx context.Context, g *processors.Group) {
 		if !s.Recovered() {
 			continue
 		}
-		keys, err := s.Lookup(processors.ParkingIndex.Name, "1", "", 10000)
+		keys, err := s.Lookup(g.ParkingIndex().Name, "1", "", 10000)
 		if err != nil {
 			rt.log.Warn("sweep: parked keys", "group", g.Name(), "err", err)
 			continue
 		}
 		for _, k := range keys {
-			if !rt.expired(s, k, g.Policy().MaxWait) {
+			if !rt.expired(s, k, g.MaxWait()) {
 				continue
 			}
-			_, err := rt.produce(ctx, g.LoopTopic(), k, []byte("{}"), []codecs.Header{{Key: processors.HeaderControl, Value: []byte("sweep")}})
+			_, err := rt.produce(ctx, g.LoopTopic(), k, []byte("{}"), []codecs.Header{{Key: groups.HeaderControl, Value: []byte("sweep")}})
 			if err != nil {
 				rt.log.Warn("sweep: request", "group", g.Name(), "key", k, "err", err)
 			}
@@ -100,8 +100,8 @@ type ParkedRecord struct {
 
 // Parked lists the records parked in a group's local stores, by key.
 func (rt *Runtime) Parked(group string) ([]ParkedRecord, error) {
-	var g *processors.Group
-	for _, gr := range rt.topo.groups {
+	var g groups.Hooks
+	for _, gr := range rt.topo.hooks() {
 		if gr.Name() == group {
 			g = gr
 		}
@@ -115,7 +115,7 @@ func (rt *Runtime) Parked(group string) ([]ParkedRecord, error) {
 	}
 	var out []ParkedRecord
 	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
-		keys, err := s.Lookup(processors.ParkingIndex.Name, "1", "", 10000)
+		keys, err := s.Lookup(g.ParkingIndex().Name, "1", "", 10000)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -47,9 +48,6 @@ func NewTopology(opts ...TopologyOption) *Topology {
 	return t
 }
 
-// Partitions is the default partition count for topics the topology creates.
-func (t *Topology) Partitions() int { return t.partitions }
-
 // AddGroup adds processor groups, each with the groups it needs (an
 // aggregate's relay), so none can be forgotten. A group added twice is
 // added once.
@@ -59,13 +57,24 @@ func (t *Topology) AddGroup(gs ...*processors.Group) *Topology {
 			continue
 		}
 		t.groups = append(t.groups, g)
-		t.AddGroup(g.Needs()...)
+		for _, n := range groups.Of(g).Needs() {
+			t.AddGroup(n.(*processors.Group))
+		}
 	}
 	return t
 }
 
 // Groups returns the topology's groups in the order they were added.
 func (t *Topology) Groups() []*processors.Group { return slices.Clone(t.groups) }
+
+// hooks are what the runtime calls on the groups, in the order they were added.
+func (t *Topology) hooks() []groups.Hooks {
+	hs := make([]groups.Hooks, len(t.groups))
+	for i, g := range t.groups {
+		hs[i] = groups.Of(g)
+	}
+	return hs
+}
 
 // WrittenBy declares that something outside the topology's groups writes topic
 // (an HTTP endpoint, any Kafka producer), so the topic is created and described.
@@ -112,15 +121,15 @@ func (t *Topology) Topics() []TopicInfo {
 		addUniq(&ti.Writers, e.writer)
 		addUniq(&ti.Readers, e.reader)
 	}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		for _, e := range g.Edges() {
 			ti := get(e.Spec)
 			switch e.Role {
-			case processors.RoleInput, processors.RoleLookup:
+			case groups.RoleInput, groups.RoleLookup:
 				addUniq(&ti.Readers, g.Name())
-			case processors.RoleTable, processors.RoleOutput, processors.RoleDLQ:
+			case groups.RoleTable, groups.RoleOutput, groups.RoleDLQ:
 				addUniq(&ti.Writers, g.Name())
-			case processors.RoleLoop, processors.RoleRetry, processors.RoleSeen:
+			case groups.RoleLoop, groups.RoleRetry, groups.RoleSeen:
 				addUniq(&ti.Writers, g.Name())
 				addUniq(&ti.Readers, g.Name())
 			}
@@ -150,7 +159,7 @@ func (t *Topology) validate(actual map[string]int) error {
 		errs = append(errs, fmt.Errorf("partitions must be positive, got %d", t.partitions))
 	}
 	seenGroups := map[string]bool{}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		if seenGroups[g.Name()] {
 			errs = append(errs, fmt.Errorf("group %s declared twice", g.Name()))
 		}
@@ -181,13 +190,13 @@ func (t *Topology) validate(actual map[string]int) error {
 		}
 		return t.partitions
 	}
-	for _, g := range t.groups {
+	for _, g := range t.hooks() {
 		var copart []string
 		counts := map[int]bool{}
 		for _, e := range g.Edges() {
 			check(e.Spec)
 			switch e.Role {
-			case processors.RoleInput, processors.RoleTable, processors.RoleLoop, processors.RoleRetry, processors.RoleSeen:
+			case groups.RoleInput, groups.RoleTable, groups.RoleLoop, groups.RoleRetry, groups.RoleSeen:
 				n := partitionsOf(e.Spec)
 				counts[n] = true
 				copart = append(copart, fmt.Sprintf("%s=%d", e.Spec.Name, n))
@@ -220,14 +229,14 @@ func (t *Topology) Describe(w io.Writer, f Format) error {
 	case FormatJSON:
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		groups := make([]string, 0, len(t.groups))
+		names := make([]string, 0, len(t.groups))
 		for _, g := range t.groups {
-			groups = append(groups, g.Name())
+			names = append(names, g.Name())
 		}
 		return enc.Encode(struct {
 			Groups []string    `json:"groups"`
 			Topics []TopicInfo `json:"topics"`
-		}{groups, topics})
+		}{names, topics})
 	case FormatMermaid:
 		return t.describeMermaid(w, topics)
 	case FormatText, "":

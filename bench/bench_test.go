@@ -28,6 +28,7 @@ import (
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/queryapi"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/tables"
@@ -304,7 +305,7 @@ func benchFoldGoka(b *testing.B, addrs []string, ends map[int32]int64, events in
 // goka's builders set the client id on the config they are given.
 func benchGokaConfig() *sarama.Config {
 	c := goka.DefaultConfig()
-	c.Version = streamfold.KafkaVersion
+	c.Version = kafkaconf.Version()
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	return c
 }
@@ -526,7 +527,7 @@ func benchSum(m map[int32]int64) int64 {
 
 func benchSaramaConfig() *sarama.Config {
 	c := sarama.NewConfig()
-	c.Version = streamfold.KafkaVersion
+	c.Version = kafkaconf.Version()
 	c.ClientID = "bench-admin"
 	return c
 }

@@ -15,8 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/deadletters"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/serve"
 )
 
@@ -168,7 +168,7 @@ func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.W
 	if err := sec.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
-	c, err := deadletters.New(list, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID(app.Name+"-dlq"),
+	c, err := deadletters.New(list, deadletters.WithKafkaVersion(kafkaconf.Version()), deadletters.WithClientID(app.Name+"-dlq"),
 		deadletters.WithSarama(sec.ApplySarama))
 	if err != nil {
 		return err

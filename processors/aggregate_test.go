@@ -248,7 +248,7 @@ func TestHandleCommands_GivenTheSameCommandIDAgain_ThenTheOriginalReplyAsDuplica
 	assert.Equal(t, first, again, "the original reply, events and ids included")
 	assert.Equal(t, []string{"tea"}, r.state("t1").Items)
 	assert.Equal(t, int64(1), r.decisions.Load(), "decided once")
-	assert.Equal(t, int64(1), r.g.Stats().Snapshot().Duplicates)
+	assert.Equal(t, int64(1), r.g.stats.snapshot().Duplicates)
 
 	// A rejected command is remembered too (once the aggregate exists).
 	r.command("t1", "c2", "add", nil, tabCmd{})
@@ -299,7 +299,7 @@ func TestHandleCommands_GivenAFinalState_ThenTheEventsAreAppendedAndTheKeyIsDele
 	assert.Equal(t, ReplyAccepted, rep.Status)
 	assert.Equal(t, int64(3), rep.Version)
 	assert.Nil(t, r.snapshot("t1"), "the table key is deleted")
-	assert.Equal(t, int64(1), r.g.Stats().Snapshot().Deleted)
+	assert.Equal(t, int64(1), r.g.stats.snapshot().Deleted)
 
 	// The changelog's last record for the key is the tombstone.
 	var last []byte

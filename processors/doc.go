@@ -25,8 +25,12 @@
 //
 // A projection applies an event id at most once within Policy.DedupHorizon:
 // the ids live in the table's stores beside the state (tables.WithSeen, bound
-// by the runtime through BindStores and configured from Group.Seen), written
+// and configured by the runtime through the group's hooks), written
 // in the same batch as the snapshot, and in <group>-seen, from which a store
 // that opens empty gets them back. Aggregates and reactors keep their own
 // bounded memory of commands and inputs in their snapshots.
+//
+// What the runtime needs of a Group (its goka graph, its topics and roles,
+// its stores, counters, sweeping and bootstrap) is not part of Group's
+// methods: the runtime reaches it through internal/groups (hooks.go).
 package processors

@@ -91,11 +91,8 @@ func DefaultPolicy() Policy {
 // WithPolicy sets the group's failure policy (default DefaultPolicy()).
 func WithPolicy(p Policy) GroupOption { return func(g *Group) { g.policy = p } }
 
-// Policy is the group's failure policy.
-func (g *Group) Policy() Policy { return g.policy }
-
-// RetryTopic is the handle of the n-th retry topic (1-based).
-func (g *Group) RetryTopic(n int) tables.Stream[[]byte] {
+// retryTopic is the handle of the n-th retry topic (1-based).
+func (g *Group) retryTopic(n int) tables.Stream[[]byte] {
 	return tables.Stream[[]byte]{Name: fmt.Sprintf("%s-retry-%d", g.name, n), Codec: codecs.Bytes{}}
 }
 
@@ -136,7 +133,7 @@ func (g *Group) retryLater(r *recordCtx, err error) {
 		g.deadLetter(r, fail(ClassRetriesExhausted, err))
 		return
 	}
-	next := g.RetryTopic(stage + 1)
+	next := g.retryTopic(stage + 1)
 	h := headerMap(r.headers)
 	if _, ok := h[HeaderRetryOrigin]; !ok {
 		h[HeaderRetryOrigin] = []byte(r.topic())
@@ -158,7 +155,7 @@ func (g *Group) retryLater(r *recordCtx, err error) {
 // retryStage is 0 for an ordinary input, n for <group>-retry-n.
 func retryStage(topic string, g *Group) int {
 	for n := range g.policy.RetryDelays {
-		if topic == g.RetryTopic(n+1).Name {
+		if topic == g.retryTopic(n+1).Name {
 			return n + 1
 		}
 	}
@@ -169,7 +166,7 @@ func retryStage(topic string, g *Group) int {
 // partition waits; the rest of the group does not), then hands it to the
 // handler of the input it came from.
 func (g *Group) retryInput(n int) input {
-	return input{topic: g.RetryTopic(n), handle: func(r *recordCtx) error {
+	return input{topic: g.retryTopic(n), handle: func(r *recordCtx) error {
 		h := headerMap(r.headers)
 		origin := string(h[HeaderRetryOrigin])
 		var target *input

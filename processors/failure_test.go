@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/tables"
 )
 
@@ -180,7 +181,7 @@ func TestFailure_GivenATransientFailureThatPasses_ThenRetriedInPlaceAndApplied(t
 	total, _ := r.total("a")
 	assert.Equal(t, 1, total)
 	assert.Equal(t, 3, r.triesOf("e1"))
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Counters["retried-in-place"])
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Counters["retried-in-place"])
 	assert.Empty(t, r.deadLetters())
 }
 
@@ -200,8 +201,8 @@ func TestFailure_GivenATransientFailureThatLastsWithoutRetryTopics_ThenDeadLette
 func TestFailure_GivenRetryLater_ThenTheRecordGoesThroughEachRetryTopicThenToTheDeadLettersWithItsFirstCoordinates(t *testing.T) {
 	p := Policy{RetryDelays: []time.Duration{time.Millisecond, time.Millisecond}}
 	r := startLedger(t, p)
-	retry1 := r.gkt.NewQueueTracker(r.g.RetryTopic(1).Name)
-	retry2 := r.gkt.NewQueueTracker(r.g.RetryTopic(2).Name)
+	retry1 := r.gkt.NewQueueTracker(r.g.retryTopic(1).Name)
+	retry2 := r.gkt.NewQueueTracker(r.g.retryTopic(2).Name)
 	r.send("a", "e0", "credit", 5)  // offset 0
 	r.send("a", "e1", "later", 100) // offset 1
 
@@ -231,8 +232,8 @@ func TestFailure_GivenRetryLater_ThenTheRecordGoesThroughEachRetryTopicThenToThe
 	assert.NotEmpty(t, d.h(HeaderFirstFailure))
 	assert.NotContains(t, d.headers, HeaderRetryOrigin)
 	assert.NotContains(t, d.headers, HeaderRetryDue)
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Counters["retried-later"])
-	assert.Equal(t, int64(1), r.g.Stats().Snapshot().DeadLetters[ClassRetriesExhausted])
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Counters["retried-later"])
+	assert.Equal(t, int64(1), r.g.stats.snapshot().DeadLetters[ClassRetriesExhausted])
 }
 
 func TestFailure_GivenRetryLaterThatPassesInARetryTopic_ThenAppliedThereAndNoDeadLetter(t *testing.T) {
@@ -317,7 +318,7 @@ func TestFailure_GivenAMissingParent_ThenParkedAndReleasedInOrderOnceItArrives(t
 
 	_, ok := r.total("a")
 	assert.False(t, ok, "parked records are not state")
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Counters["parked"])
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Counters["parked"])
 	assert.Empty(t, r.deadLetters())
 
 	// A re-send of a parked event is caught among the parked.
@@ -329,7 +330,7 @@ func TestFailure_GivenAMissingParent_ThenParkedAndReleasedInOrderOnceItArrives(t
 	require.True(t, ok)
 	assert.Equal(t, 12, total)
 	assert.Equal(t, 2, r.triesOf("e1"), "re-driven once")
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Counters["released"])
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Counters["released"])
 	assert.Empty(t, r.deadLetters())
 }
 
@@ -341,7 +342,7 @@ func TestFailure_GivenAParkedRecordPastMaxWait_ThenASweepDeadLettersItWithItsOwn
 	require.Empty(t, r.deadLetters())
 
 	// The runtime's sweeper asks through the group's loop topic.
-	r.gkt.Consume(r.g.LoopTopic(), "b", nil, tester.WithHeaders(goka.Headers{HeaderControl: []byte("sweep")}))
+	r.gkt.Consume(r.g.loopTopic(), "b", nil, tester.WithHeaders(goka.Headers{groups.HeaderControl: []byte("sweep")}))
 
 	d := r.onlyDeadLetter()
 	assert.Equal(t, ClassMissingDependency, d.h(HeaderExceptionClass))
@@ -365,11 +366,11 @@ func TestFailure_GivenAMissingParentUnderAnotherKeyOrNoParking_ThenDeadLetteredA
 
 func TestPolicy_GivenDefaults_ThenRetryTopicsAndTheirEdges(t *testing.T) {
 	g := NewGroup("g")
-	assert.Equal(t, DefaultPolicy(), g.Policy())
-	assert.Equal(t, "g-retry-2", g.RetryTopic(2).Name)
+	assert.Equal(t, DefaultPolicy(), g.policy)
+	assert.Equal(t, "g-retry-2", g.retryTopic(2).Name)
 	var retries []string
-	for _, e := range g.Edges() {
-		if e.Role == RoleRetry {
+	for _, e := range g.edges() {
+		if e.Role == groups.RoleRetry {
 			retries = append(retries, e.Spec.Name)
 		}
 	}

@@ -15,33 +15,13 @@ import (
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/tables"
 )
 
-// ErrInvalidGroup is returned by Validate for a group that cannot run.
+// ErrInvalidGroup wraps what would stop a group from running; streamfold
+// Topology.Validate (and Open) return it inside ErrInvalidTopology.
 var ErrInvalidGroup = errors.New("invalid group")
-
-// Role says how a group uses a topic.
-type Role string
-
-const (
-	RoleInput  Role = "input"
-	RoleTable  Role = "table"
-	RoleOutput Role = "output"
-	RoleLookup Role = "lookup"
-	RoleDLQ    Role = "dlq"
-	RoleLoop   Role = "loop"
-	RoleRetry  Role = "retry" // read and written by the group
-	// RoleSeen is the group's <group>-seen topic: written by the group,
-	// read back by its stores when they open without their ids.
-	RoleSeen Role = "seen"
-)
-
-// Edge is one topic a group reads or writes, for the topology's description.
-type Edge struct {
-	Role Role
-	Spec tables.Spec
-}
 
 // Group declares one processor group. Declare it completely (Project, Output,
 // Lookup) before handing it to a topology; after that it is read-only, and the
@@ -58,12 +38,12 @@ type Group struct {
 
 	mu         sync.Mutex
 	partitions map[string]int // partition count per input topic, bound before running
-	stores     StoreLookup    // the group's own stores, bound before running
+	stores     storeLookup    // the group's own stores, bound before running
 
 	now   func() time.Time
 	dedup bool // a projection: applied event ids are kept in the stores
 
-	stats *Stats
+	stats *stats
 
 	bootstrap bool
 	catch     *catchUp // nil: live
@@ -111,31 +91,27 @@ func NewGroup(name string, opts ...GroupOption) *Group {
 	return g
 }
 
-// Needs are the groups that must run with g (an aggregate's relay): a
-// topology adds them with g.
-func (g *Group) Needs() []*Group { return slices.Clone(g.needs) }
-
 // Name is the group's (and its consumer group's) name.
 func (g *Group) Name() string { return g.name }
 
 // TableTopic is the group's changelog topic, <group>-table.
 func (g *Group) TableTopic() string { return tableTopic(g.name) }
 
-// ParkingIndex is the internal index over a group table's keys that have
+// parkingIndex is the internal index over a group table's keys that have
 // parked records; the runtime's sweeper reads it.
-var ParkingIndex = tables.Index{Name: "_parked", Terms: func(_ string, v []byte) []string {
+var parkingIndex = tables.Index{Name: "_parked", Terms: func(_ string, v []byte) []string {
 	if envelope.HasParked(v) {
 		return []string{"1"}
 	}
 	return nil
 }}
 
-// Sweeps reports whether the group parks records (and so needs the sweeper).
-func (g *Group) Sweeps() bool { return len(g.sweepers) > 0 && g.policy.MaxWait > 0 }
+// sweeps reports whether the group parks records (and so needs the sweeper).
+func (g *Group) sweeps() bool { return len(g.sweepers) > 0 && g.policy.MaxWait > 0 }
 
 // controlLoop: the group needs a loop topic of its own for sweep requests.
 func (g *Group) controlLoop() bool {
-	if !g.Sweeps() {
+	if !g.sweeps() {
 		return false
 	}
 	for _, in := range g.inputs {
@@ -146,30 +122,23 @@ func (g *Group) controlLoop() bool {
 	return true
 }
 
-// HeaderControl marks a record on <group>-loop as a request to the framework
-// ("sweep": dead-letter what waited too long under its key), not data.
-const HeaderControl = "streamfold-control"
-
-// LoopTopic is the group's loopback topic, <group>-loop: records the group
+// loopTopic is the group's loopback topic, <group>-loop: records the group
 // sends to itself under another key (a repartition step).
-func (g *Group) LoopTopic() string { return g.name + "-loop" }
+func (g *Group) loopTopic() string { return g.name + "-loop" }
 
-// BootstrapTopic keeps a bootstrap group's catch-up targets: one compacted
+// bootstrapTopic keeps a bootstrap group's catch-up targets: one compacted
 // record written at the group's first start.
-func (g *Group) BootstrapTopic() tables.Table[[]byte] {
+func (g *Group) bootstrapTopic() tables.Table[[]byte] {
 	return tables.Table[[]byte]{Name: g.name + "-bootstrap", Partitions: 1}
 }
 
 // DLQTopic is the group's dead-letter topic, <group>-dlq.
 func (g *Group) DLQTopic() string { return g.name + "-dlq" }
 
-// DLQ is the dead-letter stream's handle: raw bytes, exactly as they arrived.
-func (g *Group) DLQ() tables.Stream[[]byte] {
+// dlq is the dead-letter stream's handle: raw bytes, exactly as they arrived.
+func (g *Group) dlq() tables.Stream[[]byte] {
 	return tables.Stream[[]byte]{Name: g.DLQTopic()}
 }
-
-// Stats are the group's counters.
-func (g *Group) Stats() *Stats { return g.stats }
 
 // Output declares a stream the group's handlers emit to.
 func Output[V any](g *Group, s tables.Stream[V]) {
@@ -194,53 +163,53 @@ func (g *Group) addInput(t tables.Topic, h func(*recordCtx) error) {
 	g.inputs = append(g.inputs, input{topic: t, handle: h})
 }
 
-// Table is the group's table spec and its indexes, or false for a stateless
+// tableSpec is the group's table spec and its indexes, or false for a stateless
 // group. The indexes' Terms see the state as the application's codec wrote
 // it, without the framework's bookkeeping.
-func (g *Group) Table() (tables.Spec, []tables.Index, bool) {
+func (g *Group) tableSpec() (tables.Spec, []tables.Index, bool) {
 	if g.table == nil {
 		return tables.Spec{}, nil, false
 	}
 	return g.table.Spec(), stateIndexes(g.indexes), true
 }
 
-// Edges lists every topic the group touches, with its role.
-func (g *Group) Edges() []Edge {
-	var es []Edge
+// edges lists every topic the group touches, with its role.
+func (g *Group) edges() []groups.Edge {
+	var es []groups.Edge
 	for _, in := range g.inputs {
-		role := RoleInput
+		role := groups.RoleInput
 		if in.loop {
-			role = RoleLoop
+			role = groups.RoleLoop
 		}
-		es = append(es, Edge{role, in.topic.Spec()})
+		es = append(es, groups.Edge{Role: role, Spec: in.topic.Spec()})
 	}
 	if g.table != nil {
-		es = append(es, Edge{RoleTable, g.table.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleTable, Spec: g.table.Spec()})
 	}
 	for _, o := range g.outputs {
-		es = append(es, Edge{RoleOutput, o.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: o.Spec()})
 	}
 	for _, l := range g.lookups {
-		es = append(es, Edge{RoleLookup, l.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleLookup, Spec: l.Spec()})
 	}
-	es = append(es, Edge{RoleDLQ, g.DLQ().Spec()}, Edge{RoleOutput, RedriveStates(g.name).Spec()})
+	es = append(es, groups.Edge{Role: groups.RoleDLQ, Spec: g.dlq().Spec()}, groups.Edge{Role: groups.RoleOutput, Spec: RedriveStates(g.name).Spec()})
 	if g.bootstrap {
-		es = append(es, Edge{RoleOutput, g.BootstrapTopic().Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.bootstrapTopic().Spec()})
 	}
 	for n := range g.policy.RetryDelays {
-		es = append(es, Edge{RoleRetry, g.RetryTopic(n + 1).Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleRetry, Spec: g.retryTopic(n + 1).Spec()})
 	}
 	if g.controlLoop() {
-		es = append(es, Edge{RoleLoop, tables.Stream[[]byte]{Name: g.LoopTopic()}.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleLoop, Spec: tables.Stream[[]byte]{Name: g.loopTopic()}.Spec()})
 	}
 	if g.dedup {
-		es = append(es, Edge{RoleSeen, g.SeenStream().Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleSeen, Spec: g.seenStream().Spec()})
 	}
 	return es
 }
 
-// Validate reports what would stop the group from running.
-func (g *Group) Validate() error {
+// validate reports what would stop the group from running.
+func (g *Group) validate() error {
 	errs := slices.Clone(g.errs)
 	if g.name == "" {
 		errs = append(errs, errors.New("group has no name"))
@@ -249,8 +218,8 @@ func (g *Group) Validate() error {
 		errs = append(errs, fmt.Errorf("group %s has no inputs", g.name))
 	}
 	for _, in := range g.inputs {
-		if in.loop && in.topic.Spec().Name != g.LoopTopic() {
-			errs = append(errs, fmt.Errorf("group %s: loop topic must be named %s", g.name, g.LoopTopic()))
+		if in.loop && in.topic.Spec().Name != g.loopTopic() {
+			errs = append(errs, fmt.Errorf("group %s: loop topic must be named %s", g.name, g.loopTopic()))
 		}
 	}
 	if g.table != nil && g.table.Spec().Name != g.TableTopic() {
@@ -270,10 +239,10 @@ func (g *Group) Validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalidGroup, errors.Join(errs...))
 }
 
-// Bind records each input topic's partition count, used to detect records
+// bind records each input topic's partition count, used to detect records
 // produced to the wrong partition for their key. The topology calls it after it
 // has created or checked the topics.
-func (g *Group) Bind(partitions map[string]int) {
+func (g *Group) bind(partitions map[string]int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.partitions = maps.Clone(partitions)
@@ -285,10 +254,10 @@ func (g *Group) partitionsOf(topic string) int {
 	return g.partitions[topic]
 }
 
-// Graph builds the goka group graph. Every edge uses raw bytes: decoding happens
+// graph builds the goka group graph. Every edge uses raw bytes: decoding happens
 // in our adapter so a poison record is dead-lettered instead of stopping goka.
-func (g *Group) Graph() (*goka.GroupGraph, error) {
-	if err := g.Validate(); err != nil {
+func (g *Group) graph() (*goka.GroupGraph, error) {
+	if err := g.validate(); err != nil {
 		return nil, err
 	}
 	raw := new(codec.Bytes)
@@ -315,11 +284,11 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 			goka.Output(goka.Stream(in.topic.Spec().Name), raw))
 	}
 	if g.controlLoop() {
-		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.LoopTopic()}, loop: true,
+		edges = append(edges, goka.Loop(raw, g.callback(input{topic: tables.Stream[[]byte]{Name: g.loopTopic()}, loop: true,
 			handle: func(*recordCtx) error { return nil }})))
 	}
 	if g.dedup {
-		edges = append(edges, goka.Output(goka.Stream(g.SeenTopic()), raw))
+		edges = append(edges, goka.Output(goka.Stream(g.seenTopic()), raw))
 	}
 	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw), goka.Output(goka.Stream(RedriveStates(g.name).Name), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)
@@ -329,13 +298,13 @@ func (g *Group) Graph() (*goka.GroupGraph, error) {
 	return gg, nil
 }
 
-// StoreLookup finds the open local store of a table partition.
-type StoreLookup func(topic string, partition int32) (*tables.Store, bool)
+// storeLookup finds the open local store of a table partition.
+type storeLookup func(topic string, partition int32) (*tables.Store, bool)
 
-// BindStores gives the group its own stores (the runtime's engine of the
+// bindStores gives the group its own stores (the runtime's engine of the
 // group), where a projection asks whether an event id was applied. A group
 // that is not bound remembers only the ids of each key's last write.
-func (g *Group) BindStores(stores StoreLookup) {
+func (g *Group) bindStores(stores storeLookup) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stores = stores
@@ -351,14 +320,14 @@ func (g *Group) store(partition int32) (*tables.Store, bool) {
 	return stores(g.TableTopic(), partition)
 }
 
-// SeenTopic is the group's topic of applied event ids, <group>-seen.
-func (g *Group) SeenTopic() string { return g.name + "-seen" }
+// seenTopic is the group's topic of applied event ids, <group>-seen.
+func (g *Group) seenTopic() string { return g.name + "-seen" }
 
-// SeenStream is the handle of <group>-seen: records of tables.EncodeSeenRecord
+// seenStream is the handle of <group>-seen: records of tables.EncodeSeenRecord
 // under the table's keys, partitioned like the table, kept for the dedup
 // horizon.
-func (g *Group) SeenStream() tables.Stream[[]byte] {
-	s := tables.Stream[[]byte]{Name: g.SeenTopic(), Codec: codecs.Bytes{}, Configs: map[string]string{
+func (g *Group) seenStream() tables.Stream[[]byte] {
+	s := tables.Stream[[]byte]{Name: g.seenTopic(), Codec: codecs.Bytes{}, Configs: map[string]string{
 		"cleanup.policy": "delete",
 		"retention.ms":   strconv.FormatInt(g.dedupHorizon().Milliseconds(), 10),
 	}}
@@ -375,14 +344,14 @@ func (g *Group) dedupHorizon() time.Duration {
 	return DefaultDedupHorizon
 }
 
-// Seen is how the storage engine keeps the group's applied event ids beside
+// seenIDs is how the storage engine keeps the group's applied event ids beside
 // its table (tables.WithSeen for the table topic), or false for a group that
 // keeps none: only projections do. Give it to the group's own engine only.
-func (g *Group) Seen() (string, tables.Seen, bool) {
+func (g *Group) seenIDs() (string, tables.Seen, bool) {
 	if !g.dedup || g.table == nil {
 		return "", tables.Seen{}, false
 	}
 	return g.table.Spec().Name, tables.Seen{
-		IDs: appliedIDs, Horizon: g.dedupHorizon(), Topic: g.SeenTopic(), Now: g.now,
+		IDs: appliedIDs, Horizon: g.dedupHorizon(), Topic: g.seenTopic(), Now: g.now,
 	}, true
 }

@@ -21,7 +21,7 @@ import (
 // has to run for it (g itself and the relay that sends its decisions).
 func handleCommands[S, C any](g *Group, a Aggregate[S, C]) []*Group {
 	HandleCommands(g, a)
-	return append([]*Group{g}, g.Needs()...)
+	return append([]*Group{g}, g.needs...)
 }
 
 // project makes g fold in into table, its table (<group>-table).
@@ -38,15 +38,15 @@ type runOption func(t *testing.T, g *Group)
 // withPartitions binds the partition counts of the group's input topics, as
 // the runtime does once the topics exist.
 func withPartitions(p map[string]int) runOption {
-	return func(_ *testing.T, g *Group) { g.Bind(p) }
+	return func(_ *testing.T, g *Group) { g.bind(p) }
 }
 
 // withCatchUp sets a bootstrap group's catch-up targets (input topic →
 // partition → end offset at its first start).
 func withCatchUp(targets map[string]map[int32]int64) runOption {
 	return func(t *testing.T, g *Group) {
-		if g.Bootstrap() {
-			require.NoError(t, g.CatchUp(targets))
+		if g.bootstrap {
+			require.NoError(t, g.setCatchUp(targets))
 		}
 	}
 }
@@ -64,7 +64,7 @@ func run(t *testing.T, groups []*Group, opts ...runOption) *tester.Tester {
 		for _, o := range opts {
 			o(t, g)
 		}
-		graph, err := g.Graph()
+		graph, err := g.graph()
 		require.NoError(t, err)
 		// Nil values reach the handlers, as in the runtime.
 		proc, err := goka.NewProcessor(nil, graph, goka.WithTester(gkt), goka.WithNilHandling(goka.NilProcess))

@@ -251,7 +251,7 @@ func (p projection[S]) sendSeen(r *recordCtx, m meta) {
 	if len(m.IDs) == 0 {
 		return
 	}
-	r.gctx.Emit(goka.Stream(p.g.SeenTopic()), r.gctx.Key(), tables.EncodeSeenRecord(m.IDs, time.UnixMilli(m.At)))
+	r.gctx.Emit(goka.Stream(p.g.seenTopic()), r.gctx.Key(), tables.EncodeSeenRecord(m.IDs, time.UnixMilli(m.At)))
 }
 
 // resendSeen sends the seen record of a record read again after a crash,

@@ -139,7 +139,7 @@ func Loopback[V any](rc *ReactContext, loop tables.Stream[V], key string, v V) e
 
 // LoopStream is the handle of g's loopback topic carrying V.
 func LoopStream[V any](g *Group, codec codecs.Codec[V]) tables.Stream[V] {
-	return tables.Stream[V]{Name: g.LoopTopic(), Codec: codec}
+	return tables.Stream[V]{Name: g.loopTopic(), Codec: codec}
 }
 
 // AddReactor adds one input to a reactor group. Per record: an input id seen
@@ -268,8 +268,8 @@ func send(r *recordCtx, e emitRecord) {
 
 // Bootstrap mode.
 
-// ErrNotBootstrapped is returned by CatchUp for a group declared without WithBootstrap.
-var ErrNotBootstrapped = errors.New("group is not in bootstrap mode")
+// errNotBootstrapped is returned by setCatchUp for a group declared without WithBootstrap.
+var errNotBootstrapped = errors.New("group is not in bootstrap mode")
 
 // WithBootstrap declares that the group, when deployed fresh against existing
 // history (no committed offsets and an empty table), folds its inputs up to the
@@ -277,9 +277,6 @@ var ErrNotBootstrapped = errors.New("group is not in bootstrap mode")
 // goes live. The targets are kept in Kafka by the runtime, so a restart during
 // the catch-up resumes it instead of going live early.
 func WithBootstrap() GroupOption { return func(g *Group) { g.bootstrap = true } }
-
-// Bootstrap reports whether the group was declared WithBootstrap.
-func (g *Group) Bootstrap() bool { return g.bootstrap }
 
 // catchUp holds the bootstrap targets: per input topic and partition, the
 // offset below which effects are suppressed.
@@ -289,10 +286,10 @@ type catchUp struct {
 	remaining int
 }
 
-// CatchUp sets the bootstrap targets (the runtime calls it before Run).
-func (g *Group) CatchUp(targets map[string]map[int32]int64) error {
+// setCatchUp sets the bootstrap targets (the runtime calls it before Run).
+func (g *Group) setCatchUp(targets map[string]map[int32]int64) error {
 	if !g.bootstrap {
-		return ErrNotBootstrapped
+		return errNotBootstrapped
 	}
 	cu := &catchUp{targets: map[string]map[int32]int64{}}
 	var total int64

@@ -192,7 +192,7 @@ func TestAddReactor_GivenAnInputIDSeenBeforeAtAnotherOffset_ThenNothingHappens(t
 	evs, _ := r.emitted()
 	assert.Empty(t, evs)
 	assert.Equal(t, &notes{Seen: 1}, r.state("o1"))
-	assert.Equal(t, int64(1), r.g.Stats().Snapshot().Duplicates)
+	assert.Equal(t, int64(1), r.g.stats.snapshot().Duplicates)
 }
 
 func TestAddReactor_GivenBootstrapTargets_ThenEffectsAreSuppressedWhileCatchingUpAndSentOnceLive(t *testing.T) {
@@ -208,7 +208,7 @@ func TestAddReactor_GivenBootstrapTargets_ThenEffectsAreSuppressedWhileCatchingU
 	evs, _ := r.emitted()
 	assert.Empty(t, evs, "no effects while catching up")
 	assert.Equal(t, &notes{Seen: 2}, r.state("o1"), "state is built all the same")
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Suppressed)
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Suppressed)
 
 	r.send("o1", "ev-3", "shipped", nil, nil)
 	reacts = r.reactions()
@@ -226,7 +226,7 @@ func TestAddReactor_GivenNothingToCatchUpOrNoBootstrap_ThenLiveFromTheStart(t *t
 	require.Len(t, reacts, 1)
 	assert.True(t, reacts[0].Live)
 
-	assert.ErrorIs(t, NewGroup("plain").CatchUp(nil), ErrNotBootstrapped)
+	assert.ErrorIs(t, NewGroup("plain").setCatchUp(nil), errNotBootstrapped)
 }
 
 func TestAddReactor_GivenALoopback_ThenTheLoopInputSeesItUnderTheOtherKeyWithThatKeysState(t *testing.T) {
@@ -261,7 +261,7 @@ func TestAddReactor_GivenALoopbackWhileCatchingUp_ThenItIsSentMarkedAndItsEffect
 	evs, _ := r.emitted()
 	assert.Empty(t, evs)
 	assert.Equal(t, &notes{Forwarded: 1}, r.state("o2"))
-	assert.Equal(t, int64(2), r.g.Stats().Snapshot().Suppressed)
+	assert.Equal(t, int64(2), r.g.stats.snapshot().Suppressed)
 
 	// Once live, a loopback carries no mark.
 	r.send("o1", "ev-2", "forward", "o2", nil)

@@ -10,11 +10,12 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/tables"
 )
 
 // Error classes, as written to a dead letter's kafka_dlt-exception-fqcn header
-// and counted in Stats.
+// and counted in the group's Snapshot.DeadLetters.
 const (
 	ClassDecode         = "decode"          // the record (or the stored state) could not be decoded
 	ClassWrongPartition = "wrong-partition" // the key does not hash to the partition it arrived on
@@ -84,7 +85,7 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 	return func(gctx goka.Context, msg any) {
 		value, _ := msg.([]byte)
 		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers())}
-		if string(gctx.Headers()[HeaderControl]) == "sweep" {
+		if string(gctx.Headers()[groups.HeaderControl]) == "sweep" {
 			for _, sw := range g.sweepers {
 				if err := sw(r); err != nil {
 					g.log.Warn("sweep failed", "key", gctx.Key(), "err", err)

@@ -52,7 +52,7 @@ func startRedriveRig(t *testing.T) *redriveRig {
 	g := NewGroup("balances", WithPolicy(Policy{}))
 	events := tables.NewStream[codecs.Event]("balance-events", codecs.CloudEvents{})
 	table := Project(g, events, applyBalance)
-	graph, err := g.Graph()
+	graph, err := g.graph()
 	require.NoError(t, err)
 	proc, err := goka.NewProcessor(nil, graph, goka.WithTester(gkt), goka.WithNilHandling(goka.NilProcess)) // as the runtime does
 	require.NoError(t, err)

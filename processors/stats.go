@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// Stats are a group's counters. Safe for concurrent use.
-type Stats struct {
+// stats are a group's counters. Safe for concurrent use.
+type stats struct {
 	processed  atomic.Int64
 	applied    atomic.Int64
 	duplicates atomic.Int64
@@ -19,15 +19,15 @@ type Stats struct {
 	counters    map[string]int64 // retried-in-place, retried-later, parked, released
 }
 
-func newStats() *Stats { return &Stats{deadLetters: map[string]int64{}, counters: map[string]int64{}} }
+func newStats() *stats { return &stats{deadLetters: map[string]int64{}, counters: map[string]int64{}} }
 
-func (s *Stats) count(name string) {
+func (s *stats) count(name string) {
 	s.mu.Lock()
 	s.counters[name]++
 	s.mu.Unlock()
 }
 
-func (s *Stats) deadLetter(class string) {
+func (s *stats) deadLetter(class string) {
 	s.mu.Lock()
 	s.deadLetters[class]++
 	s.mu.Unlock()
@@ -45,8 +45,8 @@ type Snapshot struct {
 	Counters map[string]int64 `json:"counters"`
 }
 
-// Snapshot copies the counters.
-func (s *Stats) Snapshot() Snapshot {
+// snapshot copies the counters.
+func (s *stats) snapshot() Snapshot {
 	s.mu.Lock()
 	dl := maps.Clone(s.deadLetters)
 	cs := maps.Clone(s.counters)

@@ -31,8 +31,8 @@ func TestProject_GivenNoHandle_ThenTheGroupTableIsDerivedAndReturned(t *testing.
 
 	assert.Equal(t, "clicks-table", counts.Name)
 	assert.Equal(t, GroupTable[hits]("clicks"), counts)
-	require.NoError(t, g.Validate())
-	spec, _, ok := g.Table()
+	require.NoError(t, g.validate())
+	spec, _, ok := g.tableSpec()
 	require.True(t, ok)
 	assert.Equal(t, "clicks-table", spec.Name)
 }
@@ -47,7 +47,7 @@ func TestProject_GivenTwoInputs_ThenBothFoldIntoOneTableWithTheIndexesOfBoth(t *
 
 	assert.Equal(t, first.Spec(), second.Spec())
 	assert.Equal(t, []string{"n"}, second.Spec().Indexes)
-	require.NoError(t, g.Validate())
+	require.NoError(t, g.validate())
 }
 
 func TestProject_GivenIntoAHandleNamedForAnotherGroup_ThenTheGroupDoesNotValidate(t *testing.T) {
@@ -55,7 +55,7 @@ func TestProject_GivenIntoAHandleNamedForAnotherGroup_ThenTheGroupDoesNotValidat
 
 	Project(g, pageViews, countHit, Into(GroupTable[hits]("views")))
 
-	err := g.Validate()
+	err := g.validate()
 	require.ErrorIs(t, err, ErrInvalidGroup)
 	assert.Contains(t, err.Error(), "table must be named clicks-table, not views-table")
 }
@@ -65,7 +65,7 @@ func TestProject_GivenIntoAHandleOfAnotherValueType_ThenTheGroupDoesNotValidate(
 
 	Project(g, pageViews, countHit, Into(GroupTable[account]("clicks")))
 
-	err := g.Validate()
+	err := g.validate()
 	require.ErrorIs(t, err, ErrInvalidGroup)
 	assert.Contains(t, err.Error(), "does not hold the fold's state")
 }
@@ -82,9 +82,9 @@ func TestHandleCommands_GivenNoTable_ThenTheGroupTableIsReturnedAndTheRelayIsNee
 	})
 
 	assert.Equal(t, GroupTable[account]("accounts"), table)
-	require.NoError(t, g.Validate())
-	needs := g.Needs()
+	require.NoError(t, g.validate())
+	needs := g.needs
 	require.Len(t, needs, 1)
 	assert.Equal(t, "accounts-relay", needs[0].Name())
-	require.NoError(t, needs[0].Validate())
+	require.NoError(t, needs[0].validate())
 }

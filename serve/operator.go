@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/deadletters"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/queryapi"
 )
 
@@ -175,7 +176,7 @@ func (h dlqHTTP) with(r *http.Request, fn func(context.Context, *deadletters.Cli
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), dlqTimeout)
 	defer cancel()
-	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(streamfold.KafkaVersion), deadletters.WithClientID(h.clientID),
+	c, err := deadletters.New(h.brokers, deadletters.WithKafkaVersion(kafkaconf.Version()), deadletters.WithClientID(h.clientID),
 		deadletters.WithSarama(h.security.ApplySarama))
 	if err != nil {
 		return kafkaUnavailable{err}

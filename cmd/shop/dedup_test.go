@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
@@ -96,7 +96,7 @@ func TestCustomers_GivenLocalStateWipedAndChangelogCompacted_WhenAnOldEventIsReS
 	// last snapshot, which names only the last event.
 	require.NoError(t, os.RemoveAll(filepath.Join(dir, "state")))
 	scfg := sarama.NewConfig()
-	scfg.Version = streamfold.KafkaVersion
+	scfg.Version = kafkaconf.Version()
 	admin, err := sarama.NewClusterAdmin(broker.Addrs(), scfg)
 	require.NoError(t, err)
 	defer admin.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/cli"
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
@@ -281,7 +282,7 @@ func shopEventBytes(t *testing.T, ev codecs.Event) ([]byte, error) {
 func endOffsets(t *testing.T, brokers []string, topic string) int64 {
 	t.Helper()
 	cfg := sarama.NewConfig()
-	cfg.Version = streamfold.KafkaVersion
+	cfg.Version = kafkaconf.Version()
 	c, err := sarama.NewClient(brokers, cfg)
 	require.NoError(t, err)
 	defer c.Close()

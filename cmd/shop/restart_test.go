@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/shop"
 )
 
@@ -130,7 +130,7 @@ func TestRestart_GivenCommittedOffsetOutOfRange_ThenResetsToEarliestAndLogsSkipp
 		produce(t, cl, r)
 	}
 	scfg := sarama.NewConfig()
-	scfg.Version = streamfold.KafkaVersion
+	scfg.Version = kafkaconf.Version()
 	admin, err := sarama.NewClusterAdmin(broker.Addrs(), scfg)
 	require.NoError(t, err)
 	defer admin.Close()

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
@@ -151,7 +151,7 @@ func TestValidator_GivenFreshDeploymentAgainstHistory_ThenBootstrapEmitsNothingT
 	// The validator is deployed fresh: its group, its table's changelog, its
 	// loopback and its local state are gone; the history is not.
 	scfg := sarama.NewConfig()
-	scfg.Version = streamfold.KafkaVersion
+	scfg.Version = kafkaconf.Version()
 	admin, err := sarama.NewClusterAdmin(broker.Addrs(), scfg)
 	require.NoError(t, err)
 	require.NoError(t, admin.DeleteConsumerGroup(shop.ValidatorGroup))

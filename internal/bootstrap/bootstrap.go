@@ -1,15 +1,21 @@
-package streamfold
+// Package bootstrap gives a group declared WithBootstrap its catch-up
+// targets: the end offsets of its inputs at its first start, below which its
+// effects are suppressed. They are kept in the group's one-partition
+// <group>-bootstrap topic, so that a restart during the catch-up resumes it
+// instead of going live early; a group that has history of its own (committed
+// offsets or a table) goes live at once.
+package bootstrap
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	"github.com/IBM/sarama"
 
-	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/internal/groups"
 )
 
 // bootstrapTargets is the record kept in <group>-bootstrap.
@@ -17,32 +23,35 @@ type bootstrapTargets struct {
 	Targets map[string]map[string]int64 `json:"targets"` // topic -> partition -> end offset at first start
 }
 
-// prepareBootstrap gives a bootstrap group its catch-up targets: the ones
-// recorded at its first start, or — for a group deployed fresh against
-// existing history — the inputs' end offsets now, recorded before anything runs.
-func (rt *Runtime) prepareBootstrap(g *processors.Group) error {
-	topic := g.BootstrapTopic().Name
-	stored, ok, err := rt.readBootstrap(topic)
+// Prepare gives a bootstrap group its catch-up targets: the ones recorded at
+// its first start, or — for a group deployed fresh against existing history —
+// the inputs' end offsets now, recorded (with record) before anything runs.
+// partitions are the real partition counts by topic.
+func Prepare(client sarama.Client, g groups.Hooks, partitions map[string]int,
+	record func(topic, key string, value []byte) error, log *slog.Logger,
+) error {
+	topic := g.BootstrapTopic()
+	stored, ok, err := read(client, topic)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		fresh, err := rt.fresh(g)
+		fresh, err := fresh(client, g, partitions)
 		if err != nil {
 			return err
 		}
 		if !fresh {
-			rt.log.Info("bootstrap: group has history of its own; live", "group", g.Name())
+			log.Info("bootstrap: group has history of its own; live", "group", g.Name())
 			return g.CatchUp(nil)
 		}
 		stored = bootstrapTargets{Targets: map[string]map[string]int64{}}
 		for _, e := range g.Edges() {
-			if e.Role != processors.RoleInput {
+			if e.Role != groups.RoleInput {
 				continue
 			}
 			parts := map[string]int64{}
-			for p := range rt.partitions[e.Spec.Name] {
-				end, err := rt.client.GetOffset(e.Spec.Name, int32(p), sarama.OffsetNewest)
+			for p := range partitions[e.Spec.Name] {
+				end, err := client.GetOffset(e.Spec.Name, int32(p), sarama.OffsetNewest)
 				if err != nil {
 					return fmt.Errorf("bootstrap %s: %w", g.Name(), err)
 				}
@@ -54,7 +63,7 @@ func (rt *Runtime) prepareBootstrap(g *processors.Group) error {
 		if err != nil {
 			return err
 		}
-		if _, err := rt.produce(context.Background(), topic, "targets", b, nil); err != nil {
+		if err := record(topic, "targets", b); err != nil {
 			return fmt.Errorf("bootstrap %s: record targets: %w", g.Name(), err)
 		}
 	}
@@ -72,14 +81,14 @@ func (rt *Runtime) prepareBootstrap(g *processors.Group) error {
 	return g.CatchUp(targets)
 }
 
-// readBootstrap reads the last record of a bootstrap topic, if any.
-func (rt *Runtime) readBootstrap(topic string) (bootstrapTargets, bool, error) {
+// read reads the last record of a bootstrap topic, if any.
+func read(client sarama.Client, topic string) (bootstrapTargets, bool, error) {
 	var bt bootstrapTargets
-	end, err := rt.client.GetOffset(topic, 0, sarama.OffsetNewest)
+	end, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
 	if err != nil || end == 0 {
 		return bt, false, err
 	}
-	consumer, err := sarama.NewConsumerFromClient(rt.client)
+	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return bt, false, err
 	}
@@ -102,15 +111,15 @@ func (rt *Runtime) readBootstrap(topic string) (bootstrapTargets, bool, error) {
 
 // fresh reports a group with no committed offsets and an empty table: deployed
 // fresh, or one whose table was lost with its changelog.
-func (rt *Runtime) fresh(g *processors.Group) (bool, error) {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
+func fresh(client sarama.Client, g groups.Hooks, partitions map[string]int) (bool, error) {
+	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
 		return false, err
 	}
 	want := map[string][]int32{}
 	for _, e := range g.Edges() {
-		if e.Role == processors.RoleInput {
-			for p := range rt.partitions[e.Spec.Name] {
+		if e.Role == groups.RoleInput {
+			for p := range partitions[e.Spec.Name] {
 				want[e.Spec.Name] = append(want[e.Spec.Name], int32(p))
 			}
 		}
@@ -130,8 +139,8 @@ func (rt *Runtime) fresh(g *processors.Group) (bool, error) {
 		}
 	}
 	if spec, _, ok := g.Table(); ok {
-		for p := range rt.partitions[spec.Name] {
-			end, err := rt.client.GetOffset(spec.Name, int32(p), sarama.OffsetNewest)
+		for p := range partitions[spec.Name] {
+			end, err := client.GetOffset(spec.Name, int32(p), sarama.OffsetNewest)
 			if err != nil {
 				return false, err
 			}

@@ -1,0 +1,88 @@
+// Package producer writes single records and waits for each one's
+// acknowledgement or the caller's context, whichever comes first: a sarama
+// SyncProducer blocks until the broker answers or its retries run out,
+// whatever the caller's deadline. Emitters and the runtime's own records
+// (bootstrap targets, sweep requests) share one.
+package producer
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/IBM/sarama"
+)
+
+// Sender writes single records and waits for each one's acknowledgement
+// without giving up the caller's context. A record whose caller stopped
+// waiting may still be written (its outcome is unknown to the caller). Safe
+// for concurrent use.
+type Sender struct {
+	p    sarama.AsyncProducer
+	done chan struct{} // closed when every result has been delivered
+}
+
+// sent is one record's outcome.
+type sent struct {
+	partition int32
+	offset    int64
+	err       error
+}
+
+// New starts a Sender over an async producer configured by c.
+func New(brokers []string, c *sarama.Config) (*Sender, error) {
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	p, err := sarama.NewAsyncProducer(brokers, c)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{p: p, done: make(chan struct{})}
+	go s.deliver()
+	return s, nil
+}
+
+// deliver hands each acknowledgement or error to the record's waiter (a
+// buffered channel in its metadata, so a waiter that left blocks nothing).
+func (s *Sender) deliver() {
+	defer close(s.done)
+	successes, errs := s.p.Successes(), s.p.Errors()
+	for successes != nil || errs != nil {
+		select {
+		case m, ok := <-successes:
+			if !ok {
+				successes = nil
+				continue
+			}
+			m.Metadata.(chan sent) <- sent{partition: m.Partition, offset: m.Offset}
+		case e, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			e.Msg.Metadata.(chan sent) <- sent{err: e.Err}
+		}
+	}
+}
+
+// Send writes msg and waits for its acknowledgement or for ctx to end.
+func (s *Sender) Send(ctx context.Context, msg *sarama.ProducerMessage) (int32, int64, error) {
+	result := make(chan sent, 1)
+	msg.Metadata = result
+	select {
+	case s.p.Input() <- msg:
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+	select {
+	case r := <-result:
+		return r.partition, r.offset, r.err
+	case <-ctx.Done():
+		return 0, 0, fmt.Errorf("outcome unknown: %w", ctx.Err())
+	}
+}
+
+// Close flushes what is buffered and waits for its outcomes.
+func (s *Sender) Close() {
+	s.p.AsyncClose()
+	<-s.done
+}

@@ -1,0 +1,100 @@
+// Package topics is the runtime's admin work on topics before anything runs:
+// creating a topology's missing topics (its partition counts, replication and
+// configs: streams kept forever, tables compacted) and reading the real
+// partition counts, and warning about committed offsets that fell out of a
+// topic's log.
+package topics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/IBM/sarama"
+
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Ensure creates the missing topics of specs with their configs, partitions
+// and replication, and returns every topic's real partition count (an
+// existing topic keeps its own).
+func Ensure(ctx context.Context, client sarama.Client, specs []tables.Spec, replication int, log *slog.Logger) (map[string]int, error) {
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("kafka admin: %w", err)
+	}
+	// Closing admin would close the shared client; it holds nothing else.
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	partitions := map[string]int{}
+	for _, ti := range specs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if d, ok := existing[ti.Name]; ok {
+			partitions[ti.Name] = int(d.NumPartitions)
+			continue
+		}
+		detail := &sarama.TopicDetail{
+			NumPartitions:     int32(ti.Partitions),
+			ReplicationFactor: int16(replication),
+			ConfigEntries:     map[string]*string{},
+		}
+		for k, v := range ti.Configs {
+			detail.ConfigEntries[k] = &v
+		}
+		if err := admin.CreateTopic(ti.Name, detail, false); err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return nil, fmt.Errorf("create topic %s: %w", ti.Name, err)
+		}
+		log.Info("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
+		partitions[ti.Name] = ti.Partitions
+	}
+	return partitions, client.RefreshMetadata()
+}
+
+// WarnOutOfRange logs, for each partition of group's inputs whose committed
+// offset fell out of the log (retention, a recreated topic), how many records
+// the reset to the earliest offset skips. sarama performs the reset itself.
+// partitions are the real partition counts by topic.
+func WarnOutOfRange(client sarama.Client, group string, inputs []string, partitions map[string]int, log *slog.Logger) {
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return
+	}
+	want := map[string][]int32{}
+	for _, topic := range inputs {
+		for p := range partitions[topic] {
+			want[topic] = append(want[topic], int32(p))
+		}
+	}
+	resp, err := admin.ListConsumerGroupOffsets(group, want)
+	if err != nil {
+		return
+	}
+	for topic, parts := range resp.Blocks {
+		for p, b := range parts {
+			if b == nil || b.Offset < 0 {
+				continue
+			}
+			oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+			if err != nil {
+				continue
+			}
+			newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				continue
+			}
+			switch {
+			case b.Offset < oldest:
+				log.Warn("committed offset out of range; resetting to earliest",
+					"group", group, "topic", topic, "partition", p, "committed", b.Offset, "earliest", oldest, "skipped", oldest-b.Offset)
+			case b.Offset > newest:
+				log.Warn("committed offset beyond the end of the log (topic recreated?); resetting to earliest",
+					"group", group, "topic", topic, "partition", p, "committed", b.Offset, "end", newest, "earliest", oldest)
+			}
+		}
+	}
+}
