@@ -424,7 +424,7 @@ func (a *API) respond(w http.ResponseWriter, r *http.Request, status int, body a
 		w.WriteHeader(status)
 		return
 	}
-	b, err := json.Marshal(body)
+	b, err := encodeBody(body)
 	if err != nil {
 		a.writeError(w, r, fmt.Errorf("encode response body: %w", err))
 		return
@@ -437,6 +437,15 @@ func (a *API) respond(w http.ResponseWriter, r *http.Request, status int, body a
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// encodeBody is body as JSON. A json.RawMessage (a Reader's document) is
+// written as it is: json.Marshal would validate and compact it again.
+func encodeBody(body any) ([]byte, error) {
+	if raw, ok := body.(json.RawMessage); ok {
+		return raw, nil
+	}
+	return json.Marshal(body)
 }
 
 func copyHeader(dst, src http.Header) {

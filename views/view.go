@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -199,10 +200,22 @@ func (v *View[V]) Get(ctx context.Context, key string) (V, error) {
 
 // GetJSON returns key's value as a JSON document without the framework's
 // bookkeeping: what the query API serves (a *View is a queryapi.Reader).
+// A JSON table's state is served as stored, neither decoded nor encoded
+// again; a value that is not valid JSON (written by something else) and a
+// table of another codec go through the codec.
 func (v *View[V]) GetJSON(ctx context.Context, key string) (json.RawMessage, error) {
-	val, err := v.Get(ctx, key)
+	b, err := v.GetRaw(ctx, key)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := any(v.table.Codec).(codecs.JSON[V]); ok {
+		if _, state, err := envelope.Split(b); err == nil && json.Valid(state) {
+			return state, nil
+		}
+	}
+	val, err := v.table.Codec.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
 	}
 	return json.Marshal(val)
 }

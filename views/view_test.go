@@ -16,6 +16,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/tables"
 	"github.com/streamfold/streamfold/views"
 )
@@ -245,4 +246,32 @@ func TestView_GivenStoreWithDamagedData_WhenAKeyIsRead_ThenNotReadyNeverAValueAn
 	ready, progress := v.Ready()
 	assert.False(t, ready)
 	assert.NotEmpty(t, progress[p].Fault)
+}
+
+func TestView_GivenSnapshotsWithBookkeeping_ThenGetJSONServesTheStateAsStored(t *testing.T) {
+	e := open(t, nil, true)
+	set := func(key string, value []byte) {
+		s, ok := e.Store(itemsTable.Name, tables.PartitionFor(key, partitions))
+		require.True(t, ok)
+		require.NoError(t, s.Set(key, value))
+	}
+	// The state's members as the codec wrote them, in their order, with a
+	// field the view's type does not know: served byte for byte.
+	snapshot, err := envelope.Join(map[string]any{"offsets": map[string]int64{"items": 7}}, []byte(`{"id":"a","color":"red","extra":1}`))
+	require.NoError(t, err)
+	set("a", snapshot)
+	// Bytes that are not JSON (another producer's) go through the codec,
+	// whose error names the key.
+	set("b", []byte("not json"))
+	v := views.New(stores{e, partitions}, itemsTable)
+
+	got, err := v.GetJSON(context.Background(), "a")
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"a","color":"red","extra":1}`, string(got))
+
+	_, err = v.GetJSON(context.Background(), "b")
+	assert.ErrorContains(t, err, `decode "b"`)
+
+	_, err = v.GetJSON(context.Background(), "nope")
+	assert.ErrorIs(t, err, views.ErrNotFound)
 }
