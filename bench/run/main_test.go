@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestParseResults_GivenGoTestOutput_ThenTheResultLinesOfThatBenchmark(t *testing.T) {
+	out := []byte(`goos: linux
+BenchmarkGetCustomer-2   	       1	7867695433 ns/op	      1487 bare-p50-µs	     19306 bare-req/s	     9474 shop-req/s	         0.4907 shop/bare
+--- BENCH: BenchmarkGetCustomer-2
+    bench_test.go:635: GET /customers/{id} keys=2000: shop 9474 req/s
+BenchmarkOther-2 1 5 ns/op 7 x/s
+BenchmarkGetCustomerTwice-2 1 5 ns/op 7 x/s
+PASS
+`)
+	rs := parseResults(out, "BenchmarkGetCustomer")
+
+	assert.Equal(t, []result{{Metrics: map[string]float64{"ns/op": 7867695433, "bare-p50-µs": 1487, "bare-req/s": 19306, "shop-req/s": 9474, "shop/bare": 0.4907}}}, rs)
+}
+
+func TestParseResults_GivenSubBenchmarks_ThenARowEachWithCPUPerItem(t *testing.T) {
+	out := []byte(`BenchmarkRestore/records=100000/keys=10000-2 1 1541980639 ns/op 0.3110 engine-restorer-cpu-s 513119 engine-restorer-rec/s 3.789 engine-restorer/goka-default 1.079 goka-default-cpu-s 135431 goka-default-rec/s
+BenchmarkRestore/records=100000/keys=100000-2 1 1549399636 ns/op 0.5309 engine-restorer-cpu-s 337112 engine-restorer-rec/s 2.158 engine-restorer/goka-default 0.9284 goka-default-cpu-s 156228 goka-default-rec/s
+`)
+	rs := parseResults(out, "BenchmarkRestore")
+	assert.Len(t, rs, 2)
+	r := works[4].row("small", rs[1])
+
+	assert.Equal(t, "restore a changelog records=100000/keys=100000", r.Work)
+	assert.Equal(t, 2.158, r.Ratio)
+	assert.InDelta(t, 5.309, r.CPU, 1e-9) // µs per record: 0.5309 s / 100,000
+	assert.InDelta(t, 9.284, r.BaselineCPU, 1e-9)
+}
+
+func TestTable_GivenRows_ThenEachWorkWithItsFiguresAndDashesForNone(t *testing.T) {
+	var w bytes.Buffer
+	printTable(&w, []row{
+		works[3].row("small", result{Metrics: map[string]float64{"shop-req/s": 9474, "bare-req/s": 19306, "shop/bare": 0.49, "shop-p50-µs": 2914, "shop-p99-µs": 12113}}),
+		{Work: "broken", Err: "exit status 1"},
+	})
+
+	lines := strings.Split(strings.TrimSpace(w.String()), "\n")
+	assert.Len(t, lines, 3)
+	assert.Equal(t, []string{"GET", "by", "key", "9474", "19306", "0.49x", "-", "-", "2.9", "12.1", "-"}, strings.Fields(lines[1]))
+	assert.Contains(t, lines[2], "failed: exit status 1")
+}
