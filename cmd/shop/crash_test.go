@@ -88,9 +88,11 @@ func runShopProcess(t testing.TB, args ...string) *shopProcess {
 		for sc.Scan() {
 			l := sc.Text()
 			logMu.Lock()
-			logTail = append(logTail, l)
-			if len(logTail) > 30 {
-				logTail = logTail[1:]
+			if !strings.Contains(l, "path=/readyz") { // the readiness polls below say nothing
+				logTail = append(logTail, l)
+				if len(logTail) > 30 {
+					logTail = logTail[1:]
+				}
 			}
 			logMu.Unlock()
 			if _, a, ok := strings.Cut(l, `msg="http listening" addr=`); ok {
@@ -111,14 +113,23 @@ func runShopProcess(t testing.TB, args ...string) *shopProcess {
 	case <-time.After(wait):
 		t.Fatal("shop process never listened")
 	}
-	require.Eventually(t, func() bool {
+	var last string // the last /readyz answer: what the process waits for
+	ready := assert.Eventually(t, func() bool {
 		resp, err := http.Get(p.base + "/readyz")
 		if err != nil {
+			last = err.Error()
 			return false
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		last = string(b)
 		return resp.StatusCode == http.StatusOK
-	}, wait, 20*time.Millisecond, "shop process never became ready")
+	}, wait, 20*time.Millisecond)
+	if !ready {
+		logMu.Lock()
+		defer logMu.Unlock()
+		t.Fatalf("shop process never became ready; last /readyz: %s\nits log:\n%s", last, strings.Join(logTail, "\n"))
+	}
 	return p
 }
 
