@@ -9,28 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamfold/streamfold/internal/testclock"
 )
 
-// seenTestClock is a settable clock.
-type seenTestClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *seenTestClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *seenTestClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // seenTestConfig reads the ids of values written as EncodeSeenRecord does.
-func seenTestConfig(clock *seenTestClock, topic string) Seen {
+func seenTestConfig(clock *testclock.Clock, topic string) Seen {
 	return Seen{
 		IDs: func(_ string, v []byte) ([]string, time.Time) {
 			var r seenRecord
@@ -83,14 +67,14 @@ func seenTestSeen(t *testing.T, s *Store, key, id string) bool {
 }
 
 func TestSeen_GivenWrittenIDs_WhenKeyDeletedAndTimePasses_ThenSeenUntilTheHorizonThenExpired(t *testing.T) {
-	clock := &seenTestClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	e := storeTestEngine(t, t.TempDir(), WithSeen("t", seenTestConfig(clock, "")))
 	s := storeTestOpen(t, e, "t", 0)
 	require.NoError(t, s.MarkRecovered())
 
 	// Given a value that applied two ids, then one that applied a third.
 	require.NoError(t, s.Set("a", EncodeSeenRecord([]string{"id-1", "id-2"}, clock.Now())))
-	clock.advance(30 * time.Minute)
+	clock.Advance(30 * time.Minute)
 	require.NoError(t, s.Set("a", EncodeSeenRecord([]string{"id-3"}, clock.Now())))
 	// When the key is deleted.
 	require.NoError(t, s.Delete("a"))
@@ -106,7 +90,7 @@ func TestSeen_GivenWrittenIDs_WhenKeyDeletedAndTimePasses_ThenSeenUntilTheHorizo
 	assert.True(t, seenTestSeen(t, s, "b", "id-b"))
 
 	// When the first two pass the horizon.
-	clock.advance(45 * time.Minute)
+	clock.Advance(45 * time.Minute)
 	assert.False(t, seenTestSeen(t, s, "a", "id-1"), "expired by age")
 	assert.True(t, seenTestSeen(t, s, "a", "id-3"))
 	// Then the writer's expiry deletes them and keeps the third.
@@ -118,7 +102,7 @@ func TestSeen_GivenWrittenIDs_WhenKeyDeletedAndTimePasses_ThenSeenUntilTheHorizo
 }
 
 func TestSeen_GivenRestoreBatchesOverwritingAKey_ThenEveryWriteKeepsItsIDs(t *testing.T) {
-	clock := &seenTestClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	e := storeTestEngine(t, t.TempDir(), WithSeen("t", seenTestConfig(clock, "")), WithBatchSize(2))
 	s := storeTestOpen(t, e, "t", 0)
 
@@ -143,7 +127,7 @@ func TestSeen_GivenRestoreBatchesOverwritingAKey_ThenEveryWriteKeepsItsIDs(t *te
 }
 
 func TestSeen_GivenWipedStore_WhenReopened_ThenIDsComeBackFromTheIDsTopicOnceAndExpiredOnesAreSkipped(t *testing.T) {
-	clock := &seenTestClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 	log := &seenTestLog{topics: map[string][]Record{}, reads: map[string]int{}}
 	// Given a changelog holding only the latest value of a key (compacted)
 	// and the ids topic holding every id, one of them past the horizon.
@@ -179,7 +163,7 @@ func TestSeen_GivenWipedStore_WhenReopened_ThenIDsComeBackFromTheIDsTopicOnceAnd
 }
 
 func TestSeen_GivenIDsTopicWithoutRestorer_ThenNewEngineFails(t *testing.T) {
-	clock := &seenTestClock{now: time.Now()}
+	clock := testclock.New(time.Now())
 	_, err := NewEngine(t.TempDir(), WithSeen("t", seenTestConfig(clock, "t-seen")))
 	assert.ErrorContains(t, err, "needs a restorer")
 	_, err = NewEngine(t.TempDir(), WithSeen("t", Seen{IDs: seenTestConfig(clock, "").IDs}))
