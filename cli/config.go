@@ -67,6 +67,10 @@ type Config struct {
 	// process. Instances behind one address need the same key.
 	CursorKey string
 
+	// CPUProfile, when set, is the file a CPU profile of the whole run is
+	// written to (go tool pprof), for measuring the service under load.
+	CPUProfile string
+
 	// Kafka is how the service connects to --brokers: TLS and SASL.
 	Kafka KafkaSecurity
 }
@@ -328,6 +332,7 @@ func (a App) bindFlags(fs *flag.FlagSet, c *Config, groups []string) *rawFlags {
 	secret(&c.AdminToken, "admin-token", "bearer token the dead-letter, re-drive and parked endpoints require; without it they answer only on a loopback --http")
 	secret(&c.WriteToken, "write-token", "bearer token every state-changing endpoint requires; default none")
 	bindKafkaFlags(fs, env, &c.Kafka, secret)
+	str(&c.CPUProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file when the process stops (go tool pprof)")
 	secret(&c.CursorKey, "cursor-key", "key that signs list cursors; default a random one per process — give instances behind one address the same")
 	return &raw
 }
