@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // CloudEvents constants used on the wire.
@@ -118,7 +120,7 @@ func (e Event) Validate() error {
 			problems = append(problems, a.name+" is not valid UTF-8")
 		}
 	}
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
+	if len(e.Data) > 0 && !fastjson.Valid(e.Data) {
 		problems = append(problems, "data is not valid JSON")
 	}
 	if len(problems) > 0 {
@@ -133,7 +135,7 @@ func (e Event) DataAs(v any) error {
 	if len(e.Data) == 0 {
 		return &DecodeError{Codec: "cloudevents", Err: fmt.Errorf("%w (type %s, id %s)", ErrNoData, e.Type, e.ID)}
 	}
-	if err := json.Unmarshal(e.Data, v); err != nil {
+	if err := fastjson.Unmarshal(e.Data, v); err != nil {
 		return &DecodeError{Codec: "cloudevents", Err: fmt.Errorf("data of %s (id %s): %w", e.Type, e.ID, err)}
 	}
 	return nil
@@ -179,19 +181,28 @@ func DecodeEvent(value []byte, headers []Header) (Event, error) {
 
 func decodeStructured(value []byte) (Event, error) {
 	trimmed := bytes.TrimSpace(value)
+	notJSON := func() (Event, error) {
+		return Event{}, decodeErr("cloudevents", "%w: value is not JSON and there is no ce_specversion header", ErrNotCloudEvent)
+	}
 	switch {
 	case len(trimmed) == 0:
 		return Event{}, decodeErr("cloudevents", "%w: empty value and no ce_specversion header", ErrNotCloudEvent)
-	case !json.Valid(trimmed):
-		return Event{}, decodeErr("cloudevents", "%w: value is not JSON and there is no ce_specversion header", ErrNotCloudEvent)
 	case trimmed[0] != '{':
+		if !fastjson.Valid(trimmed) {
+			return notJSON()
+		}
 		return Event{}, decodeErr("cloudevents", "%w: value is JSON but not an object", ErrNotCloudEvent)
 	}
 	var w struct {
 		Event
 		DataBase64 *string `json:"data_base64"`
 	}
-	if err := json.Unmarshal(trimmed, &w); err != nil {
+	// Unmarshal checks the syntax as it goes: the value is scanned once, and
+	// only a failure asks whether it was JSON at all.
+	if err := fastjson.Unmarshal(trimmed, &w); err != nil {
+		if !fastjson.Valid(trimmed) {
+			return notJSON()
+		}
 		return Event{}, decodeErr("cloudevents", "structured mode: %w", err)
 	}
 	e := w.Event

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // Codec converts values of type T to bytes and back. Implementations must be
@@ -68,6 +70,11 @@ func decodeErr(codec string, format string, args ...any) *DecodeError {
 
 // JSON is the Codec for T via encoding/json. Decoding empty or nil bytes is an
 // error: a tombstone has no value and must be handled before decoding.
+//
+// Decode uses github.com/segmentio/encoding/json, a replacement tested to
+// give encoding/json's results and fail in the same cases (its messages
+// differ), at a fraction of the CPU: every fold decodes each event and state.
+// Encode stays on encoding/json, whose omitzero that package lacks.
 type JSON[T any] struct{}
 
 // Encode marshals v.
@@ -82,7 +89,7 @@ func (JSON[T]) Encode(v T) ([]byte, error) {
 // Decode unmarshals b into a new T.
 func (JSON[T]) Decode(b []byte) (T, error) {
 	var v T
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := fastjson.Unmarshal(b, &v); err != nil {
 		var zero T
 		return zero, &DecodeError{Codec: "json", Err: err}
 	}
