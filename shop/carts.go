@@ -1,7 +1,6 @@
 package shop
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -206,13 +205,7 @@ func EvolveCart(c *Cart, ev codecs.Event) (*Cart, error) {
 	return &next, nil
 }
 
-func cartProductIndexTerms(_ string, value []byte) []string {
-	var c struct {
-		Items []CartItem `json:"items"`
-	}
-	if json.Unmarshal(value, &c) != nil {
-		return nil
-	}
+func cartProductIndexTerms(_ string, c Cart) []string {
 	terms := make([]string, 0, len(c.Items))
 	for _, it := range c.Items {
 		terms = append(terms, it.ProductID)

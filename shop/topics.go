@@ -1,7 +1,6 @@
 package shop
 
 import (
-	"encoding/json"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
@@ -19,18 +18,12 @@ var (
 )
 
 // CustomerStateIndex indexes customers by state (active, deleted).
-var CustomerStateIndex = tables.Index{
-	Name: "state",
-	Terms: func(_ string, value []byte) []string {
-		var c struct {
-			State string `json:"state"`
-		}
-		if json.Unmarshal(value, &c) != nil || c.State == "" {
-			return nil
-		}
-		return []string{c.State}
-	},
-}
+var CustomerStateIndex = tables.IndexOf("state", codecs.JSON[Customer]{}, func(_ string, c Customer) []string {
+	if c.State == "" {
+		return nil
+	}
+	return []string{c.State}
+})
 
 // Products and carts.
 var (
@@ -52,7 +45,7 @@ var (
 )
 
 // CartProductIndex indexes carts by the products they hold.
-var CartProductIndex = tables.Index{Name: "product", Terms: cartProductIndexTerms}
+var CartProductIndex = tables.IndexOf("product", codecs.JSON[Cart]{}, cartProductIndexTerms)
 
 // Product validation.
 var (
