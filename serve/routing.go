@@ -11,9 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/queryapi"
@@ -54,25 +54,30 @@ const (
 // rebalance. admin puts the route behind the admin token.
 type keyRoute struct {
 	table, variable         string
+	varIndex                int // of variable among the route's variables
 	bodyKey, orLocal, admin bool
 }
 
 // matchKeyRoute finds the key route of r and, unless the key is in the body,
 // its (unescaped) key.
 func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
-	var m mux.RouteMatch
-	if !s.keyed.Match(r, &m) || m.MatchErr != nil {
+	var buf [4]string
+	i, vars, _ := s.keyed.Match(r, buf[:0])
+	if i < 0 {
 		return keyRoute{}, "", false
 	}
-	kr, ok := s.routes[m.Route]
-	if !ok {
-		return keyRoute{}, "", false
-	}
+	kr := s.routes[i]
 	if kr.bodyKey {
 		return kr, "", true
 	}
-	key, err := url.PathUnescape(m.Vars[kr.variable])
-	if err != nil || key == "" {
+	key := vars[kr.varIndex]
+	if strings.IndexByte(key, '%') >= 0 {
+		var err error
+		if key, err = url.PathUnescape(key); err != nil {
+			return keyRoute{}, "", false
+		}
+	}
+	if key == "" {
 		return keyRoute{}, "", false
 	}
 	return kr, key, true
@@ -107,7 +112,7 @@ func newRouter(s *Server, self string) *router {
 
 func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ro.self != "" {
-		w.Header().Set(HeaderServedBy, ro.self)
+		w.Header()[HeaderServedBy] = []string{ro.self} // canonical already: no Set
 	}
 	if ro.self != "" && r.Method == http.MethodGet && r.URL.Path == membershipPath {
 		ro.membership(w)
@@ -178,7 +183,7 @@ func (ro *router) membership(w http.ResponseWriter) {
 // route serves r where its key lives, waiting up to ownerWait for an owner.
 func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte) {
 	ctx := r.Context()
-	stale := r.URL.Query().Get("stale") == "ok"
+	stale := r.URL.RawQuery != "" && r.URL.Query().Get("stale") == "ok"
 	forwarded := r.Header.Get(HeaderHops) != ""
 	deadline := time.Now().Add(ownerWait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
