@@ -621,20 +621,21 @@ func BenchmarkGetCustomer(b *testing.B) {
 
 	var shopLoad, bareLoad benchLoad
 	for range b.N {
-		shopLoad.add(benchGetLoad(b, shopURL, ids, requests, clients), b.N)
-		bareLoad.add(benchGetLoad(b, bareURL, ids, requests, clients), b.N)
+		shopLoad.add(benchGetLoad(b, shopURL, ids, requests, clients, func() time.Duration { return benchChildCPU(p.cmd.Process.Pid) }), b.N)
+		bareLoad.add(benchGetLoad(b, bareURL, ids, requests, clients, nil), b.N)
 	}
 	ratio := shopLoad.throughput / bareLoad.throughput
 	b.ReportMetric(shopLoad.throughput, "shop-req/s")
 	b.ReportMetric(float64(shopLoad.p50.Microseconds()), "shop-p50-µs")
 	b.ReportMetric(float64(shopLoad.p99.Microseconds()), "shop-p99-µs")
+	b.ReportMetric(shopLoad.cpuPerRequest, "shop-cpu-µs/req")
 	b.ReportMetric(bareLoad.throughput, "bare-req/s")
 	b.ReportMetric(float64(bareLoad.p50.Microseconds()), "bare-p50-µs")
 	b.ReportMetric(float64(bareLoad.p99.Microseconds()), "bare-p99-µs")
 	b.ReportMetric(ratio, "shop/bare")
-	b.Logf("GET /customers/{id} keys=%d requests=%d clients=%d: shop %.0f req/s p50 %v p99 %v; bare net/http+LevelDB %.0f req/s p50 %v p99 %v; shop/bare %.2fx",
+	b.Logf("GET /customers/{id} keys=%d requests=%d clients=%d: shop %.0f req/s p50 %v p99 %v (%.1f µs CPU/request in the shop process); bare net/http+LevelDB %.0f req/s p50 %v p99 %v; shop/bare %.2fx",
 		keys, requests, clients,
-		shopLoad.throughput, shopLoad.p50, shopLoad.p99,
+		shopLoad.throughput, shopLoad.p50, shopLoad.p99, shopLoad.cpuPerRequest,
 		bareLoad.throughput, bareLoad.p50, bareLoad.p99, ratio)
 }
 
@@ -653,18 +654,23 @@ func benchStatus(c *http.Client, u string) int {
 type benchLoad struct {
 	throughput float64 // requests per second
 	p50, p99   time.Duration
+	// cpuPerRequest is the server's CPU time per request in µs, when the
+	// server runs in a process of its own whose CPU can be read.
+	cpuPerRequest float64
 }
 
 func (l *benchLoad) add(m benchLoad, n int) {
 	l.throughput += m.throughput / float64(n)
+	l.cpuPerRequest += m.cpuPerRequest / float64(n)
 	l.p50 += m.p50 / time.Duration(n)
 	l.p99 += m.p99 / time.Duration(n)
 }
 
 // benchGetLoad sends requests GETs of random customers from clients
 // concurrent keep-alive clients, after a short unmeasured warm-up that
-// opens the connections.
-func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients int) benchLoad {
+// opens the connections. serverCPU, when not nil, is the CPU time the server
+// (a process apart from this one) has used so far.
+func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients int, serverCPU func() time.Duration) benchLoad {
 	urls := make([]string, len(ids))
 	for i, id := range ids {
 		urls[i] = baseURL + "/customers/" + id
@@ -718,15 +724,20 @@ func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients 
 	run(clients*50, nil)
 	runtime.GC()
 	latencies := make([]time.Duration, requests)
+	var cpu time.Duration
+	if serverCPU != nil {
+		cpu = serverCPU()
+	}
 	b.StartTimer()
 	elapsed := run(requests, latencies)
 	b.StopTimer()
-	slices.Sort(latencies)
-	return benchLoad{
-		throughput: float64(requests) / elapsed.Seconds(),
-		p50:        benchPercentile(latencies, 0.50),
-		p99:        benchPercentile(latencies, 0.99),
+	l := benchLoad{throughput: float64(requests) / elapsed.Seconds()}
+	if serverCPU != nil {
+		l.cpuPerRequest = float64((serverCPU() - cpu).Microseconds()) / float64(requests)
 	}
+	slices.Sort(latencies)
+	l.p50, l.p99 = benchPercentile(latencies, 0.50), benchPercentile(latencies, 0.99)
+	return l
 }
 
 // benchPercentile is the nearest-rank percentile of sorted latencies.
