@@ -124,7 +124,7 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	budget := defaultBudget
-	if v := r.Header.Get(HeaderTimeout); v != "" {
+	if v := headerValue(r.Header, HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			writeProblem(w, r, queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", HeaderTimeout, v)), 0)
@@ -132,7 +132,8 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		budget = d
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	now := time.Now()
+	ctx, cancel := withBudget(r.Context(), now, budget)
 	defer cancel()
 	r = r.WithContext(ctx)
 	var body []byte
@@ -163,7 +164,7 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		key = doc.ID
 	}
-	ro.route(w, r, kr, key, body)
+	ro.route(w, r, kr, key, body, now)
 }
 
 // membershipPath answers which instance owns which partition of each group,
@@ -180,12 +181,13 @@ func (ro *router) membership(w http.ResponseWriter) {
 	_, _ = w.Write(b)
 }
 
-// route serves r where its key lives, waiting up to ownerWait for an owner.
-func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte) {
+// route serves r, which arrived at now, where its key lives, waiting up to
+// ownerWait for an owner.
+func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte, now time.Time) {
 	ctx := r.Context()
 	stale := r.URL.RawQuery != "" && r.URL.Query().Get("stale") == "ok"
-	forwarded := r.Header.Get(HeaderHops) != ""
-	deadline := time.Now().Add(ownerWait)
+	forwarded := headerValue(r.Header, HeaderHops) != ""
+	deadline := now.Add(ownerWait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
@@ -375,6 +377,15 @@ func placementExtras(pl streamfold.Placement, reason string) map[string]any {
 		x["owner"] = pl.Owner
 	}
 	return x
+}
+
+// headerValue is h.Get(key) for a canonical key, without Get's work to
+// canonicalise it.
+func headerValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // writeProblem writes p as application/problem+json.
