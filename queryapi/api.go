@@ -595,13 +595,20 @@ type served struct {
 // http.ErrAbortHandler, which is re-raised for net/http to abort the
 // response as documented.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.ServeWithContext(r.Context(), w, r)
+}
+
+// ServeWithContext is ServeHTTP under ctx in place of r's context (from
+// which ctx derives): a handler in front of the API that gives a request a
+// deadline hands it over without a copy of the request for the new context.
+func (a *API) ServeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	if !a.serving.Load() {
 		a.serving.Store(true)
 	}
 	start := time.Now()
 	sv := &served{rec: recorder{ResponseWriter: w}, info: requestInfo{route: routeUnmatched}}
 	info, rec := &sv.info, &sv.rec
-	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+	r = r.WithContext(context.WithValue(ctx, infoKey{}, info))
 	a.requests.start()
 	defer func() {
 		p := recover()

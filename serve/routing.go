@@ -89,7 +89,7 @@ func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
 type router struct {
 	srv    *Server
 	rt     Runtime
-	next   http.Handler
+	next   *queryapi.API
 	log    *slog.Logger
 	self   string // our advertised query address
 	client *http.Client
@@ -135,9 +135,9 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	ctx, cancel := withBudget(r.Context(), now, budget)
 	defer cancel()
-	r = r.WithContext(ctx)
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
+		r = r.WithContext(ctx) // a copy whose Body can be replaced
 		// The one body limit is the API's: a body it would refuse is
 		// refused here in the same words, before it is forwarded.
 		b, err := io.ReadAll(io.LimitReader(r.Body, queryapi.MaxBodyBytes+1))
@@ -159,12 +159,12 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if json.Unmarshal(body, &doc) != nil || doc.ID == "" {
 			// No key to route by (a new id is made here), or a body the
 			// handler will reject.
-			ro.next.ServeHTTP(w, r)
+			ro.next.ServeWithContext(ctx, w, r)
 			return
 		}
 		key = doc.ID
 	}
-	ro.route(w, r, kr, key, body, now)
+	ro.route(ctx, w, r, kr, key, body, now)
 }
 
 // membershipPath answers which instance owns which partition of each group,
@@ -181,10 +181,9 @@ func (ro *router) membership(w http.ResponseWriter) {
 	_, _ = w.Write(b)
 }
 
-// route serves r, which arrived at now, where its key lives, waiting up to
-// ownerWait for an owner.
-func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte, now time.Time) {
-	ctx := r.Context()
+// route serves r, which arrived at now, where its key lives, under ctx (its
+// budget), waiting up to ownerWait for an owner.
+func (ro *router) route(ctx context.Context, w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte, now time.Time) {
 	stale := r.URL.RawQuery != "" && r.URL.Query().Get("stale") == "ok"
 	forwarded := headerValue(r.Header, HeaderHops) != ""
 	deadline := now.Add(ownerWait)
@@ -198,10 +197,15 @@ func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key
 			writeError(w, r, err)
 			return
 		}
-		switch {
-		case pl.Replica, pl.Local && pl.Restored:
-			ro.next.ServeHTTP(w, r)
+		if pl.Replica || pl.Local && pl.Restored {
+			// The common case: r goes to the API as it is, with ctx.
+			ro.next.ServeWithContext(ctx, w, r)
 			return
+		}
+		if r.Context() != ctx {
+			r = r.WithContext(ctx) // what the rest below reads
+		}
+		switch {
 		case forwarded && !pl.Assigned:
 			// The sender's membership is older than ours (or than the
 			// group's new generation): let it look again.
