@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/queryapi"
 )

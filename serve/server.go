@@ -77,9 +77,9 @@ type Server struct {
 	log      *slog.Logger
 	opts     Options
 	handler  http.Handler
-	progress io.Writer   // where Run draws restore progress; nil for nowhere
-	keyed    *queryapi.Routes // the templates of key routes, matched as the API matches them
-	routes   []keyRoute       // by index in keyed
+	progress io.Writer           // where Run draws restore progress; nil for nowhere
+	keyed    *queryapi.Routes    // the templates of key routes, matched as the API matches them
+	routes   []keyRoute          // by index in keyed
 	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
 }
