@@ -67,7 +67,7 @@ func BenchmarkServer_GetByKey(b *testing.B) {
 				Assigned: true, Local: true, OwnerKnown: true, OwnerIsSelf: true}
 		},
 	}
-	srv, err := New(rt, Options{Listener: listen(&testing.T{}), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := New(rt, Options{Listener: listen(b), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(b, err)
 	ok := func(r *http.Request) (int, any, error) { return http.StatusOK, nil, nil }
 	customers := views.New(benchStores{e, partitions}, benchCustomers)
