@@ -2,6 +2,7 @@ package queryapi
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -81,7 +82,7 @@ func (rs *Routes) Match(req *http.Request, vars []string) (i int, values []strin
 	if !rs.plain {
 		return rs.muxMatch(req, vars)
 	}
-	path := req.URL.EscapedPath()
+	path := escapedPath(req.URL)
 	for i := range rs.routes {
 		r := &rs.routes[i]
 		n := len(vars)
@@ -98,6 +99,29 @@ func (rs *Routes) Match(req *http.Request, vars []string) (i int, values []strin
 	}
 	return -1, vars, methodMismatch
 }
+
+// escapedPath is u.EscapedPath(), without its escaping pass over a path of
+// bytes that are never escaped (letters, digits, "-._~/"), as most are.
+func escapedPath(u *url.URL) string {
+	if u.RawPath == "" {
+		p := u.Path
+		i := 0
+		for i < len(p) && plainPathByte[p[i]] {
+			i++
+		}
+		if i == len(p) && p != "" {
+			return p
+		}
+	}
+	return u.EscapedPath()
+}
+
+var plainPathByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/", byte(c)) >= 0
+	}
+	return t
+}()
 
 // muxMatch is Match by the gorilla/mux Router.
 func (rs *Routes) muxMatch(req *http.Request, vars []string) (int, []string, bool) {

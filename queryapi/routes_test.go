@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -173,6 +174,18 @@ func TestRoutes_GivenRandomRequests_ThenMatchAnswersAsMuxDoes(t *testing.T) {
 	}
 }
 
+func TestRoutes_GivenPaths_ThenEscapedPathIsURLs(t *testing.T) {
+	for _, target := range []string{"/customers/c-1", "/a.b/x_y~z/", "/customers/a%2Fb", "/customers/a%20b", "/c/é", "/c/a+b", "/c/a!b", "/c/a@b:c", "/c/%41", "/", "*"} {
+		u, err := url.ParseRequestURI(target)
+		require.NoError(t, err, target)
+		assert.Equal(t, u.EscapedPath(), escapedPath(u), target)
+	}
+	for _, p := range []string{"/a b", "/é", "", "/a%b", "/a/b/"} {
+		u := &url.URL{Path: p}
+		assert.Equal(t, u.EscapedPath(), escapedPath(u), p)
+	}
+}
+
 func FuzzRoutes(f *testing.F) {
 	tb := newTable(f, shopRoutes)
 	for _, s := range []string{"/customers/c", "/customers/a%2Fb/carts", "/dlq/g/0/1", "/a.b/x/", "//", "/customers//"} {
@@ -182,6 +195,9 @@ func FuzzRoutes(f *testing.F) {
 		req, err := http.NewRequest(method, "http://h"+path, nil)
 		if err != nil {
 			return
+		}
+		if got, want := escapedPath(req.URL), req.URL.EscapedPath(); got != want {
+			t.Fatalf("%q: escapedPath %q, EscapedPath %q", path, got, want)
 		}
 		fast, viaMux := tb.both(req)
 		if !slices.Equal(fast.vars, viaMux.vars) || fast.route != viaMux.route || fast.methodMismatch != viaMux.methodMismatch {

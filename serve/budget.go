@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,48 +20,53 @@ type budgetContext struct {
 	context.Context // the request's
 	deadline        time.Time
 
-	mu      sync.Mutex
-	timed   context.Context // context.WithDeadline(Context, deadline), once Done was asked
+	// timed is context.WithDeadline(Context, deadline), made when Done is
+	// first asked for; stopped is set by stop. Both are read without the
+	// lock on the way of every request.
+	timed   atomic.Pointer[context.Context]
+	stopped atomic.Bool
+	mu      sync.Mutex // makes timed
 	cancel  context.CancelFunc
-	stopped bool
 }
 
 // withBudget returns ctx with a deadline of budget from now (or ctx's own,
-// if sooner), and the function that releases it, as a context.CancelFunc
-// does.
-func withBudget(ctx context.Context, now time.Time, budget time.Duration) (*budgetContext, func()) {
+// if sooner). Its stop releases it, as a context.CancelFunc does.
+func withBudget(ctx context.Context, now time.Time, budget time.Duration) *budgetContext {
 	c := &budgetContext{Context: ctx, deadline: now.Add(budget)}
 	if dl, ok := ctx.Deadline(); ok && dl.Before(c.deadline) {
 		c.deadline = dl
 	}
-	return c, c.stop
+	return c
 }
 
 func (c *budgetContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (c *budgetContext) Done() <-chan struct{} {
+	if t := c.timed.Load(); t != nil {
+		return (*t).Done()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.timed == nil {
-		c.timed, c.cancel = context.WithDeadline(c.Context, c.deadline)
-		if c.stopped {
-			c.cancel()
-		}
+	if t := c.timed.Load(); t != nil {
+		return (*t).Done()
 	}
-	return c.timed.Done()
+	timed, cancel := context.WithDeadline(c.Context, c.deadline)
+	c.cancel = cancel
+	if c.stopped.Load() {
+		cancel()
+	}
+	c.timed.Store(&timed)
+	return timed.Done()
 }
 
 // Err is what context.WithDeadline's would be: the request's error,
 // context.Canceled once stopped, context.DeadlineExceeded once the deadline
 // has passed (Done is then closed as soon as it is asked for).
 func (c *budgetContext) Err() error {
-	c.mu.Lock()
-	timed, stopped := c.timed, c.stopped
-	c.mu.Unlock()
-	switch {
-	case timed != nil:
-		return timed.Err()
-	case stopped:
+	if t := c.timed.Load(); t != nil {
+		return (*t).Err()
+	}
+	if c.stopped.Load() {
 		return context.Canceled
 	}
 	if err := c.Context.Err(); err != nil {
@@ -75,19 +81,17 @@ func (c *budgetContext) Err() error {
 // Value answers from the timed context once there is one, so that
 // context.Cause sees its deadline.
 func (c *budgetContext) Value(key any) any {
-	c.mu.Lock()
-	timed := c.timed
-	c.mu.Unlock()
-	if timed != nil {
-		return timed.Value(key)
+	if t := c.timed.Load(); t != nil {
+		return (*t).Value(key)
 	}
 	return c.Context.Value(key)
 }
 
+// stop releases the context: it is Canceled from then on.
 func (c *budgetContext) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stopped = true
+	c.stopped.Store(true)
 	if c.cancel != nil {
 		c.cancel()
 	}

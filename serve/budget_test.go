@@ -27,7 +27,8 @@ func closed(ch <-chan struct{}) bool {
 func TestBudget_GivenTimeLeft_ThenItIsARunningContextWithTheDeadline(t *testing.T) {
 	parent := context.WithValue(context.Background(), budgetKey{}, "v")
 	before := time.Now()
-	ctx, stop := withBudget(parent, time.Now(), time.Hour)
+	ctx := withBudget(parent, time.Now(), time.Hour)
+	stop := ctx.stop
 	defer stop()
 	dl, ok := ctx.Deadline()
 	require.True(t, ok)
@@ -43,14 +44,16 @@ func TestBudget_GivenAParentWithAnEarlierDeadline_ThenTheParentsDeadline(t *test
 	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	want, _ := parent.Deadline()
-	ctx, stop := withBudget(parent, time.Now(), time.Hour)
+	ctx := withBudget(parent, time.Now(), time.Hour)
+	stop := ctx.stop
 	defer stop()
 	dl, _ := ctx.Deadline()
 	assert.Equal(t, want, dl)
 }
 
 func TestBudget_GivenTheDeadlinePassed_ThenDeadlineExceededAndDoneClosed(t *testing.T) {
-	ctx, stop := withBudget(context.Background(), time.Now(), -time.Second)
+	ctx := withBudget(context.Background(), time.Now(), -time.Second)
+	stop := ctx.stop
 	defer stop()
 	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded, "before anyone asked for Done")
 	assert.True(t, closed(ctx.Done()))
@@ -59,7 +62,8 @@ func TestBudget_GivenTheDeadlinePassed_ThenDeadlineExceededAndDoneClosed(t *test
 }
 
 func TestBudget_GivenAWaiter_ThenDoneClosesAtTheDeadline(t *testing.T) {
-	ctx, stop := withBudget(context.Background(), time.Now(), 20*time.Millisecond)
+	ctx := withBudget(context.Background(), time.Now(), 20*time.Millisecond)
+	stop := ctx.stop
 	defer stop()
 	<-ctx.Done()
 	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
@@ -69,7 +73,8 @@ func TestBudget_GivenAWaiter_ThenDoneClosesAtTheDeadline(t *testing.T) {
 
 func TestBudget_GivenTheRequestEnds_ThenCanceled(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
-	ctx, stop := withBudget(parent, time.Now(), time.Hour)
+	ctx := withBudget(parent, time.Now(), time.Hour)
+	stop := ctx.stop
 	defer stop()
 	cancel()
 	assert.ErrorIs(t, ctx.Err(), context.Canceled, "before anyone asked for Done")
@@ -77,7 +82,8 @@ func TestBudget_GivenTheRequestEnds_ThenCanceled(t *testing.T) {
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 
 	parent, cancel = context.WithCancel(context.Background())
-	ctx, stop = withBudget(parent, time.Now(), time.Hour)
+	ctx = withBudget(parent, time.Now(), time.Hour)
+	stop = ctx.stop
 	defer stop()
 	done := ctx.Done()
 	cancel()
@@ -86,13 +92,15 @@ func TestBudget_GivenTheRequestEnds_ThenCanceled(t *testing.T) {
 }
 
 func TestBudget_GivenStopped_ThenCanceledWhetherOrNotDoneWasAskedFor(t *testing.T) {
-	ctx, stop := withBudget(context.Background(), time.Now(), time.Hour)
+	ctx := withBudget(context.Background(), time.Now(), time.Hour)
+	stop := ctx.stop
 	stop()
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 	assert.True(t, closed(ctx.Done()))
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
 
-	ctx, stop = withBudget(context.Background(), time.Now(), time.Hour)
+	ctx = withBudget(context.Background(), time.Now(), time.Hour)
+	stop = ctx.stop
 	done := ctx.Done()
 	stop()
 	assert.True(t, closed(done))
@@ -101,7 +109,8 @@ func TestBudget_GivenStopped_ThenCanceledWhetherOrNotDoneWasAskedFor(t *testing.
 }
 
 func TestBudget_GivenConcurrentUse_ThenEveryWaiterSeesTheDeadline(t *testing.T) {
-	ctx, stop := withBudget(context.Background(), time.Now(), 20*time.Millisecond)
+	ctx := withBudget(context.Background(), time.Now(), 20*time.Millisecond)
+	stop := ctx.stop
 	defer stop()
 	var wg sync.WaitGroup
 	for range 8 {

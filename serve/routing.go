@@ -132,8 +132,8 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		budget = d
 	}
 	now := time.Now()
-	ctx, cancel := withBudget(r.Context(), now, budget)
-	defer cancel()
+	ctx := withBudget(r.Context(), now, budget)
+	defer ctx.stop()
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		r = r.WithContext(ctx) // a copy whose Body can be replaced
