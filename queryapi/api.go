@@ -270,7 +270,8 @@ func (a *API) handle(method, path string, h http.Handler) {
 }
 
 // Vars returns the route variables of r, unescaped: r is a request the API
-// is serving, as its handlers get it.
+// is serving, as its guards and handlers get it. (A guard runs before the
+// variables are checked: a value that does not unescape is given as sent.)
 func Vars(r *http.Request) map[string]string {
 	info := infoOf(r)
 	if info == nil {
@@ -278,14 +279,20 @@ func Vars(r *http.Request) map[string]string {
 	}
 	out := make(map[string]string, len(info.names))
 	for i, name := range info.names {
-		out[name] = info.vars[i]
+		v := info.vars[i]
+		if !info.unescaped {
+			if u, err := pathUnescape(v); err == nil {
+				v = u
+			}
+		}
+		out[name] = v
 	}
 	return out
 }
 
 // routeVar is the i-th variable (unescaped) of the route serving r.
 func routeVar(r *http.Request, i int) string {
-	if info := infoOf(r); info != nil && i < len(info.vars) {
+	if info := infoOf(r); info != nil && info.unescaped && i < len(info.vars) {
 		return info.vars[i]
 	}
 	return ""
@@ -535,10 +542,11 @@ type requestInfo struct {
 	route     string
 	cause     error
 	retryable bool
-	// names and vars are the matched route's variables, unescaped once
-	// they are validated.
-	names []string
-	vars  []string
+	// names and vars are the matched route's variables; unescaped once
+	// they are checked, before the handler runs.
+	names     []string
+	vars      []string
+	unescaped bool
 }
 
 type infoKey struct{}
@@ -571,6 +579,7 @@ func (a *API) serveRoute(w http.ResponseWriter, r *http.Request, info *requestIn
 		}
 		info.vars[i] = v
 	}
+	info.unescaped = true
 	rt.h.ServeHTTP(w, r)
 }
 
