@@ -468,11 +468,12 @@ func (a *API) respond(w http.ResponseWriter, r *http.Request, status int, body a
 
 // writeJSON writes the document b with status. The header keys are
 // canonical already: they go into the map without http.Header.Set's
-// canonicalisation.
+// canonicalisation, and both values share one allocation (capped, so that an
+// Add to either cannot reach the other).
 func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	vals := []string{"application/json", strconv.Itoa(len(b))}
+	h["Content-Type"], h["Content-Length"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
