@@ -47,6 +47,8 @@ import (
 //	STREAMFOLD_BENCH_KEYS      customers (10,000)
 //	STREAMFOLD_BENCH_REQUESTS  GETs per server in BenchmarkGetCustomer (200,000)
 //	STREAMFOLD_BENCH_CLIENTS   concurrent keep-alive clients (32)
+//	STREAMFOLD_BENCH_BARE_PROCESS  1: BenchmarkGetCustomer's bare server runs
+//	                           in a process of its own, as the shop does
 
 const benchPartitions = 8
 
@@ -587,11 +589,12 @@ func BenchmarkGetCustomer(b *testing.B) {
 	})
 
 	// The bare server answers with the very documents the shop serves.
-	db, err := leveldb.OpenFile(b.TempDir(), nil)
+	bareDir := b.TempDir()
+	db, err := leveldb.OpenFile(bareDir, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	defer db.Close() // a second Close is harmless
 	fill := newBenchClient(1)
 	var batch leveldb.Batch
 	for _, id := range ids {
@@ -604,6 +607,45 @@ func BenchmarkGetCustomer(b *testing.B) {
 	if err := db.Write(&batch, nil); err != nil {
 		b.Fatal(err)
 	}
+	var bareURL string
+	var bareCPU func() time.Duration // nil: the bare server shares this process
+	if os.Getenv("STREAMFOLD_BENCH_BARE_PROCESS") == "1" {
+		// Apart from the load generator, as the shop is: both then pay for
+		// crossing processes, and the CPU of each can be read.
+		benchMust(b, db.Close())
+		bp := runBareProcess(b, bareDir)
+		bareURL, bareCPU = bp.base, func() time.Duration { return benchChildCPU(bp.cmd.Process.Pid) }
+	} else {
+		bareURL = benchServe(b, ctx, "bare", bareHandler(db))
+	}
+
+	var shopLoad, bareLoad benchLoad
+	for range b.N {
+		shopLoad.add(benchGetLoad(b, shopURL, ids, requests, clients, func() time.Duration { return benchChildCPU(p.cmd.Process.Pid) }), b.N)
+		bareLoad.add(benchGetLoad(b, bareURL, ids, requests, clients, bareCPU), b.N)
+	}
+	ratio := shopLoad.throughput / bareLoad.throughput
+	b.ReportMetric(shopLoad.throughput, "shop-req/s")
+	b.ReportMetric(float64(shopLoad.p50.Microseconds()), "shop-p50-µs")
+	b.ReportMetric(float64(shopLoad.p99.Microseconds()), "shop-p99-µs")
+	b.ReportMetric(shopLoad.cpuPerRequest, "shop-cpu-µs/req")
+	b.ReportMetric(bareLoad.throughput, "bare-req/s")
+	b.ReportMetric(float64(bareLoad.p50.Microseconds()), "bare-p50-µs")
+	b.ReportMetric(float64(bareLoad.p99.Microseconds()), "bare-p99-µs")
+	if bareCPU != nil {
+		b.ReportMetric(bareLoad.cpuPerRequest, "bare-cpu-µs/req")
+		// The steady figure: the bare server's CPU per request over the shop's.
+		b.ReportMetric(bareLoad.cpuPerRequest/shopLoad.cpuPerRequest, "shop/bare-cpu")
+	}
+	b.ReportMetric(ratio, "shop/bare")
+	b.Logf("GET /customers/{id} keys=%d requests=%d clients=%d: shop %.0f req/s p50 %v p99 %v (%.1f µs CPU/request in the shop process); bare net/http+LevelDB %.0f req/s p50 %v p99 %v; shop/bare %.2fx",
+		keys, requests, clients,
+		shopLoad.throughput, shopLoad.p50, shopLoad.p99, shopLoad.cpuPerRequest,
+		bareLoad.throughput, bareLoad.p50, bareLoad.p99, ratio)
+}
+
+// bareHandler answers GET /customers/{id} with one LevelDB Get from db.
+func bareHandler(db *leveldb.DB) http.Handler {
 	bare := http.NewServeMux()
 	bare.HandleFunc("GET /customers/{id}", func(w http.ResponseWriter, r *http.Request) {
 		v, err := db.Get([]byte(r.PathValue("id")), nil)
@@ -618,25 +660,14 @@ func BenchmarkGetCustomer(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(v)
 	})
-	bareURL := benchServe(b, ctx, "bare", bare)
+	return bare
+}
 
-	var shopLoad, bareLoad benchLoad
-	for range b.N {
-		shopLoad.add(benchGetLoad(b, shopURL, ids, requests, clients), b.N)
-		bareLoad.add(benchGetLoad(b, bareURL, ids, requests, clients), b.N)
+func benchMust(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
 	}
-	ratio := shopLoad.throughput / bareLoad.throughput
-	b.ReportMetric(shopLoad.throughput, "shop-req/s")
-	b.ReportMetric(float64(shopLoad.p50.Microseconds()), "shop-p50-µs")
-	b.ReportMetric(float64(shopLoad.p99.Microseconds()), "shop-p99-µs")
-	b.ReportMetric(bareLoad.throughput, "bare-req/s")
-	b.ReportMetric(float64(bareLoad.p50.Microseconds()), "bare-p50-µs")
-	b.ReportMetric(float64(bareLoad.p99.Microseconds()), "bare-p99-µs")
-	b.ReportMetric(ratio, "shop/bare")
-	b.Logf("GET /customers/{id} keys=%d requests=%d clients=%d: shop %.0f req/s p50 %v p99 %v; bare net/http+LevelDB %.0f req/s p50 %v p99 %v; shop/bare %.2fx",
-		keys, requests, clients,
-		shopLoad.throughput, shopLoad.p50, shopLoad.p99,
-		bareLoad.throughput, bareLoad.p50, bareLoad.p99, ratio)
 }
 
 // benchStatus is the status of GET u, 0 when there was no answer.
@@ -654,18 +685,23 @@ func benchStatus(c *http.Client, u string) int {
 type benchLoad struct {
 	throughput float64 // requests per second
 	p50, p99   time.Duration
+	// cpuPerRequest is the server's CPU time per request in µs, when the
+	// server runs in a process of its own whose CPU can be read.
+	cpuPerRequest float64
 }
 
 func (l *benchLoad) add(m benchLoad, n int) {
 	l.throughput += m.throughput / float64(n)
+	l.cpuPerRequest += m.cpuPerRequest / float64(n)
 	l.p50 += m.p50 / time.Duration(n)
 	l.p99 += m.p99 / time.Duration(n)
 }
 
 // benchGetLoad sends requests GETs of random customers from clients
 // concurrent keep-alive clients, after a short unmeasured warm-up that
-// opens the connections.
-func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients int) benchLoad {
+// opens the connections. serverCPU, when not nil, is the CPU time the server
+// (a process apart from this one) has used so far.
+func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients int, serverCPU func() time.Duration) benchLoad {
 	urls := make([]string, len(ids))
 	for i, id := range ids {
 		urls[i] = baseURL + "/customers/" + id
@@ -719,15 +755,20 @@ func benchGetLoad(b *testing.B, baseURL string, ids []string, requests, clients 
 	run(clients*50, nil)
 	runtime.GC()
 	latencies := make([]time.Duration, requests)
+	var cpu time.Duration
+	if serverCPU != nil {
+		cpu = serverCPU()
+	}
 	b.StartTimer()
 	elapsed := run(requests, latencies)
 	b.StopTimer()
-	slices.Sort(latencies)
-	return benchLoad{
-		throughput: float64(requests) / elapsed.Seconds(),
-		p50:        benchPercentile(latencies, 0.50),
-		p99:        benchPercentile(latencies, 0.99),
+	l := benchLoad{throughput: float64(requests) / elapsed.Seconds()}
+	if serverCPU != nil {
+		l.cpuPerRequest = float64((serverCPU() - cpu).Microseconds()) / float64(requests)
 	}
+	slices.Sort(latencies)
+	l.p50, l.p99 = benchPercentile(latencies, 0.50), benchPercentile(latencies, 0.99)
+	return l
 }
 
 // benchPercentile is the nearest-rank percentile of sorted latencies.

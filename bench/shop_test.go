@@ -2,10 +2,13 @@ package bench
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,11 +16,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamfold/streamfold/queryapi"
 )
 
-// TestMain removes the shop binary the benchmarks built, if any.
+// TestMain removes the shop binary the benchmarks built, if any. Run with
+// bareDBEnv set, the test binary is BenchmarkGetCustomer's bare server in a
+// process of its own instead.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(bareDBEnv); dir != "" {
+		os.Exit(bareServerMain(dir))
+	}
 	code := m.Run()
 	if shopBuild.dir != "" {
 		_ = os.RemoveAll(shopBuild.dir)
@@ -87,7 +98,13 @@ type shopProcess struct {
 // benchmark if it still runs.
 func runShopProcess(b testing.TB, args ...string) *shopProcess {
 	b.Helper()
-	cmd := exec.Command(shopBinary(b), args...)
+	return startProcess(b, exec.Command(shopBinary(b), args...), true)
+}
+
+// startProcess starts cmd and waits until it logs where it listens, and
+// with ready until /readyz answers 200.
+func startProcess(b testing.TB, cmd *exec.Cmd, ready bool) *shopProcess {
+	b.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -130,6 +147,9 @@ func runShopProcess(b testing.TB, args ...string) *shopProcess {
 	case <-time.After(benchPatience):
 		b.Fatalf("shop process never listened:\n%s", p.logTail())
 	}
+	if !ready {
+		return p
+	}
 	probe := newBenchClient(1)
 	defer probe.CloseIdleConnections()
 	benchAwait(b, p.run, "shop process ready (GET /readyz 200)", func() bool {
@@ -153,6 +173,46 @@ func (p *shopProcess) logTail() string {
 func (p *shopProcess) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.run.done
+}
+
+// bareDBEnv names the LevelDB directory the bare server process serves.
+const bareDBEnv = "STREAMFOLD_BENCH_BARE_DB"
+
+// bareServerMain serves dir's documents as BenchmarkGetCustomer's bare server
+// does, on a loopback port it logs as the shop logs its own, until SIGTERM.
+func bareServerMain(dir string) int {
+	db, err := leveldb.OpenFile(dir, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer db.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "msg=\"http listening\" addr=%s\n", ln.Addr())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := queryapi.ServeListener(ctx, ln, bareHandler(db), nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// runBareProcess starts this test binary as the bare server of dir and
+// waits until it listens; it is killed at the end of the benchmark.
+func runBareProcess(b testing.TB, dir string) *shopProcess {
+	b.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), bareDBEnv+"="+dir)
+	return startProcess(b, cmd, false)
 }
 
 // freeAddr is a loopback address with a port free a moment ago.

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -132,7 +133,8 @@ func WithGuard(g Guard) Option { return func(o *options) { o.guards = append(o.g
 // its first request, from one goroutine; registering afterwards panics. Once
 // serving, ServeHTTP is safe for any number of concurrent requests.
 type API struct {
-	router   *mux.Router
+	routes   *Routes
+	handlers []route // by index in routes
 	log      *slog.Logger
 	ready    Readiness
 	metrics  Metrics
@@ -163,11 +165,7 @@ func New(opts ...Option) *API {
 	// Encoded paths let keys contain '/' (as %2F); Vars unescapes. No
 	// path cleaning: an API answers JSON or problems, never a redirect to
 	// another path ("/carts/." is a 400 for its id, not a 301 to /carts/).
-	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
-	r.NotFoundHandler = http.HandlerFunc(a.notFound)
-	r.MethodNotAllowedHandler = http.HandlerFunc(a.methodNotAllowed)
-	r.Use(recordRoute, a.guard, a.validateVars)
-	a.router = r
+	a.routes = NewRoutes()
 
 	a.handle(http.MethodGet, "/healthz", a.adapt(func(*http.Request) (int, any, error) {
 		return http.StatusOK, map[string]string{"status": "ok"}, nil
@@ -200,15 +198,18 @@ func (a *API) Resource(name string, r Reader, l Lister) {
 		panic(fmt.Sprintf("queryapi: invalid resource name %q", name))
 	}
 	if r != nil {
-		a.handle(http.MethodGet, "/"+name+"/{id}", a.adapt(func(req *http.Request) (int, any, error) {
-			doc, err := r.GetJSON(req.Context(), Vars(req)["id"])
+		// The hot path of a query API: the document goes out as the Reader
+		// returned it, without a HandlerFunc's boxing and checks.
+		a.handle(http.MethodGet, "/"+name+"/{id}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			doc, err := r.GetJSON(req.Context(), routeVar(req, 0))
+			if err == nil && len(doc) == 0 {
+				err = fmt.Errorf("reader of %q returned neither a document nor an error", name)
+			}
 			if err != nil {
-				return 0, nil, err
+				a.writeError(w, req, err)
+				return
 			}
-			if len(doc) == 0 {
-				return 0, nil, fmt.Errorf("reader of %q returned neither a document nor an error", name)
-			}
-			return http.StatusOK, doc, nil
+			writeJSON(w, http.StatusOK, doc)
 		}))
 	}
 	if l != nil {
@@ -251,21 +252,50 @@ func (a *API) mustBeConfiguring(what string) {
 	}
 }
 
-func (a *API) handle(method, path string, h http.Handler) {
-	a.router.Handle(path, h).Methods(method)
+// route is what ServeHTTP knows of a matched route.
+type route struct {
+	template string // the path template: the route label of metrics and logs, what guards see
+	names    []string
+	whats    []string // "path segment {name}" per variable, for ValidateID's problems
+	h        http.Handler
 }
 
-// Vars returns the route variables of r, unescaped.
+func (a *API) handle(method, path string, h http.Handler) {
+	i, _ := a.routes.add(method, path, h) // a malformed template's route never matches, as with mux
+	rt := route{template: path, names: a.routes.Names(i), h: h}
+	for _, name := range rt.names {
+		rt.whats = append(rt.whats, fmt.Sprintf("path segment {%s}", name))
+	}
+	a.handlers = append(a.handlers, rt)
+}
+
+// Vars returns the route variables of r, unescaped: r is a request the API
+// is serving, as its guards and handlers get it. (A guard runs before the
+// variables are checked: a value that does not unescape is given as sent.)
 func Vars(r *http.Request) map[string]string {
-	raw := mux.Vars(r)
-	out := make(map[string]string, len(raw))
-	for k, v := range raw {
-		if u, err := url.PathUnescape(v); err == nil {
-			v = u
+	info := infoOf(r)
+	if info == nil {
+		return map[string]string{}
+	}
+	out := make(map[string]string, len(info.names))
+	for i, name := range info.names {
+		v := info.vars[i]
+		if !info.unescaped {
+			if u, err := pathUnescape(v); err == nil {
+				v = u
+			}
 		}
-		out[k] = v
+		out[name] = v
 	}
 	return out
+}
+
+// routeVar is the i-th variable (unescaped) of the route serving r.
+func routeVar(r *http.Request, i int) string {
+	if info := infoOf(r); info != nil && info.unescaped && i < len(info.vars) {
+		return info.vars[i]
+	}
+	return ""
 }
 
 // WithHeaders returns a body for HandlerFunc that marshals as body and adds
@@ -367,7 +397,7 @@ func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	_ = a.router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+	_ = a.routes.mux.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		var m mux.RouteMatch
 		if route.Match(r, &m) || errors.Is(m.MatchErr, mux.ErrMethodMismatch) {
 			if ms, err := route.GetMethods(); err == nil {
@@ -433,8 +463,17 @@ func (a *API) respond(w http.ResponseWriter, r *http.Request, status int, body a
 	if status == 0 {
 		status = http.StatusOK
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	writeJSON(w, status, b)
+}
+
+// writeJSON writes the document b with status. The header keys are
+// canonical already: they go into the map without http.Header.Set's
+// canonicalisation, and both values share one allocation (capped, so that an
+// Add to either cannot reach the other).
+func writeJSON(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	vals := []string{"application/json", strconv.Itoa(len(b))}
+	h["Content-Type"], h["Content-Length"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
@@ -504,6 +543,11 @@ type requestInfo struct {
 	route     string
 	cause     error
 	retryable bool
+	// names and vars are the matched route's variables; unescaped once
+	// they are checked, before the handler runs.
+	names     []string
+	vars      []string
+	unescaped bool
 }
 
 type infoKey struct{}
@@ -513,56 +557,47 @@ func infoOf(r *http.Request) *requestInfo {
 	return info
 }
 
-// recordRoute is mux middleware: it runs only for matched routes, so the
-// metrics are labelled by template, never by raw path.
-func recordRoute(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if info := infoOf(r); info != nil {
-			if t, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
-				info.route = t
-			}
+// serveRoute serves r on the matched route rt: its guards, then the check
+// of its variables, then its handler.
+func (a *API) serveRoute(w http.ResponseWriter, r *http.Request, info *requestInfo, rt *route) {
+	for _, g := range a.guards {
+		if err := g(r, rt.template); err != nil {
+			a.writeError(w, r, err)
+			return
 		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// guard is mux middleware running the guards of a matched route.
-func (a *API) guard(next http.Handler) http.Handler {
-	if len(a.guards) == 0 {
-		return next
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		route := routeUnmatched
-		if info := infoOf(r); info != nil {
-			route = info.route
+	// Every route variable is an id, checked once here rather than by each
+	// handler.
+	for i, raw := range info.vars {
+		v, err := pathUnescape(raw)
+		if err != nil {
+			a.writeError(w, r, BadRequest(fmt.Sprintf("%s: invalid escape: %v", rt.whats[i], err)))
+			return
 		}
-		for _, g := range a.guards {
-			if err := g(r, route); err != nil {
-				a.writeError(w, r, err)
-				return
-			}
+		if err := ValidateID(rt.whats[i], v); err != nil {
+			a.writeError(w, r, err)
+			return
 		}
-		next.ServeHTTP(w, r)
-	})
+		info.vars[i] = v
+	}
+	info.unescaped = true
+	rt.h.ServeHTTP(w, r)
 }
 
-// validateVars is mux middleware: every route variable is an id, checked by
-// ValidateID once here rather than by each handler.
-func (a *API) validateVars(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for name, raw := range mux.Vars(r) {
-			v, err := url.PathUnescape(raw)
-			if err != nil {
-				a.writeError(w, r, BadRequest(fmt.Sprintf("path segment {%s}: invalid escape: %v", name, err)))
-				return
-			}
-			if err := ValidateID(fmt.Sprintf("path segment {%s}", name), v); err != nil {
-				a.writeError(w, r, err)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+// pathUnescape is url.PathUnescape, without its work for a segment that
+// has nothing escaped.
+func pathUnescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 {
+		return s, nil
+	}
+	return url.PathUnescape(s)
+}
+
+// served is what ServeHTTP allocates for a request, in one piece.
+type served struct {
+	rec  recorder
+	info requestInfo
+	vars [4]string
 }
 
 // ServeHTTP implements http.Handler. A panic in a handler is recovered into a
@@ -570,11 +605,20 @@ func (a *API) validateVars(next http.Handler) http.Handler {
 // http.ErrAbortHandler, which is re-raised for net/http to abort the
 // response as documented.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.serving.Store(true)
+	a.ServeWithContext(r.Context(), w, r)
+}
+
+// ServeWithContext is ServeHTTP under ctx in place of r's context (from
+// which ctx derives): a handler in front of the API that gives a request a
+// deadline hands it over without a copy of the request for the new context.
+func (a *API) ServeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	if !a.serving.Load() {
+		a.serving.Store(true)
+	}
 	start := time.Now()
-	info := &requestInfo{route: routeUnmatched}
-	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
-	rec := &recorder{ResponseWriter: w}
+	sv := &served{rec: recorder{ResponseWriter: w}, info: requestInfo{route: routeUnmatched}}
+	info, rec := &sv.info, &sv.rec
+	r = r.WithContext(context.WithValue(ctx, infoKey{}, info))
 	a.requests.start()
 	defer func() {
 		p := recover()
@@ -601,10 +645,23 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(p)
 		}
 	}()
-	a.router.ServeHTTP(rec, r)
+	i, vars, methodMismatch := a.routes.Match(r, sv.vars[:0])
+	switch {
+	case i >= 0:
+		rt := &a.handlers[i]
+		info.route, info.names, info.vars = rt.template, rt.names, vars
+		a.serveRoute(rec, r, info, rt)
+	case methodMismatch:
+		a.methodNotAllowed(rec, r)
+	default:
+		a.notFound(rec, r)
+	}
 }
 
 func (a *API) logRequest(r *http.Request, info *requestInfo, status int, d time.Duration) {
+	if status < 500 && !a.log.Enabled(r.Context(), slog.LevelDebug) {
+		return // the attributes would be built for nothing
+	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", info.route, "status", status, "duration", d}
 	switch {
 	case status >= 500 && info.retryable:

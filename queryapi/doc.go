@@ -64,6 +64,16 @@
 // handler, with the route's template, e.g. RequireBearer for operator
 // routes (401 with a WWW-Authenticate challenge).
 //
+// # Routes
+//
+// Paths are gorilla/mux templates ("/carts/{id}/commands"), matched as a
+// mux.Router matches them: against the escaped path, never cleaned, the first
+// route whose path and method match winning; Vars returns the variables
+// unescaped. Routes is that matching on its own, for a proxy in front of an
+// API (package serve's key routing): when every template is plain (whole
+// segments, default patterns) it compares strings instead of running mux's
+// regexps, the hot path of a query.
+//
 // # Concurrency
 //
 // Build the API (New, Resource, Handle) in one goroutine before serving;

@@ -31,10 +31,21 @@ func ValidateID(what, s string) error {
 		// routers alike: such an id could never be read back.
 		return BadRequest(fmt.Sprintf("%s must not be %q", what, s))
 	}
-	for i, r := range s {
+	for i := 0; i < len(s); {
+		// ASCII, most ids, without the Unicode tables: its control
+		// characters are C0 and DEL.
+		if b := s[i]; b < utf8.RuneSelf {
+			if b < 0x20 || b == 0x7f {
+				return BadRequest(fmt.Sprintf("%s contains the control character %U at byte %d", what, rune(b), i))
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
 		if unicode.In(r, unicode.Cc, unicode.Zl, unicode.Zp) {
 			return BadRequest(fmt.Sprintf("%s contains the control character %U at byte %d", what, r, i))
 		}
+		i += n
 	}
 	return nil
 }

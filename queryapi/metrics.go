@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,29 +36,25 @@ type series struct {
 // requestMetrics counts requests by method, route template and status.
 // Safe for concurrent use.
 type requestMetrics struct {
+	inFlight atomic.Int64
 	mu       sync.Mutex
 	series   map[seriesKey]*series
-	inFlight int64
 }
 
 func newRequestMetrics() *requestMetrics {
 	return &requestMetrics{series: make(map[seriesKey]*series)}
 }
 
-func (m *requestMetrics) start() {
-	m.mu.Lock()
-	m.inFlight++
-	m.mu.Unlock()
-}
+func (m *requestMetrics) start() { m.inFlight.Add(1) }
 
 func (m *requestMetrics) done(method, route string, status int, d time.Duration) {
 	k := seriesKey{method: methodLabel(method), route: route, status: status}
 	secs := d.Seconds()
 	i, _ := slices.BinarySearch(latencyBuckets, secs) // first bound >= secs
 
+	m.inFlight.Add(-1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.inFlight--
 	s := m.series[k]
 	if s == nil {
 		s = &series{buckets: make([]uint64, len(latencyBuckets))}
@@ -82,8 +79,8 @@ func (m *requestMetrics) writeTo(w io.Writer) error {
 	for k, s := range m.series {
 		rows = append(rows, row{k: k, s: series{count: s.count, sum: s.sum, buckets: slices.Clone(s.buckets)}})
 	}
-	inFlight := m.inFlight
 	m.mu.Unlock()
+	inFlight := m.inFlight.Load()
 	slices.SortFunc(rows, func(a, b row) int {
 		return cmp.Or(cmp.Compare(a.k.route, b.k.route), cmp.Compare(a.k.method, b.k.method), cmp.Compare(a.k.status, b.k.status))
 	})

@@ -122,6 +122,22 @@ func TestGuard_GivenBearerGuard_ThenMissingOrWrongTokenIs401WithChallenge(t *tes
 	do(t, api, "GET", "/open", "").wantJSON(t, http.StatusOK, nil)
 }
 
+func TestGuard_GivenEscapedVariables_ThenGuardAndHandlerSeeThemUnescapedOnce(t *testing.T) {
+	var guarded, handled string
+	api := queryapi.New(queryapi.WithGuard(func(r *http.Request, route string) error {
+		guarded = queryapi.Vars(r)["group"]
+		return nil
+	}))
+	api.Handle(http.MethodGet, "/admin/{group}", func(r *http.Request) (int, any, error) {
+		handled = queryapi.Vars(r)["group"]
+		return http.StatusOK, "ok", nil
+	})
+	do(t, api, "GET", "/admin/a%2Fb%2541", "").wantJSON(t, http.StatusOK, nil)
+	if guarded != "a/b%41" || handled != "a/b%41" {
+		t.Fatalf("guard saw %q, handler %q, want %q for both", guarded, handled, "a/b%41")
+	}
+}
+
 func TestMetrics_GivenRequests_ThenExpositionIsValidText(t *testing.T) {
 	api, _ := customersAPI(queryapi.WithMetrics(fakeMetrics{text: "# HELP app_up Up.\n# TYPE app_up gauge\napp_up 1"}))
 	do(t, api, "GET", "/customers/c1", "")

@@ -87,7 +87,7 @@ func (r *fakeReader) GetJSON(ctx context.Context, key string) (json.RawMessage, 
 }
 
 // listen is a loopback listener closed with the test.
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

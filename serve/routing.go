@@ -11,9 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
-
-	"github.com/gorilla/mux"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/queryapi"
@@ -54,25 +53,30 @@ const (
 // rebalance. admin puts the route behind the admin token.
 type keyRoute struct {
 	table, variable         string
+	varIndex                int // of variable among the route's variables
 	bodyKey, orLocal, admin bool
 }
 
 // matchKeyRoute finds the key route of r and, unless the key is in the body,
 // its (unescaped) key.
 func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
-	var m mux.RouteMatch
-	if !s.keyed.Match(r, &m) || m.MatchErr != nil {
+	var buf [4]string
+	i, vars, _ := s.keyed.Match(r, buf[:0])
+	if i < 0 {
 		return keyRoute{}, "", false
 	}
-	kr, ok := s.routes[m.Route]
-	if !ok {
-		return keyRoute{}, "", false
-	}
+	kr := s.routes[i]
 	if kr.bodyKey {
 		return kr, "", true
 	}
-	key, err := url.PathUnescape(m.Vars[kr.variable])
-	if err != nil || key == "" {
+	key := vars[kr.varIndex]
+	if strings.IndexByte(key, '%') >= 0 {
+		var err error
+		if key, err = url.PathUnescape(key); err != nil {
+			return keyRoute{}, "", false
+		}
+	}
+	if key == "" {
 		return keyRoute{}, "", false
 	}
 	return kr, key, true
@@ -84,7 +88,7 @@ func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
 type router struct {
 	srv    *Server
 	rt     Runtime
-	next   http.Handler
+	next   *queryapi.API
 	log    *slog.Logger
 	self   string // our advertised query address
 	client *http.Client
@@ -107,7 +111,7 @@ func newRouter(s *Server, self string) *router {
 
 func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ro.self != "" {
-		w.Header().Set(HeaderServedBy, ro.self)
+		w.Header()[HeaderServedBy] = []string{ro.self} // canonical already: no Set
 	}
 	if ro.self != "" && r.Method == http.MethodGet && r.URL.Path == membershipPath {
 		ro.membership(w)
@@ -119,7 +123,7 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	budget := defaultBudget
-	if v := r.Header.Get(HeaderTimeout); v != "" {
+	if v := headerValue(r.Header, HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			writeProblem(w, r, queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", HeaderTimeout, v)), 0)
@@ -127,11 +131,12 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		budget = d
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), budget)
-	defer cancel()
-	r = r.WithContext(ctx)
+	now := time.Now()
+	ctx := withBudget(r.Context(), now, budget)
+	defer ctx.stop()
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
+		r = r.WithContext(ctx) // a copy whose Body can be replaced
 		// The one body limit is the API's: a body it would refuse is
 		// refused here in the same words, before it is forwarded.
 		b, err := io.ReadAll(io.LimitReader(r.Body, queryapi.MaxBodyBytes+1))
@@ -153,12 +158,12 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if json.Unmarshal(body, &doc) != nil || doc.ID == "" {
 			// No key to route by (a new id is made here), or a body the
 			// handler will reject.
-			ro.next.ServeHTTP(w, r)
+			ro.next.ServeWithContext(ctx, w, r)
 			return
 		}
 		key = doc.ID
 	}
-	ro.route(w, r, kr, key, body)
+	ro.route(ctx, w, r, kr, key, body, now)
 }
 
 // membershipPath answers which instance owns which partition of each group,
@@ -175,12 +180,12 @@ func (ro *router) membership(w http.ResponseWriter) {
 	_, _ = w.Write(b)
 }
 
-// route serves r where its key lives, waiting up to ownerWait for an owner.
-func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte) {
-	ctx := r.Context()
-	stale := r.URL.Query().Get("stale") == "ok"
-	forwarded := r.Header.Get(HeaderHops) != ""
-	deadline := time.Now().Add(ownerWait)
+// route serves r, which arrived at now, where its key lives, under ctx (its
+// budget), waiting up to ownerWait for an owner.
+func (ro *router) route(ctx context.Context, w http.ResponseWriter, r *http.Request, kr keyRoute, key string, body []byte, now time.Time) {
+	stale := r.URL.RawQuery != "" && r.URL.Query().Get("stale") == "ok"
+	forwarded := headerValue(r.Header, HeaderHops) != ""
+	deadline := now.Add(ownerWait)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
@@ -191,10 +196,15 @@ func (ro *router) route(w http.ResponseWriter, r *http.Request, kr keyRoute, key
 			writeError(w, r, err)
 			return
 		}
-		switch {
-		case pl.Replica, pl.Local && pl.Restored:
-			ro.next.ServeHTTP(w, r)
+		if pl.Replica || pl.Local && pl.Restored {
+			// The common case: r goes to the API as it is, with ctx.
+			ro.next.ServeWithContext(ctx, w, r)
 			return
+		}
+		if r.Context() != ctx {
+			r = r.WithContext(ctx) // what the rest below reads
+		}
+		switch {
 		case forwarded && !pl.Assigned:
 			// The sender's membership is older than ours (or than the
 			// group's new generation): let it look again.
@@ -370,6 +380,15 @@ func placementExtras(pl streamfold.Placement, reason string) map[string]any {
 		x["owner"] = pl.Owner
 	}
 	return x
+}
+
+// headerValue is h.Get(key) for a canonical key, without Get's work to
+// canonicalise it.
+func headerValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // writeProblem writes p as application/problem+json.

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/gorilla/mux"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold"
@@ -78,9 +77,9 @@ type Server struct {
 	log      *slog.Logger
 	opts     Options
 	handler  http.Handler
-	progress io.Writer   // where Run draws restore progress; nil for nowhere
-	keyed    *mux.Router // the templates of key routes, matched as the API matches them
-	routes   map[*mux.Route]keyRoute
+	progress io.Writer           // where Run draws restore progress; nil for nowhere
+	keyed    *queryapi.Routes    // the templates of key routes, matched as the API matches them
+	routes   []keyRoute          // by index in keyed
 	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
 }
@@ -106,8 +105,7 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		ln:       opts.Listener,
 		log:      opts.Logger,
 		opts:     opts,
-		keyed:    mux.NewRouter().UseEncodedPath().SkipClean(true),
-		routes:   map[*mux.Route]keyRoute{},
+		keyed:    queryapi.NewRoutes(),
 		operator: map[string]bool{},
 	}
 	apiOpts := []queryapi.Option{
@@ -191,12 +189,16 @@ func (s *Server) keyRoute(method, path string, opts []RouteOption) {
 	if kr.table == "" {
 		return
 	}
-	route := s.keyed.NewRoute().Path(path).Methods(method)
-	if names, err := route.GetVarNames(); !kr.bodyKey && (err != nil || !slices.Contains(names, kr.variable)) {
+	i, err := s.keyed.Add(method, path)
+	kr.varIndex = -1
+	if err == nil {
+		kr.varIndex = slices.Index(s.keyed.Names(i), kr.variable)
+	}
+	if !kr.bodyKey && kr.varIndex < 0 {
 		// A programming error, as queryapi treats a malformed route.
 		panic(fmt.Sprintf("serve: route %s %s has no variable {%s} to find its key in", method, path, kr.variable))
 	}
-	s.routes[route] = kr
+	s.routes = append(s.routes, kr)
 }
 
 // RouteOption says how a route registered with Handle is served.

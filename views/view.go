@@ -201,15 +201,16 @@ func (v *View[V]) Get(ctx context.Context, key string) (V, error) {
 // GetJSON returns key's value as a JSON document without the framework's
 // bookkeeping: what the query API serves (a *View is a queryapi.Reader).
 // A JSON table's state is served as stored, neither decoded nor encoded
-// again; a value that is not valid JSON (written by something else) and a
-// table of another codec go through the codec.
+// again, nor scanned: behind bookkeeping it is what the framework had the
+// codec write. A value without bookkeeping that is not valid JSON (written by
+// something else) and a table of another codec go through the codec.
 func (v *View[V]) GetJSON(ctx context.Context, key string) (json.RawMessage, error) {
 	b, err := v.GetRaw(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := any(v.table.Codec).(codecs.JSON[V]); ok {
-		if _, state, err := envelope.Split(b); err == nil && json.Valid(state) {
+		if meta, state, err := envelope.Split(b); err == nil && (meta != nil || json.Valid(state)) {
 			return state, nil
 		}
 	}
