@@ -24,15 +24,23 @@ import (
 // live under distinct one-byte prefixes so that iterating one never meets the
 // others:
 //
-//	'd' key                         -> value
+//	'd' key                         -> uvarint(len(terms)) terms value
 //	'i' index 0x00 term 0x00 key    -> empty
 //	'm' name                        -> metadata (offset, format version)
 //	'e', 'x'                        -> applied event ids (seen.go)
+//
+// A data record carries, in front of the value, the index terms the value
+// has (storeAppendTerms): a write then learns the terms to remove from the
+// old record's few bytes instead of decoding the old value with every
+// index's Terms, and the record it reads is the one the writer's Get of the
+// same key has just brought into the caches. Readers skip them.
 const (
 	storePrefixData  = 'd'
 	storePrefixIndex = 'i'
 
-	storeFormatVersion = 1
+	// storeFormatVersion 2 put the index terms in front of each value; a
+	// store of another version is rebuilt from its changelog.
+	storeFormatVersion = 2
 
 	// storeNoOffset marks "no offset recorded".
 	storeNoOffset = math.MinInt64
@@ -249,6 +257,11 @@ type storeWriter struct {
 	batch  leveldb.Batch
 	key    []byte
 	offset [8]byte
+	// rec is a data record, terms its encoded terms and old the terms of
+	// the record it replaces (slices of that record).
+	rec   []byte
+	terms []byte
+	old   [][]byte
 }
 
 // putOffset adds the offset to w's batch.
@@ -560,14 +573,16 @@ func (s *Store) Get(key string) ([]byte, error) {
 			return v, nil
 		}
 	}
-	v, err := db.Get(storeDataKey(nil, key), nil)
+	rec, err := db.Get(storeDataKey(nil, key), nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("get %q from %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
-	case v == nil:
-		return []byte{}, nil
+	}
+	_, v, err := storeSplitRecord(rec)
+	if err != nil {
+		return nil, fmt.Errorf("get %q from %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
 	}
 	return v, nil
 }
@@ -742,50 +757,73 @@ func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 }
 
 // addWrite adds one write and its index changes to w's batch. Index
-// maintenance reads the committed value to remove the terms it loses.
+// maintenance reads the committed record for the terms it loses.
 func (s *Store) addWrite(db *leveldb.DB, w *storeWriter, key string, value []byte, del bool) error {
-	w.key = storeDataKey(w.key[:0], key)
+	w.terms = w.terms[:0]
 	if len(s.indexes) > 0 {
+		w.key = storeDataKey(w.key[:0], key)
 		old, err := db.Get(w.key, nil)
 		hadOld := err == nil
 		if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
 			return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
 		}
-		s.indexChanges(w, key, old, hadOld, value, !del)
-		w.key = storeDataKey(w.key[:0], key)
+		if err := s.indexChanges(w, key, old, hadOld, value, !del); err != nil {
+			return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
+		}
 	}
+	w.key = storeDataKey(w.key[:0], key)
 	if del {
 		w.batch.Delete(w.key)
 	} else {
-		w.batch.Put(w.key, value)
+		w.rec = storeAppendRecord(w.rec[:0], w.terms, value)
+		w.batch.Put(w.key, w.rec)
 	}
 	return nil
 }
 
 // indexChanges adds to w's batch the index entries to delete (terms only
-// the old value has) and to put (terms only the new value has).
-func (s *Store) indexChanges(w *storeWriter, key string, old []byte, hadOld bool, value []byte, hasNew bool) {
-	for _, idx := range s.indexes {
-		var oldTerms, newTerms []string
-		if hadOld {
-			oldTerms = s.terms(idx, key, old)
+// the old record has) and to put (terms only the new value has), and leaves
+// the new value's encoded terms in w.terms. The old record's terms come
+// from the record itself: the old value is never decoded.
+func (s *Store) indexChanges(w *storeWriter, key string, old []byte, hadOld bool, value []byte, hasNew bool) error {
+	var oldEnc []byte
+	if hadOld {
+		var err error
+		if oldEnc, _, err = storeSplitRecord(old); err != nil {
+			return err
 		}
+	}
+	for _, idx := range s.indexes {
+		var newTerms []string
 		if hasNew {
 			newTerms = s.terms(idx, key, value)
 		}
-		for _, t := range oldTerms {
-			if !storeHasTerm(newTerms, t) {
-				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
+		w.old = w.old[:0]
+		if hadOld {
+			// A record without an entry for the index was written before
+			// the index was declared, and so was never indexed by it.
+			var err error
+			if w.old, _, err = storeTermsOf(w.old, oldEnc, idx.Name); err != nil {
+				return err
+			}
+		}
+		for _, t := range w.old {
+			if !storeHasTerm(newTerms, string(t)) {
+				w.key = storeIndexKey(w.key[:0], idx.Name, string(t), key)
 				w.batch.Delete(w.key)
 			}
 		}
 		for _, t := range newTerms {
-			if !storeHasTerm(oldTerms, t) {
+			if !storeHadTerm(w.old, t) {
 				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
 				w.batch.Put(w.key, nil)
 			}
 		}
+		if hasNew {
+			w.terms = storeAppendTerms(w.terms, idx.Name, newTerms)
+		}
 	}
+	return nil
 }
 
 // terms calls the index's Terms, dropping terms the key layout cannot hold
@@ -816,6 +854,15 @@ func (s *Store) terms(idx Index, key string, value []byte) (terms []string) {
 func storeHasTerm(terms []string, t string) bool {
 	for _, have := range terms {
 		if have == t {
+			return true
+		}
+	}
+	return false
+}
+
+func storeHadTerm(terms [][]byte, t string) bool {
+	for _, have := range terms {
+		if string(have) == t {
 			return true
 		}
 	}
