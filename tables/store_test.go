@@ -437,6 +437,50 @@ func TestStore_GivenIndexes_WhenAValueIsReplacedOrDeleted_ThenItsOldTermsComeFro
 	}
 }
 
+func TestStore_GivenReadersGettingTheKeysTheWriterReplaces_ThenNoIndexEntryIsLeftStale(t *testing.T) {
+	// Given a writer that reads each key before replacing it, as a
+	// processor does, while readers keep reading the same keys
+	e := storeTestEngine(t, t.TempDir(), WithIndex("t", storeTestColor))
+	s := storeTestOpen(t, e, "t", 0)
+	require.NoError(t, s.MarkRecovered())
+	keys := []string{"a", "b", "c"}
+	colors := []string{"red", "green", "blue", "black"}
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for r := range 3 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := s.Get(keys[i%len(keys)])
+				assert.NoError(t, err)
+			}
+		}()
+	}
+
+	// When the writer replaces and deletes them many times
+	for i := range 3000 {
+		k := keys[i%len(keys)]
+		_, err := s.Get(keys[(i+i/7)%len(keys)])
+		require.NoError(t, err)
+		if i%11 == 0 {
+			require.NoError(t, s.Delete(k))
+			continue
+		}
+		require.NoError(t, s.Set(k, []byte("color="+colors[(i/3+i/5)%len(colors)])))
+	}
+	close(stop)
+	readers.Wait()
+
+	// Then the index holds exactly the terms of the values stored.
+	storeTestCheckIndexes(t, s)
+}
+
 func TestStore_GivenADataRecordThatDoesNotParse_WhenReadOrReplaced_ThenTheStoreIsBroken(t *testing.T) {
 	// Given a store whose record of a key is damaged in a way LevelDB's
 	// checksums do not see (a terms length past the record's end)
