@@ -77,9 +77,10 @@ func SaramaWatermarks(client sarama.Client) Watermarks {
 
 // Index derives secondary-index terms from a stored record.
 //
-// Terms is called by the store's single writer for every write and for the
-// value being replaced, so it must be a pure function of its arguments; it
-// must not keep value. A term containing a NUL byte cannot be indexed and is
+// Terms is called by the store's single writer for every value written, so
+// it must be a pure function of its arguments; it must not keep value. The
+// terms are stored with the value, and a write that replaces or deletes it
+// removes those (the value being replaced is not decoded again). A term containing a NUL byte cannot be indexed and is
 // skipped with a warning; a Terms that panics indexes the record under no
 // term, with a warning, so that one bad record cannot stop a restore.
 type Index struct {

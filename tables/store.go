@@ -24,15 +24,23 @@ import (
 // live under distinct one-byte prefixes so that iterating one never meets the
 // others:
 //
-//	'd' key                         -> value
+//	'd' key                         -> uvarint(len(terms)) terms value
 //	'i' index 0x00 term 0x00 key    -> empty
 //	'm' name                        -> metadata (offset, format version)
 //	'e', 'x'                        -> applied event ids (seen.go)
+//
+// A data record carries, in front of the value, the index terms the value
+// has (storeAppendTerms): a write then learns the terms to remove from the
+// old record's few bytes instead of decoding the old value with every
+// index's Terms, and the record it reads is the one the writer's Get of the
+// same key has just brought into the caches. Readers skip them.
 const (
 	storePrefixData  = 'd'
 	storePrefixIndex = 'i'
 
-	storeFormatVersion = 1
+	// storeFormatVersion 2 put the index terms in front of each value; a
+	// store of another version is rebuilt from its changelog.
+	storeFormatVersion = 2
 
 	// storeNoOffset marks "no offset recorded".
 	storeNoOffset = math.MinInt64
@@ -156,6 +164,14 @@ type Store struct {
 	fault atomic.Pointer[storeFault]
 	// offset is the latest offset recorded by SetOffset or loaded at Open.
 	offset atomic.Int64
+	// written counts the writes of data records since the restore (it
+	// moves after each one is in LevelDB), and lastRead is the record the
+	// latest Get read, tagged with the count it started at: a writer
+	// replacing that key finds the old record's terms there instead of
+	// reading it again, as long as no write came in between (see
+	// storeLastRead).
+	written  atomic.Uint64
+	lastRead atomic.Pointer[storeLastRead]
 
 	// mu serialises the writer and guards the restore batches against
 	// readers; readers take it only while the store is restoring.
@@ -195,6 +211,19 @@ type Store struct {
 }
 
 var _ storage.Storage = (*Store)(nil)
+
+// storeLastRead is a data record a Get read. A processor reads a key's
+// value and then replaces it; the write needs the old record's terms, and
+// finds them here when written has not moved since the Get started: the
+// record was then still the committed one when the write began (a write
+// moves written only after its batch is in LevelDB, so a Get that could
+// have read the record before it carries an older count).
+type storeLastRead struct {
+	key     string
+	written uint64
+	found   bool
+	terms   []byte
+}
 
 // storeBatch holds the writes of a restore batch, the last one per key.
 // Values are copied into an arena that is reused from batch to batch;
@@ -249,6 +278,13 @@ type storeWriter struct {
 	batch  leveldb.Batch
 	key    []byte
 	offset [8]byte
+	// rec is a data record, terms its encoded terms and old the terms of
+	// the record it replaces (slices of that record).
+	rec   []byte
+	terms []byte
+	old   [][]byte
+	// prev, when set, is the committed record of the key being written.
+	prev *storeLastRead
 }
 
 // putOffset adds the offset to w's batch.
@@ -560,16 +596,32 @@ func (s *Store) Get(key string) ([]byte, error) {
 			return v, nil
 		}
 	}
-	v, err := db.Get(storeDataKey(nil, key), nil)
+	written := s.written.Load()
+	recovered := s.recovered.Load()
+	rec, err := db.Get(storeDataKey(nil, key), nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
+		s.rememberRead(recovered, key, written, false, nil)
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("get %q from %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
-	case v == nil:
-		return []byte{}, nil
 	}
+	terms, v, err := storeSplitRecord(rec)
+	if err != nil {
+		return nil, fmt.Errorf("get %q from %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
+	}
+	s.rememberRead(recovered, key, written, true, terms)
 	return v, nil
+}
+
+// rememberRead keeps the record a Get read for the writer (see
+// storeLastRead), when the table has indexes and the read started after
+// the restore and no write ended while it ran.
+func (s *Store) rememberRead(recovered bool, key string, written uint64, found bool, terms []byte) {
+	if len(s.indexes) == 0 || !recovered || s.written.Load() != written {
+		return
+	}
+	s.lastRead.Store(&storeLastRead{key: key, written: written, found: found, terms: terms})
 }
 
 // Set stores value under key and updates the topic's indexes. The store
@@ -597,6 +649,13 @@ func (s *Store) write(key string, value []byte, del bool) error {
 
 	w := &s.direct
 	w.batch.Reset()
+	w.prev = nil
+	if r := s.lastRead.Load(); r != nil && r.key == key && r.written == s.written.Load() {
+		w.prev = r
+	}
+	// Whatever happens to this write, a record read before it is no longer
+	// known to be the committed one.
+	defer s.written.Add(1)
 	if err := s.addWrite(db, w, key, value, del); err != nil {
 		return err
 	}
@@ -742,50 +801,78 @@ func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 }
 
 // addWrite adds one write and its index changes to w's batch. Index
-// maintenance reads the committed value to remove the terms it loses.
+// maintenance reads the committed record for the terms it loses, unless
+// w.prev is that record.
 func (s *Store) addWrite(db *leveldb.DB, w *storeWriter, key string, value []byte, del bool) error {
-	w.key = storeDataKey(w.key[:0], key)
+	w.terms = w.terms[:0]
 	if len(s.indexes) > 0 {
-		old, err := db.Get(w.key, nil)
-		hadOld := err == nil
-		if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
+		var oldTerms []byte
+		hadOld := false
+		if p := w.prev; p != nil && p.key == key {
+			oldTerms, hadOld = p.terms, p.found
+		} else {
+			w.key = storeDataKey(w.key[:0], key)
+			old, err := db.Get(w.key, nil)
+			hadOld = err == nil
+			if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
+				return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
+			}
+			if hadOld {
+				if oldTerms, _, err = storeSplitRecord(old); err != nil {
+					return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
+				}
+			}
+		}
+		if err := s.indexChanges(w, key, oldTerms, hadOld, value, !del); err != nil {
 			return fmt.Errorf("read previous value of %q in %s/%d: %w", key, s.topic, s.partition, s.readErr(err))
 		}
-		s.indexChanges(w, key, old, hadOld, value, !del)
-		w.key = storeDataKey(w.key[:0], key)
 	}
+	w.key = storeDataKey(w.key[:0], key)
 	if del {
 		w.batch.Delete(w.key)
 	} else {
-		w.batch.Put(w.key, value)
+		w.rec = storeAppendRecord(w.rec[:0], w.terms, value)
+		w.batch.Put(w.key, w.rec)
 	}
 	return nil
 }
 
 // indexChanges adds to w's batch the index entries to delete (terms only
-// the old value has) and to put (terms only the new value has).
-func (s *Store) indexChanges(w *storeWriter, key string, old []byte, hadOld bool, value []byte, hasNew bool) {
+// the old record has, encoded in oldEnc) and to put (terms only the new
+// value has), and leaves the new value's encoded terms in w.terms. The old
+// terms come from the old record itself: the old value is never decoded.
+func (s *Store) indexChanges(w *storeWriter, key string, oldEnc []byte, hadOld bool, value []byte, hasNew bool) error {
 	for _, idx := range s.indexes {
-		var oldTerms, newTerms []string
-		if hadOld {
-			oldTerms = s.terms(idx, key, old)
-		}
+		var newTerms []string
 		if hasNew {
 			newTerms = s.terms(idx, key, value)
 		}
-		for _, t := range oldTerms {
-			if !storeHasTerm(newTerms, t) {
-				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
+		w.old = w.old[:0]
+		if hadOld {
+			// A record without an entry for the index was written before
+			// the index was declared, and so was never indexed by it.
+			var err error
+			if w.old, _, err = storeTermsOf(w.old, oldEnc, idx.Name); err != nil {
+				return err
+			}
+		}
+		for _, t := range w.old {
+			if !storeHasTerm(newTerms, string(t)) {
+				w.key = storeIndexKey(w.key[:0], idx.Name, string(t), key)
 				w.batch.Delete(w.key)
 			}
 		}
 		for _, t := range newTerms {
-			if !storeHasTerm(oldTerms, t) {
+			if !storeHadTerm(w.old, t) {
 				w.key = storeIndexKey(w.key[:0], idx.Name, t, key)
 				w.batch.Put(w.key, nil)
 			}
 		}
+		if hasNew {
+			w.terms = storeAppendTerms(w.terms, idx.Name, newTerms)
+		}
 	}
+	return nil
 }
 
 // terms calls the index's Terms, dropping terms the key layout cannot hold
@@ -816,6 +903,15 @@ func (s *Store) terms(idx Index, key string, value []byte) (terms []string) {
 func storeHasTerm(terms []string, t string) bool {
 	for _, have := range terms {
 		if have == t {
+			return true
+		}
+	}
+	return false
+}
+
+func storeHadTerm(terms [][]byte, t string) bool {
+	for _, have := range terms {
+		if string(have) == t {
 			return true
 		}
 	}
@@ -870,6 +966,7 @@ func (s *Store) MarkRecovered() error {
 	n := s.records.Load()
 	s.restoredRecs.Store(n)
 	s.restoreNanos.Store(int64(d))
+	s.written.Add(1)
 	s.recovered.Store(true)
 	s.log.Info("table restored", "records", n, "duration", d.Round(time.Millisecond).String(), "rate", math.Round(storeRate(n, d)))
 	return nil

@@ -1,10 +1,13 @@
 package tables
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/lovoo/goka/storage"
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/util"
 )
@@ -47,7 +50,11 @@ func (s *Store) Scan(after string, limit int) ([]KV, error) {
 		if after != "" && string(k) == after {
 			continue
 		}
-		out = append(out, KV{Key: string(k), Value: append([]byte{}, it.Value()...)})
+		_, v, err := storeSplitRecord(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("scan %s/%d: %w", s.topic, s.partition, s.readErr(err))
+		}
+		out = append(out, KV{Key: string(k), Value: append([]byte{}, v...)})
 		if limit > 0 && len(out) >= limit {
 			break
 		}
@@ -115,6 +122,81 @@ func storeDataKey(dst []byte, key string) []byte {
 	return append(dst, key...)
 }
 
+// storeAppendRecord appends a data record: the value's encoded index terms
+// (storeAppendTerms), then the value.
+func storeAppendRecord(dst, terms, value []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(terms)))
+	dst = append(dst, terms...)
+	return append(dst, value...)
+}
+
+// errStoreRecord is a data record that does not parse: damage LevelDB's
+// checksums did not catch, so the store is broken like on corruption.
+var errStoreRecord = &lerrors.ErrCorrupted{Err: errors.New("malformed data record")}
+
+// storeSplitRecord returns a data record's encoded terms and its value.
+func storeSplitRecord(rec []byte) (terms, value []byte, err error) {
+	n, k := binary.Uvarint(rec)
+	if k <= 0 || n > uint64(len(rec)-k) {
+		return nil, nil, errStoreRecord
+	}
+	return rec[k : k+int(n)], rec[k+int(n):], nil
+}
+
+// storeAppendTerms appends one index's terms to a record's encoded terms:
+//
+//	uvarint(len(index)) index uvarint(len(terms)) (uvarint(len(term)) term)...
+func storeAppendTerms(dst []byte, index string, terms []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(index)))
+	dst = append(dst, index...)
+	dst = binary.AppendUvarint(dst, uint64(len(terms)))
+	for _, t := range terms {
+		dst = binary.AppendUvarint(dst, uint64(len(t)))
+		dst = append(dst, t...)
+	}
+	return dst
+}
+
+// storeTermsOf appends to dst the terms a record's encoded terms hold for
+// index, as slices of enc. found is false when enc has no entry for index
+// (the record was written before the index was declared).
+func storeTermsOf(dst [][]byte, enc []byte, index string) (terms [][]byte, found bool, err error) {
+	next := func() ([]byte, bool) {
+		n, k := binary.Uvarint(enc)
+		if k <= 0 || n > uint64(len(enc)-k) {
+			return nil, false
+		}
+		b := enc[k : k+int(n)]
+		enc = enc[k+int(n):]
+		return b, true
+	}
+	for len(enc) > 0 {
+		name, ok := next()
+		if !ok {
+			return dst, false, errStoreRecord
+		}
+		count, k := binary.Uvarint(enc)
+		if k <= 0 || count > uint64(len(enc)) {
+			return dst, false, errStoreRecord
+		}
+		enc = enc[k:]
+		match := string(name) == index
+		for range count {
+			t, ok := next()
+			if !ok {
+				return dst, false, errStoreRecord
+			}
+			if match {
+				dst = append(dst, t)
+			}
+		}
+		if match {
+			return dst, true, nil
+		}
+	}
+	return dst, false, nil
+}
+
 func storeIndexKey(dst []byte, index, term, key string) []byte {
 	dst = append(dst, storePrefixIndex)
 	dst = append(dst, index...)
@@ -149,7 +231,13 @@ func (i *storeIterator) Key() []byte {
 	return k[1:]
 }
 
-func (i *storeIterator) Value() ([]byte, error) { return i.it.Value(), nil }
+func (i *storeIterator) Value() ([]byte, error) {
+	_, v, err := storeSplitRecord(i.it.Value())
+	if err != nil {
+		return nil, i.s.readErr(err)
+	}
+	return v, nil
+}
 
 func (i *storeIterator) Release() { i.it.Release() }
 

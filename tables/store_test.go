@@ -379,6 +379,139 @@ func TestStore_GivenIndexes_WhenRestoredInBatches_ThenIndexesMatchData(t *testin
 	assert.Equal(t, off-1, o)
 }
 
+func TestStore_GivenIndexes_WhenAValueIsReplacedOrDeleted_ThenItsOldTermsComeFromItsRecordNotFromDecodingIt(t *testing.T) {
+	// Given an index that counts the values it derives terms from
+	var mu sync.Mutex
+	calls := map[string]int{}
+	counted := Index{Name: "color", Terms: func(k string, v []byte) []string {
+		mu.Lock()
+		calls[string(v)]++
+		mu.Unlock()
+		return storeTestField(v, "color")
+	}}
+	dir := t.TempDir()
+	e := storeTestEngine(t, dir, WithIndex("t", counted), WithIndex("t", storeTestTags), WithBatchSize(2))
+	s := storeTestOpen(t, e, "t", 0)
+
+	// When values are restored in batches, replaced live, and the store is
+	// reopened before its values are replaced and deleted
+	require.NoError(t, s.Set("a", []byte("color=red;tags=x")))
+	require.NoError(t, s.Set("b", []byte("color=red")))
+	require.NoError(t, s.Set("c", []byte("color=green;tags=y")))
+	require.NoError(t, s.MarkRecovered())
+	require.NoError(t, s.Set("a", []byte("color=blue;tags=x,z")))
+	storeTestLookup(t, s, "color", "red", "b")
+	storeTestLookup(t, s, "color", "blue", "a")
+	require.NoError(t, s.Close())
+
+	e2 := storeTestEngine(t, dir, WithIndex("t", counted), WithIndex("t", storeTestTags))
+	s = storeTestOpen(t, e2, "t", 0)
+	require.NoError(t, s.MarkRecovered())
+	require.NoError(t, s.Set("a", []byte("color=red")))
+	require.NoError(t, s.Delete("b"))
+	require.NoError(t, s.Delete("c"))
+
+	// Then every index entry of an old value is gone, the new ones are
+	// there, the values read back without their terms, and each value was
+	// decoded once: when it was written.
+	storeTestLookup(t, s, "color", "red", "a")
+	storeTestLookup(t, s, "color", "blue")
+	storeTestLookup(t, s, "color", "green")
+	storeTestLookup(t, s, "tags", "x")
+	storeTestLookup(t, s, "tags", "z")
+	storeTestLookup(t, s, "tags", "y")
+	storeTestCheckIndexes(t, s)
+	v, err := s.Get("a")
+	require.NoError(t, err)
+	assert.Equal(t, "color=red", string(v))
+	mu.Lock()
+	defer mu.Unlock()
+	for value, n := range calls {
+		if value == "color=red" {
+			// Two writes of this value: b, then a. storeTestCheckIndexes
+			// calls it once more.
+			assert.Equal(t, 3, n, value)
+			continue
+		}
+		assert.Equal(t, 1, n, value)
+	}
+}
+
+func TestStore_GivenReadersGettingTheKeysTheWriterReplaces_ThenNoIndexEntryIsLeftStale(t *testing.T) {
+	// Given a writer that reads each key before replacing it, as a
+	// processor does, while readers keep reading the same keys
+	e := storeTestEngine(t, t.TempDir(), WithIndex("t", storeTestColor))
+	s := storeTestOpen(t, e, "t", 0)
+	require.NoError(t, s.MarkRecovered())
+	keys := []string{"a", "b", "c"}
+	colors := []string{"red", "green", "blue", "black"}
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for r := range 3 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := s.Get(keys[i%len(keys)])
+				assert.NoError(t, err)
+			}
+		}()
+	}
+
+	// When the writer replaces and deletes them many times
+	for i := range 3000 {
+		k := keys[i%len(keys)]
+		_, err := s.Get(keys[(i+i/7)%len(keys)])
+		require.NoError(t, err)
+		if i%11 == 0 {
+			require.NoError(t, s.Delete(k))
+			continue
+		}
+		require.NoError(t, s.Set(k, []byte("color="+colors[(i/3+i/5)%len(colors)])))
+	}
+	close(stop)
+	readers.Wait()
+
+	// Then the index holds exactly the terms of the values stored.
+	storeTestCheckIndexes(t, s)
+}
+
+func TestStore_GivenADataRecordThatDoesNotParse_WhenReadOrReplaced_ThenTheStoreIsBroken(t *testing.T) {
+	// Given a store whose record of a key is damaged in a way LevelDB's
+	// checksums do not see (a terms length past the record's end)
+	dir := t.TempDir()
+	e := storeTestEngine(t, dir, WithIndex("t", storeTestColor))
+	s := storeTestOpen(t, e, "t", 0)
+	require.NoError(t, s.MarkRecovered())
+	require.NoError(t, s.Set("k", []byte("color=red")))
+	require.NoError(t, s.Close())
+	storeTestPut(t, filepath.Join(dir, "t.0"), storeDataKey(nil, "k"), []byte{42, 'x'})
+
+	for name, use := range map[string]func(s *Store) error{
+		"get":  func(s *Store) error { _, err := s.Get("k"); return err },
+		"scan": func(s *Store) error { _, err := s.Scan("", 0); return err },
+		"set":  func(s *Store) error { return s.Set("k", []byte("color=blue")) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := storeTestEngine(t, dir, WithIndex("t", storeTestColor))
+			s := storeTestOpen(t, e, "t", 0)
+			require.NoError(t, s.MarkRecovered())
+
+			// When it is read or replaced, then that fails as corruption
+			// and takes the store out of service until it is rebuilt.
+			assert.ErrorIs(t, use(s), ErrStoreBroken)
+			assert.True(t, s.Broken())
+			require.NoError(t, s.Close())
+			require.NoError(t, os.Remove(filepath.Join(dir, "t.0", storeBrokenMarker)))
+		})
+	}
+}
+
 func TestStore_GivenIndexTermsThatPanicOrHoldNUL_ThenRecordIsStoredWithoutThoseTerms(t *testing.T) {
 	var log storeTestLog
 	bad := Index{Name: "bad", Terms: func(k string, _ []byte) []string {
