@@ -424,7 +424,7 @@ func encodeSnapshot[S any](c codecs.Codec[S], s S, m meta) ([]byte, error) {
 // absent mean no state.
 func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 	var m meta
-	state, err := envelope.Decode(b, &m)
+	state, err := envelope.Decode(b, (*envelope.Meta)(&m))
 	if err != nil {
 		return nil, meta{}, err
 	}
