@@ -93,3 +93,25 @@ func stateIndexes(idx []tables.Index) []tables.Index {
 	}
 	return out
 }
+
+// StateCodec reads a group table's values with c for a reader outside the
+// framework: a plain goka processor's Lookup of <group>-table, a Kafka
+// consumer of the changelog. Decode skips the framework's bookkeeping (either
+// envelope form; a value without any is all state) and decodes the state; a
+// value holding bookkeeping only (parked records) decodes as c decodes its
+// empty state. Encode writes the bare state, which the framework reads as a
+// value without bookkeeping.
+func StateCodec[S any](c codecs.Codec[S]) codecs.Codec[S] { return stateCodec[S]{c} }
+
+type stateCodec[S any] struct{ c codecs.Codec[S] }
+
+func (s stateCodec[S]) Encode(v S) ([]byte, error) { return s.c.Encode(v) }
+
+func (s stateCodec[S]) Decode(b []byte) (S, error) {
+	state, err := stateOf(b)
+	if err != nil {
+		var zero S
+		return zero, fmt.Errorf("group table value: %w", err)
+	}
+	return s.c.Decode(state)
+}

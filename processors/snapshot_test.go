@@ -84,3 +84,26 @@ func TestCommandRecord_GivenTheWholeReplyOfEarlierSnapshots_ThenItIsReadAsItWas(
 	require.NoError(t, err)
 	assert.Equal(t, rep, got)
 }
+
+func TestStateCodec_GivenGroupTableValues_ThenTheStateWithoutBookkeeping(t *testing.T) {
+	c := StateCodec[account](codecs.JSON[account]{})
+	framed, err := encodeSnapshot(codecs.JSON[account]{}, account{ID: "a", Balance: 2}, meta{IDs: []string{"e"}})
+	require.NoError(t, err)
+	for name, value := range map[string][]byte{
+		"binary envelope": framed,
+		"json envelope":   []byte(`{"_meta":{"ids":["e"]},"id":"a","balance":2}`),
+		"bare state":      []byte(`{"id":"a","balance":2}`),
+	} {
+		got, err := c.Decode(value)
+		require.NoError(t, err, name)
+		assert.Equal(t, account{ID: "a", Balance: 2}, got, name)
+	}
+	_, err = c.Decode(framed[:len(framed)-1])
+	assert.Error(t, err, "a cut frame")
+
+	b, err := c.Encode(account{ID: "b"})
+	require.NoError(t, err)
+	s, _, err := decodeSnapshot(codecs.JSON[account]{}, b)
+	require.NoError(t, err)
+	assert.Equal(t, account{ID: "b"}, *s, "the framework reads the bare state it writes")
+}
