@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestSplit_GivenValues_ThenTheStateWithoutMetaAsDecodeFindsIt(t *testing.T) {
+func TestSplit_GivenValuesOfTheJSONForm_ThenTheStateWithoutMetaAsDecodeFindsIt(t *testing.T) {
 	for name, value := range map[string]string{
 		"nested meta":        `{"_meta":{"offsets":{"t/0":5},"ids":["a","b"],"commands":[{"reply":{"events":[{"data":{"x":[1,{"y":"}"}]}}]}}]},"id":"c1","items":[{"p":"q"}]}`,
 		"braces in strings":  `{"_meta":{"last":"a}b]c{","why":"say \"}\" twice \\"},"name":"x"}`,
@@ -59,7 +59,7 @@ func TestSplit_GivenAValueOfAnotherProducer_ThenItIsAllState(t *testing.T) {
 	}
 }
 
-func TestSplit_GivenATruncatedValue_ThenAnError(t *testing.T) {
+func TestSplit_GivenATruncatedValueOfTheJSONForm_ThenAnError(t *testing.T) {
 	for _, value := range []string{
 		`{"_meta":{"a":"b"`,
 		`{"_meta":{"a":"b}`,
