@@ -17,6 +17,7 @@ import (
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
 )
@@ -99,7 +100,9 @@ func readCounter(t *testing.T, rt *streamfold.Runtime, key string) (counter, boo
 	if b == nil {
 		return counter{}, false
 	}
-	c, err := counterTable.Codec.Decode(b)
+	_, state, err := envelope.Split(b)
+	require.NoError(t, err)
+	c, err := counterTable.Codec.Decode(state)
 	require.NoError(t, err)
 	return c, true
 }

@@ -349,10 +349,10 @@ func benchCommandsGoka(b *testing.B, addrs []string, commands, carts int, produc
 	}
 	graph := goka.DefineGroup(benchGokaCartsGroup,
 		goka.Input(goka.Stream(shop.CartCommands.Name), plainJSON[shop.CartCommand]{}, decide),
-		// The lookup tables are the framework's (its products and history
-		// groups write them): their codecs read its snapshots.
-		goka.Lookup(goka.Table(shop.ProductsTable.Name), codecs.Goka(shop.ProductsTable.Codec)),
-		goka.Lookup(goka.Table(shop.CartHistoryTable.Name), codecs.Goka(shop.CartHistoryTable.Codec)),
+		// Both are the shop's group tables: their values carry the
+		// framework's bookkeeping in front of the state.
+		goka.Lookup(goka.Table(shop.ProductsTable.Name), codecs.Goka(processors.StateCodec(shop.ProductsTable.Codec))),
+		goka.Lookup(goka.Table(shop.CartHistoryTable.Name), codecs.Goka(processors.StateCodec(shop.CartHistoryTable.Codec))),
 		goka.Persist(plainJSON[shop.Cart]{}),
 		goka.Output(goka.Stream(benchGokaCartEvents), plainJSON[codecs.Event]{}),
 		goka.Output(goka.Stream(benchGokaCartReplies), plainJSON[processors.Reply]{}),

@@ -98,23 +98,13 @@ const rememberedCommands = 16
 // with the events it appended, to answer a duplicate and re-append them. It
 // leaves out what the aggregate gives back (the command and aggregate ids;
 // the events' ids, source and subject): every command reads the snapshot,
-// and the remembered replies are most of it.
-type commandRecord struct {
-	ID string `json:"id"`
-	// Topic and Offset locate the command record that was handled, telling a
-	// re-read after a crash (same record) from a client's retry (a new one).
-	Topic   string `json:"topic"`
-	Offset  int64  `json:"offset"`
-	Status  string `json:"status,omitempty"`
-	Version int64  `json:"version,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	// Events holds the appended events as []recordedEvent, decoded only
-	// when the reply is sent.
-	Events json.RawMessage `json:"events,omitempty"`
-	// Reply is the whole reply, as snapshots written before the compact
-	// form remember it.
-	Reply json.RawMessage `json:"reply,omitempty"`
-}
+// and the remembered replies are most of it. Topic and Offset locate the
+// command record that was handled, telling a re-read after a crash (same
+// record) from a client's retry (a new one). Events holds the appended
+// events as []recordedEvent JSON, decoded only when the reply is sent;
+// Reply is the whole reply, as snapshots written before the compact form
+// remember it. Its bytes are internal/envelope's.
+type commandRecord = envelope.Command
 
 // recordedEvent is an appended event without what its aggregate gives back.
 type recordedEvent struct {
@@ -141,9 +131,9 @@ func newCommandRecord(id, topic string, offset int64, rep Reply) (commandRecord,
 	return c, nil
 }
 
-// reply is the reply c remembers, as first sent, for the aggregate key whose
-// events come from source.
-func (c commandRecord) reply(key, source string) (Reply, error) {
+// rememberedReply is the reply c remembers, as first sent, for the aggregate
+// key whose events come from source.
+func rememberedReply(c commandRecord, key, source string) (Reply, error) {
 	if len(c.Reply) > 0 {
 		var r Reply
 		if err := json.Unmarshal(c.Reply, &r); err != nil {
@@ -174,18 +164,13 @@ func (c commandRecord) reply(key, source string) (Reply, error) {
 	return r, nil
 }
 
-// aggMeta is an aggregate snapshot's bookkeeping.
-type aggMeta struct {
-	Version int64 `json:"version"`
-	// Last is the command whose decision this write records: the one the
-	// relay sends.
-	Last string `json:"last,omitempty"`
-	// Offset is the offset of the last command record decided. A record at or
-	// below it was decided before (it is read again after a crash, with a
-	// state that already reflects later commands) and is never decided again.
-	Offset   *int64          `json:"offset,omitempty"`
-	Commands []commandRecord `json:"commands,omitempty"`
-}
+// aggMeta is an aggregate snapshot's bookkeeping: the version, the command
+// whose decision the write records (Last: the one the relay sends), the
+// offset of the last command record decided (a record at or below it was
+// decided before, is read again after a crash with a state that already
+// reflects later commands, and is never decided again) and the remembered
+// commands. Its bytes are internal/envelope's.
+type aggMeta envelope.Aggregate
 
 func (m *aggMeta) command(id string) (commandRecord, bool) {
 	for _, c := range m.Commands {
@@ -221,13 +206,18 @@ type DecideContext struct {
 // Key is the aggregate id.
 func (dc *DecideContext) Key() string { return dc.gctx.Key() }
 
-// LookupValue reads key from a lookup table declared with Lookup; nil when absent.
+// LookupValue reads key from a lookup table declared with Lookup; nil when
+// absent (or, in a group table, holding parked records only).
 func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, error) {
 	raw, _ := dc.gctx.Lookup(goka.Table(t.Name), key).([]byte)
-	if raw == nil {
+	if raw == nil || envelope.Absent(raw) {
 		return nil, nil
 	}
-	v, err := t.Codec.Decode(raw)
+	_, state, err := envelope.Split(raw)
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s/%s: %w", t.Name, key, err)
+	}
+	v, err := t.Codec.Decode(state)
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s/%s: %w", t.Name, key, err)
 	}
@@ -300,7 +290,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 				return nil
 			}
 			// A client's retry appends nothing and gets the original answer.
-			rep, err := rec.reply(key, a.Source)
+			rep, err := rememberedReply(rec, key, a.Source)
 			if err != nil {
 				return fail(ClassDecode, err)
 			}
@@ -398,14 +388,14 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			return nil // a tombstone: its decision was relayed from the record before it
 		}
 		var m aggMeta
-		if err := envelope.DecodeMeta(r.value, &m); err != nil {
+		if err := envelope.DecodeMeta(r.value, (*envelope.Aggregate)(&m)); err != nil {
 			return fail(ClassDecode, fmt.Errorf("snapshot meta: %w", err))
 		}
 		rec, ok := m.command(m.Last)
 		if !ok {
 			return nil
 		}
-		rep, err := rec.reply(r.gctx.Key(), a.Source)
+		rep, err := rememberedReply(rec, r.gctx.Key(), a.Source)
 		if err != nil {
 			return fail(ClassDecode, err)
 		}

@@ -3,6 +3,7 @@ package processors
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -398,4 +399,49 @@ func TestHandleCommands_GivenADeciderError_ThenAFailedReplyAndADeadLetter(t *tes
 	assert.Equal(t, ClassHandler, string(h[HeaderExceptionClass]))
 	assert.Equal(t, "tab-commands", string(h[HeaderOriginalTopic]))
 	assert.Nil(t, r.snapshot("t1"))
+}
+
+func TestLookupValue_GivenAGroupTablesSnapshots_ThenTheStateAndNoneForBookkeepingOnly(t *testing.T) {
+	type price struct {
+		Cents int `json:"cents"`
+	}
+	prices := tables.NewTable[price]("prices-table", codecs.JSON[price]{})
+	g := NewGroup("tabs", WithPolicy(Policy{}))
+	Lookup(g, prices)
+	got := map[string]*price{}
+	a := Aggregate[tab, tabCmd]{
+		Commands: tables.NewStream[Command[tabCmd]]("tab-commands", codecs.JSON[Command[tabCmd]]{}),
+		Events:   tables.NewStream[codecs.Event]("tab-events", codecs.CloudEvents{}),
+		Replies:  tables.NewStream[Reply]("tab-replies", codecs.JSON[Reply]{}),
+		Decide: func(dc *DecideContext, _ *tab, cmd Command[tabCmd]) ([]NewEvent, error) {
+			p, err := LookupValue(dc, prices, cmd.Data.Item)
+			if err != nil {
+				return nil, err
+			}
+			got[cmd.Data.Item] = p
+			return nil, Reject("only looking")
+		},
+		Evolve: evolveTab,
+		Source: "urn:tabs",
+	}
+	gkt := run(t, handleCommands(g, a))
+
+	framed, err := encodeSnapshot(prices.Codec, price{Cents: 250}, meta{IDs: []string{"e"}})
+	require.NoError(t, err)
+	parkedOnly, err := encodeSnapshot(prices.Codec, price{}, meta{Absent: true, Parked: []parkedRecord{{Topic: "t", Kind: "product"}}})
+	require.NoError(t, err)
+	for key, value := range map[string][]byte{
+		"framed":      framed,
+		"json-form":   []byte(`{"_meta":{"ids":["e"]},"cents":120}`),
+		"bare":        []byte(`{"cents":90}`),
+		"parked-only": parkedOnly,
+	} {
+		gkt.SetTableValue(goka.Table(prices.Name), key, value)
+	}
+	for i, item := range []string{"framed", "json-form", "bare", "parked-only", "missing"} {
+		b, err := json.Marshal(Command[tabCmd]{ID: fmt.Sprint("c", i), Type: "look", Data: tabCmd{Item: item}})
+		require.NoError(t, err)
+		gkt.Consume(a.Commands.Name, "t1", b)
+	}
+	assert.Equal(t, map[string]*price{"framed": {250}, "json-form": {120}, "bare": {90}, "parked-only": nil, "missing": nil}, got)
 }

@@ -41,9 +41,10 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 // topology (Into, for a handle other packages share). Projecting a second
 // stream into the same group returns the same handle.
 //
-// A codec given with Into must encode S as a JSON object: the snapshot
-// carries the framework's bookkeeping in a leading member (internal/envelope)
-// that readers decoding into S ignore.
+// A codec given with Into must encode S as a JSON object. The snapshot
+// carries the framework's bookkeeping in a binary header in front of the
+// state's bytes (internal/envelope): views read the state alone, and a
+// consumer of the changelog outside the framework sees the header first.
 func Project[S any](g *Group, in tables.Stream[codecs.Event], apply Apply[S], opts ...TableOption) tables.Table[S] {
 	table := groupTable[S](g, opts)
 	g.dedup = true
@@ -424,7 +425,7 @@ func encodeSnapshot[S any](c codecs.Codec[S], s S, m meta) ([]byte, error) {
 // absent mean no state.
 func decodeSnapshot[S any](c codecs.Codec[S], b []byte) (*S, meta, error) {
 	var m meta
-	state, err := envelope.Decode(b, &m)
+	state, err := envelope.Decode(b, (*envelope.Meta)(&m))
 	if err != nil {
 		return nil, meta{}, err
 	}

@@ -150,7 +150,7 @@ func (g *Group) refuseRedrive(r *recordCtx, prevRaw []byte) bool {
 		return false
 	}
 	var m meta
-	if err := envelope.DecodeMeta(prevRaw, &m); err != nil {
+	if err := envelope.DecodeMeta(prevRaw, (*envelope.Meta)(&m)); err != nil {
 		return false // the handler reports the undecodable state
 	}
 	last, written := m.Offsets[rd.topic]
@@ -182,7 +182,7 @@ func (g *Group) refuseRedrivenDelete(r *recordCtx, prevRaw []byte) bool {
 		return false
 	}
 	var m meta
-	if err := envelope.DecodeMeta(prevRaw, &m); err != nil {
+	if err := envelope.DecodeMeta(prevRaw, (*envelope.Meta)(&m)); err != nil {
 		return false
 	}
 	last, written := m.Offsets[rd.topic]

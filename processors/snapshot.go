@@ -27,11 +27,28 @@ func decodeWithMeta[S, M any](c codecs.Codec[S], b []byte) (*S, M, error) {
 	if b == nil {
 		return nil, m, nil
 	}
-	state, err := envelope.Decode(b, &m)
+	state, err := envelope.Decode(b, bookkeeping(&m))
 	if err != nil {
 		return nil, m, err
 	}
 	return decodeState(c, state, m)
+}
+
+// bookkeeping gives the envelope a fold's or an aggregate's bookkeeping as
+// its own type, which it writes and reads in a binary form (any other is
+// JSON): a pointer to it for Decode, the value for Join.
+func bookkeeping(m any) any {
+	switch m := m.(type) {
+	case *meta:
+		return (*envelope.Meta)(m)
+	case meta:
+		return envelope.Meta(m)
+	case *aggMeta:
+		return (*envelope.Aggregate)(m)
+	case aggMeta:
+		return envelope.Aggregate(m)
+	}
+	return m
 }
 
 func decodeState[S, M any](c codecs.Codec[S], state []byte, m M) (*S, M, error) {
@@ -49,7 +66,7 @@ func encodeWithMeta[S any](c codecs.Codec[S], s S, m any) ([]byte, error) {
 	if err != nil {
 		return nil, fail(ClassHandler, fmt.Errorf("encode state: %w", err))
 	}
-	b, err := envelope.Join(m, body)
+	b, err := envelope.Join(bookkeeping(m), body)
 	if err != nil {
 		return nil, fail(ClassHandler, err)
 	}
@@ -75,4 +92,26 @@ func stateIndexes(idx []tables.Index) []tables.Index {
 		}}
 	}
 	return out
+}
+
+// StateCodec reads a group table's values with c for a reader outside the
+// framework: a plain goka processor's Lookup of <group>-table, a Kafka
+// consumer of the changelog. Decode skips the framework's bookkeeping (either
+// envelope form; a value without any is all state) and decodes the state; a
+// value holding bookkeeping only (parked records) decodes as c decodes its
+// empty state. Encode writes the bare state, which the framework reads as a
+// value without bookkeeping.
+func StateCodec[S any](c codecs.Codec[S]) codecs.Codec[S] { return stateCodec[S]{c} }
+
+type stateCodec[S any] struct{ c codecs.Codec[S] }
+
+func (s stateCodec[S]) Encode(v S) ([]byte, error) { return s.c.Encode(v) }
+
+func (s stateCodec[S]) Decode(b []byte) (S, error) {
+	state, err := stateOf(b)
+	if err != nil {
+		var zero S
+		return zero, fmt.Errorf("group table value: %w", err)
+	}
+	return s.c.Decode(state)
 }

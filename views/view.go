@@ -71,7 +71,8 @@ func (e *NotReadyError) restoring() int {
 	return n
 }
 
-// Item is one entry of a listing.
+// Item is one entry of a listing. Raw is the value's state as its codec
+// wrote it, without the framework's bookkeeping.
 type Item[V any] struct {
 	Key   string
 	Value V
@@ -165,7 +166,8 @@ func (v *View[V]) Lag(ctx context.Context, key string) (int64, error) {
 	return lagOf(v.engine, s), nil
 }
 
-// GetRaw returns the stored bytes of key.
+// GetRaw returns the stored bytes of key: in a group table, the framework's
+// bookkeeping and the state (internal/envelope).
 func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -191,32 +193,46 @@ func (v *View[V]) Get(ctx context.Context, key string) (V, error) {
 	if err != nil {
 		return zero, err
 	}
-	val, err := v.table.Codec.Decode(b)
+	_, val, err := v.decode(key, b)
+	return val, err
+}
+
+// decode reads a stored value's state with the table's codec, returning
+// the state's bytes too.
+func (v *View[V]) decode(key string, b []byte) ([]byte, V, error) {
+	var zero V
+	_, state, err := envelope.Split(b)
 	if err != nil {
-		return zero, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
+		return nil, zero, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
 	}
-	return val, nil
+	val, err := v.table.Codec.Decode(state)
+	if err != nil {
+		return nil, zero, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
+	}
+	return state, val, nil
 }
 
 // GetJSON returns key's value as a JSON document without the framework's
 // bookkeeping: what the query API serves (a *View is a queryapi.Reader).
 // A JSON table's state is served as stored, neither decoded nor encoded
-// again, nor scanned: behind bookkeeping it is what the framework had the
-// codec write. A value without bookkeeping that is not valid JSON (written by
-// something else) and a table of another codec go through the codec.
+// again: the state's bytes in the stored value (a sub-slice of it), which
+// in a value of the binary envelope the framework's JSON codec wrote and is
+// not scanned again. A value of the older JSON envelope or of another
+// producer is checked to be valid JSON first; one that is not, and a table
+// of another codec, go through the codec.
 func (v *View[V]) GetJSON(ctx context.Context, key string) (json.RawMessage, error) {
 	b, err := v.GetRaw(ctx, key)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := any(v.table.Codec).(codecs.JSON[V]); ok {
-		if meta, state, err := envelope.Split(b); err == nil && (meta != nil || json.Valid(state)) {
+		if _, state, err := envelope.Split(b); err == nil && (envelope.Framed(b) || json.Valid(state)) {
 			return state, nil
 		}
 	}
-	val, err := v.table.Codec.Decode(b)
+	_, val, err := v.decode(key, b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: decode %q: %w", v.table.Name, key, err)
+		return nil, err
 	}
 	return json.Marshal(val)
 }
@@ -287,11 +303,11 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		if raw == nil || envelope.Absent(raw) { // deleted since the index read, or bookkeeping only
 			continue
 		}
-		val, err := v.table.Codec.Decode(raw)
+		state, val, err := v.decode(k, raw)
 		if err != nil {
-			return Page[V]{}, fmt.Errorf("%s: decode %q: %w", v.table.Name, k, err)
+			return Page[V]{}, err
 		}
-		page.Items = append(page.Items, Item[V]{Key: k, Value: val, Raw: raw})
+		page.Items = append(page.Items, Item[V]{Key: k, Value: val, Raw: state})
 	}
 	return page, nil
 }

@@ -144,10 +144,18 @@ func TestView_GivenBookkeepingOnlySnapshot_ThenAbsent(t *testing.T) {
 	e := open(t, nil, true)
 	st, ok := e.Store(itemsTable.Name, tables.PartitionFor("parked", partitions))
 	require.True(t, ok)
+	// The JSON form earlier versions wrote, and the binary form.
 	require.NoError(t, st.Set("parked", []byte(`{"_meta":{"parked":[{"topic":"x"}],"absent":true},"id":"","color":""}`)))
+	framed, err := envelope.Join(envelope.Meta{Parked: []envelope.Parked{{Topic: "x"}}, Absent: true}, []byte(`{"id":"","color":""}`))
+	require.NoError(t, err)
+	st, ok = e.Store(itemsTable.Name, tables.PartitionFor("parked-too", partitions))
+	require.True(t, ok)
+	require.NoError(t, st.Set("parked-too", framed))
 	v := views.New(stores{e, partitions}, itemsTable)
-	_, err := v.Get(context.Background(), "parked")
-	assert.ErrorIs(t, err, views.ErrNotFound)
+	for _, key := range []string{"parked", "parked-too"} {
+		_, err := v.Get(context.Background(), key)
+		assert.ErrorIs(t, err, views.ErrNotFound, key)
+	}
 	page, err := v.List(context.Background(), "", "", "", 10)
 	require.NoError(t, err)
 	assert.Empty(t, page.Items)
@@ -257,9 +265,11 @@ func TestView_GivenSnapshotsWithBookkeeping_ThenGetJSONServesTheStateAsStored(t 
 	}
 	// The state's members as the codec wrote them, in their order, with a
 	// field the view's type does not know: served byte for byte.
-	snapshot, err := envelope.Join(map[string]any{"offsets": map[string]int64{"items": 7}}, []byte(`{"id":"a","color":"red","extra":1}`))
+	snapshot, err := envelope.Join(envelope.Meta{Offsets: map[string]int64{"items": 7}, IDs: []string{"e1"}}, []byte(`{"id":"a","color":"red","extra":1}`))
 	require.NoError(t, err)
 	set("a", snapshot)
+	// A snapshot of the JSON form earlier versions wrote: its state's members.
+	set("c", []byte(`{"_meta":{"offsets":{"items":3}},"id":"c","color":"blue"}`))
 	// Bytes that are not JSON (another producer's) go through the codec,
 	// whose error names the key.
 	set("b", []byte("not json"))
@@ -268,6 +278,21 @@ func TestView_GivenSnapshotsWithBookkeeping_ThenGetJSONServesTheStateAsStored(t 
 	got, err := v.GetJSON(context.Background(), "a")
 	require.NoError(t, err)
 	assert.Equal(t, `{"id":"a","color":"red","extra":1}`, string(got))
+	got, err = v.GetJSON(context.Background(), "c")
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"c","color":"blue"}`, string(got))
+
+	// Get and List decode the state alone; an item's Raw is the state too.
+	for key, want := range map[string]item{"a": {ID: "a", Color: "red"}, "c": {ID: "c", Color: "blue"}} {
+		it, err := v.Get(context.Background(), key)
+		require.NoError(t, err)
+		assert.Equal(t, want, it)
+	}
+	page, err := v.List(context.Background(), "", "", "", 1)
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	assert.Equal(t, "a", page.Items[0].Key)
+	assert.Equal(t, `{"id":"a","color":"red","extra":1}`, string(page.Items[0].Raw))
 
 	_, err = v.GetJSON(context.Background(), "b")
 	assert.ErrorContains(t, err, `decode "b"`)

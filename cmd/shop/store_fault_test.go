@@ -150,7 +150,9 @@ func storeFaultChangelogVersions(t *testing.T, s *shopRun, partitions int, p int
 			if r.Value == nil || tables.PartitionFor(id, partitions) != p || envelope.Absent(r.Value) {
 				continue
 			}
-			c, err := shop.CustomersTable.Codec.Decode(r.Value)
+			_, state, err := envelope.Split(r.Value)
+			require.NoError(t, err)
+			c, err := shop.CustomersTable.Codec.Decode(state)
 			require.NoError(t, err)
 			versions[id] = append(versions[id], c.Version)
 		}
