@@ -39,12 +39,12 @@ BenchmarkRestore/records=100000/keys=100000-2 1 1549399636 ns/op 0.5309 engine-r
 func TestTable_GivenRows_ThenEachWorkWithItsFiguresAndDashesForNone(t *testing.T) {
 	var w bytes.Buffer
 	printTable(&w, []row{
-		works[3].row("small", result{Metrics: map[string]float64{"shop-req/s": 9474, "bare-req/s": 19306, "shop/bare": 0.49, "shop-p50-µs": 2914, "shop-p99-µs": 12113}}),
+		works[3].row("small", result{Metrics: map[string]float64{"shop-req/s": 9474, "bare-req/s": 19306, "shop/bare": 0.49, "shop-p50-µs": 2914, "shop-p99-µs": 12113, "bare-p99-µs": 8020, "shop-cpu-µs/req": 71.5}}),
 		{Work: "broken", Err: "exit status 1"},
 	})
 
 	lines := strings.Split(strings.TrimSpace(w.String()), "\n")
 	assert.Len(t, lines, 3)
-	assert.Equal(t, []string{"GET", "by", "key", "9474", "19306", "0.49x", "-", "-", "2.9", "12.1", "-"}, strings.Fields(lines[1]))
+	assert.Equal(t, []string{"GET", "by", "key", "9474", "19306", "0.49x", "71.5", "-", "2.9", "12.1", "8.0", "-"}, strings.Fields(lines[1]))
 	assert.Contains(t, lines[2], "failed: exit status 1")
 }
