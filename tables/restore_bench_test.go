@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -96,7 +97,7 @@ func restoreBench(b *testing.B, records, keys int) {
 		}},
 		{"engine-restorer", func(dir string) (storage.Builder, func()) {
 			e, err := NewEngine(dir, WithWatermarks(SaramaWatermarks(client)),
-				WithRestorer(NewKafkaRestorer(addrs, "bench-restore")))
+				WithRestorer(NewKafkaRestorer(addrs, "bench-restore")), WithLogger(restoreBenchLogger()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -157,6 +158,15 @@ func restoreBench(b *testing.B, records, keys int) {
 	b.Log(line)
 }
 
+// restoreBenchLogger logs the engine's restore (per partition: records,
+// duration, rate) to stderr when STREAMFOLD_BENCH_LOG is set, else nowhere.
+func restoreBenchLogger() *slog.Logger {
+	if os.Getenv("STREAMFOLD_BENCH_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
 // restoreBenchProfile profiles the restore alone, without the produce
 // phase, when STREAMFOLD_BENCH_CPUPROFILE names a file prefix:
 // <prefix>-<builder>-<keys>.prof.
@@ -206,16 +216,122 @@ func restoreBenchProduce(b *testing.B, addrs []string, records, keys int) {
 	}
 	ctx := context.Background()
 	for i := range records {
-		k := i % keys
-		key := fmt.Appendf(nil, "customer-%07d", k)
-		value := fmt.Appendf(nil, `{"id":"customer-%07d","seq":%d,"name":"Customer %d","email":"customer%d@example.com","address":{"street":"%d Main Street","city":"Springfield","zip":"%05d"},"balance":%d.%02d,"status":"active"}`,
-			k, i, k, k, k%999, k%100000, i%100000, i%100)
+		key, value := restoreBenchRecord(i, keys)
 		wg.Add(1)
 		cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, cb)
 	}
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d records failed to produce: %v", n, lastErr.Load())
+	}
+}
+
+// restoreBenchRecord returns the key and value of the i-th changelog
+// record over keys distinct keys.
+func restoreBenchRecord(i, keys int) (key, value []byte) {
+	k := i % keys
+	key = fmt.Appendf(nil, "customer-%07d", k)
+	value = fmt.Appendf(nil, `{"id":"customer-%07d","seq":%d,"name":"Customer %d","email":"customer%d@example.com","address":{"street":"%d Main Street","city":"Springfield","zip":"%05d"},"balance":%d.%02d,"status":"active"}`,
+		k, i, k, k, k%999, k%100000, i%100000, i%100)
+	return key, value
+}
+
+// BenchmarkRestoreStore measures the storage side of a restore alone: 8
+// stores of one engine restore in parallel from an in-memory changelog
+// (the records of BenchmarkRestore, split over the partitions by murmur2
+// like a producer would, passed on in chunks of 4,096 like the
+// KafkaRestorer), with no broker and no Kafka client. It reports the CPU
+// time of the process per record, steadier than BenchmarkRestore's on a
+// shared machine, to weigh changes to staging and committing.
+//
+//	go test -run '^$' -bench BenchmarkRestoreStore -benchtime 3x ./tables/
+//
+// STREAMFOLD_BENCH_RECORDS sets the changelog size (default 1,000,000).
+func BenchmarkRestoreStore(b *testing.B) {
+	records := 1_000_000
+	if v := os.Getenv("STREAMFOLD_BENCH_RECORDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("STREAMFOLD_BENCH_RECORDS=%q: want a positive integer", v)
+		}
+		records = n
+	}
+	const partitions = 8
+	for _, keys := range []int{10_000, 1_000_000} {
+		keys = min(keys, records)
+		b.Run(fmt.Sprintf("records=%d/keys=%d", records, keys), func(b *testing.B) {
+			// Each partition's log is one buffer of key-value pairs and
+			// their ends, free of pointers: the garbage collector does not
+			// scan a million records the store never sees.
+			type benchLog struct {
+				data []byte
+				ends []int // key end, value end, per record
+			}
+			logs := make([]benchLog, partitions)
+			for i := range records {
+				key, value := restoreBenchRecord(i, keys)
+				l := &logs[(Murmur2(key)&0x7fffffff)%partitions]
+				l.data = append(l.data, key...)
+				l.ends = append(l.ends, len(l.data))
+				l.data = append(l.data, value...)
+				l.ends = append(l.ends, len(l.data))
+			}
+			r := RestorerFunc(func(ctx context.Context, _ string, p int32, from, to int64, apply func([]Record) error) error {
+				l := &logs[p]
+				batch := make([]Record, 0, 4096)
+				for off := from; off < to; off++ {
+					start := 0
+					if off > 0 {
+						start = l.ends[2*off-1]
+					}
+					k, v := l.ends[2*off], l.ends[2*off+1]
+					batch = append(batch, Record{Key: l.data[start:k:k], Value: l.data[k:v:v], Offset: off})
+					if len(batch) == cap(batch) || off == to-1 {
+						if err := apply(batch); err != nil {
+							return err
+						}
+						batch = batch[:0]
+					}
+				}
+				return nil
+			})
+			wm := WatermarksFunc(func(_ string, p int32) (int64, int64, error) { return 0, int64(len(logs[p].ends) / 2), nil })
+			var cpu, elapsed time.Duration
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				e, err := NewEngine(b.TempDir(), WithWatermarks(wm), WithRestorer(r))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				c, start := restoreBenchCPU(), time.Now()
+				var wg sync.WaitGroup
+				errs := make([]error, partitions)
+				for p := range int32(partitions) {
+					wg.Go(func() {
+						st, err := e.Builder()(restoreBenchTopic, p)
+						if err == nil {
+							err = st.Open()
+						}
+						if err == nil {
+							err = st.MarkRecovered()
+						}
+						errs[p] = err
+					})
+				}
+				wg.Wait()
+				elapsed += time.Since(start)
+				cpu += restoreBenchCPU() - c
+				b.StopTimer()
+				if err := errors.Join(append(errs, e.Close())...); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(records), "cpu-µs/rec")
+			b.ReportMetric(float64(records)*float64(b.N)/elapsed.Seconds(), "rec/s")
+		})
 	}
 }
 

@@ -199,8 +199,17 @@ var _ storage.Storage = (*Store)(nil)
 // storeBatch holds the writes of a restore batch, the last one per key.
 // Values are copied into an arena that is reused from batch to batch;
 // readers copy values out while holding Store.mu, so no slice of it escapes.
+//
+// While a batch stages, index finds a key's entry (the last write wins);
+// at hand-off the entries are sorted by key, which is the order LevelDB
+// takes them in, and readers of the committing batch search them instead.
+// One entry per key in a slice, instead of a map the commit walks, sorts
+// and looks up again, is what lets a batch of a million distinct keys
+// stage and commit without a second pass over a map.
 type storeBatch struct {
-	entries map[string]storeStaged
+	index   map[string]int
+	entries []storeStaged
+	sorted  bool
 	arena   []byte
 	records int
 	bytes   int
@@ -211,15 +220,19 @@ type storeBatch struct {
 }
 
 type storeStaged struct {
+	key     string
 	value   []byte
 	deleted bool
 }
 
 func newStoreBatch() *storeBatch {
-	return &storeBatch{entries: make(map[string]storeStaged)}
+	return &storeBatch{index: make(map[string]int)}
 }
 
-func (b *storeBatch) stage(key string, value []byte, del bool) {
+// stage stages a write of key, given as a string or as bytes: an
+// overwrite of a staged key copies nothing of the key. It returns the
+// staged key.
+func storeBatchStage[K string | []byte](b *storeBatch, key K, value []byte, del bool) string {
 	var v []byte
 	if !del {
 		if cap(b.arena)-len(b.arena) < len(value) {
@@ -230,13 +243,49 @@ func (b *storeBatch) stage(key string, value []byte, del bool) {
 		b.arena = append(b.arena, value...)
 		v = b.arena[n:len(b.arena):len(b.arena)]
 	}
-	b.entries[key] = storeStaged{value: v, deleted: del}
 	b.records++
 	b.bytes += len(key) + len(value)
+	// Looking a []byte key up as string(key) does not allocate.
+	if i, ok := b.index[string(key)]; ok {
+		e := &b.entries[i]
+		e.value, e.deleted = v, del
+		return e.key
+	}
+	k := string(key)
+	b.index[k] = len(b.entries)
+	b.entries = append(b.entries, storeStaged{key: k, value: v, deleted: del})
+	return k
+}
+
+// seal sorts the entries by key for the commit and the readers, and drops
+// the index, which the sort invalidates.
+func (b *storeBatch) seal() {
+	slices.SortFunc(b.entries, func(x, y storeStaged) int { return strings.Compare(x.key, y.key) })
+	clear(b.index)
+	b.sorted = true
+}
+
+// lookup returns the staged write of key.
+func (b *storeBatch) lookup(key string) (storeStaged, bool) {
+	if !b.sorted {
+		i, ok := b.index[key]
+		if !ok {
+			return storeStaged{}, false
+		}
+		return b.entries[i], true
+	}
+	i, ok := slices.BinarySearchFunc(b.entries, key, func(e storeStaged, k string) int { return strings.Compare(e.key, k) })
+	if !ok {
+		return storeStaged{}, false
+	}
+	return b.entries[i], true
 }
 
 func (b *storeBatch) reset() {
+	clear(b.index)
 	clear(b.entries)
+	b.entries = b.entries[:0]
+	b.sorted = false
 	clear(b.seen)
 	b.seen = b.seen[:0]
 	b.arena = b.arena[:0]
@@ -245,7 +294,6 @@ func (b *storeBatch) reset() {
 
 // storeWriter is the scratch space of one writing goroutine.
 type storeWriter struct {
-	keys   []string
 	batch  leveldb.Batch
 	key    []byte
 	offset [8]byte
@@ -508,12 +556,12 @@ func (s *Store) handle() (*leveldb.DB, error) {
 // staged looks key up in the restore batches. The caller holds s.mu.
 func (s *Store) staged(key string) (storeStaged, bool) {
 	if s.staging != nil {
-		if p, ok := s.staging.entries[key]; ok {
+		if p, ok := s.staging.lookup(key); ok {
 			return p, true
 		}
 	}
 	if s.committing != nil {
-		if p, ok := s.committing.entries[key]; ok {
+		if p, ok := s.committing.lookup(key); ok {
 			return p, true
 		}
 	}
@@ -644,16 +692,22 @@ func (s *Store) writeErr(key string, del bool, err error) error {
 // it is full, so that a batch holds whole records and the offset recorded
 // for the last one. s.mu is held.
 func (s *Store) stageLocked(db *leveldb.DB, key string, value []byte, del bool) error {
+	return storeStageLocked(s, db, key, value, del)
+}
+
+// storeStageLocked is stageLocked for a key as a string or as bytes (the
+// restore's records): a key already staged is not copied again.
+func storeStageLocked[K string | []byte](s *Store, db *leveldb.DB, key K, value []byte, del bool) error {
 	if b := s.staging; b.records >= s.engine.opts.batchSize || b.bytes >= engineBatchBytes {
 		if err := s.handOffLocked(db); err != nil {
 			return err
 		}
 	}
-	s.staging.stage(key, value, del)
+	k := storeBatchStage(s.staging, key, value, del)
 	if s.seen != nil && !del {
-		ids, at := s.seen.extract(key, value)
+		ids, at := s.seen.extract(k, value)
 		for _, id := range ids {
-			s.staging.seen = append(s.staging.seen, seenEntry{key: key, id: id, at: at})
+			s.staging.seen = append(s.staging.seen, seenEntry{key: k, id: id, at: at})
 		}
 	}
 	return nil
@@ -670,6 +724,7 @@ func (s *Store) handOffLocked(db *leveldb.DB) error {
 	if len(b.entries) == 0 && len(b.seen) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
 		return nil
 	}
+	b.seal()
 	next := s.committing
 	if next == nil {
 		next = newStoreBatch()
@@ -711,21 +766,16 @@ func (s *Store) flushLocked(db *leveldb.DB) error {
 }
 
 // commitBatch writes a restore batch, only the last write per key, with its
-// offset. Keys go in in order, which makes LevelDB's memtable inserts
-// cheaper than the map's random order (measured). It runs on its own
-// goroutine, one at a time, and reads b, which nobody modifies until it
-// returns.
+// offset. Keys go in in order (handOffLocked sorted them), which makes
+// LevelDB's memtable inserts cheaper than random order (measured). It runs
+// on its own goroutine, one at a time, and reads b, which nobody modifies
+// until it returns.
 func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 	w := &s.commit
 	w.batch.Reset()
-	w.keys = w.keys[:0]
-	for k := range b.entries {
-		w.keys = append(w.keys, k)
-	}
-	slices.Sort(w.keys)
-	for _, k := range w.keys {
-		p := b.entries[k]
-		if err := s.addWrite(db, w, k, p.value, p.deleted); err != nil {
+	for i := range b.entries {
+		p := &b.entries[i]
+		if err := s.addWrite(db, w, p.key, p.value, p.deleted); err != nil {
 			return err
 		}
 	}
