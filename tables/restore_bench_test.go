@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -121,7 +122,7 @@ func restoreBench(b *testing.B, records, keys int) {
 			only[name] = true
 		}
 	}
-	rates, cpus := map[string]float64{}, map[string]float64{}
+	rates, cpus, rssGrowth := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, bl := range builders {
@@ -129,14 +130,17 @@ func restoreBench(b *testing.B, records, keys int) {
 				continue
 			}
 			builder, done := bl.build(b.TempDir())
+			stopRSS := restoreBenchPeakRSS()
 			stopProfile := restoreBenchProfile(b, bl.name, keys)
 			cpu := restoreBenchCPU()
 			d := restoreBenchView(b, addrs, cfg, builder)
 			stopProfile()
 			done()
 			cpu = restoreBenchCPU() - cpu
+			rss := stopRSS()
 			rates[bl.name] += float64(records) / d.Seconds() / float64(b.N)
 			cpus[bl.name] += cpu.Seconds() / float64(b.N)
+			rssGrowth[bl.name] = max(rssGrowth[bl.name], rss)
 		}
 	}
 	line := fmt.Sprintf("records=%d keys=%d:", records, keys)
@@ -144,7 +148,12 @@ func restoreBench(b *testing.B, records, keys int) {
 		if r, ok := rates[bl.name]; ok {
 			b.ReportMetric(r, bl.name+"-rec/s")
 			b.ReportMetric(cpus[bl.name], bl.name+"-cpu-s")
-			line += fmt.Sprintf(" %s %.0f rec/s (%.2f s CPU);", bl.name, r, cpus[bl.name])
+			line += fmt.Sprintf(" %s %.0f rec/s (%.2f s CPU", bl.name, r, cpus[bl.name])
+			if g, ok := rssGrowth[bl.name]; ok && g > 0 {
+				b.ReportMetric(g, bl.name+"-rss-growth-MB")
+				line += fmt.Sprintf(", RSS +%.0f MB", g)
+			}
+			line += ");"
 		}
 	}
 	for _, eng := range []string{"engine", "engine-restorer"} {
@@ -165,6 +174,40 @@ func restoreBenchLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// restoreBenchPeakRSS starts sampling the process's resident memory every
+// 10 ms, after a garbage collection that returns the produce phase's
+// garbage to the OS; the returned stop gives how far the peak rose above
+// the start, in MiB (0 where not measured). The broker's log is in the
+// start: what rises is the restore's (the client's buffers, the store's
+// batches and memtables, or goka's in-memory storages).
+func restoreBenchPeakRSS() (stop func() float64) {
+	debug.FreeOSMemory()
+	start := restoreBenchRSS()
+	peak := start
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, restoreBenchRSS())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		<-finished
+		if start == 0 {
+			return 0
+		}
+		return float64(peak-start) / (1 << 20)
+	}
 }
 
 // restoreBenchProfile profiles the restore alone, without the produce
@@ -242,7 +285,8 @@ func restoreBenchRecord(i, keys int) (key, value []byte) {
 // like a producer would, passed on in chunks of 4,096 like the
 // KafkaRestorer), with no broker and no Kafka client. It reports the CPU
 // time of the process per record, steadier than BenchmarkRestore's on a
-// shared machine, to weigh changes to staging and committing.
+// shared machine, to weigh changes to staging and committing, and how far
+// resident memory rose during the restore.
 //
 //	go test -run '^$' -bench BenchmarkRestoreStore -benchtime 3x ./tables/
 //
@@ -297,6 +341,7 @@ func BenchmarkRestoreStore(b *testing.B) {
 			})
 			wm := WatermarksFunc(func(_ string, p int32) (int64, int64, error) { return 0, int64(len(logs[p].ends) / 2), nil })
 			var cpu, elapsed time.Duration
+			var rssGrowth float64
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
@@ -304,7 +349,9 @@ func BenchmarkRestoreStore(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				stopRSS := restoreBenchPeakRSS()
 				b.StartTimer()
+				stopProfile := restoreBenchProfile(b, "store", keys)
 				c, start := restoreBenchCPU(), time.Now()
 				var wg sync.WaitGroup
 				errs := make([]error, partitions)
@@ -323,6 +370,8 @@ func BenchmarkRestoreStore(b *testing.B) {
 				wg.Wait()
 				elapsed += time.Since(start)
 				cpu += restoreBenchCPU() - c
+				stopProfile()
+				rssGrowth = max(rssGrowth, stopRSS())
 				b.StopTimer()
 				if err := errors.Join(append(errs, e.Close())...); err != nil {
 					b.Fatal(err)
@@ -331,6 +380,7 @@ func BenchmarkRestoreStore(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N)/float64(records), "cpu-µs/rec")
 			b.ReportMetric(float64(records)*float64(b.N)/elapsed.Seconds(), "rec/s")
+			b.ReportMetric(rssGrowth, "rss-growth-MB")
 		})
 	}
 }

@@ -37,9 +37,11 @@ const (
 	// storeNoOffset marks "no offset recorded".
 	storeNoOffset = math.MinInt64
 
-	// storeArenaSize is the initial size of a buffer holding the values of
-	// a restore batch: a batch's worth at the default settings.
-	storeArenaSize = 4 << 20
+	// storeArenaSize is the size of a buffer holding the values of a
+	// restore batch: a batch's worth (engineBatchBytes) and as much again of
+	// values overwritten in the batch before its live values move to the
+	// spare arena.
+	storeArenaSize = 2 * engineBatchBytes
 )
 
 var (
@@ -206,14 +208,26 @@ var _ storage.Storage = (*Store)(nil)
 // One entry per key in a slice, instead of a map the commit walks, sorts
 // and looks up again, is what lets a batch of a million distinct keys
 // stage and commit without a second pass over a map.
+//
+// A batch is full by what it will write (bytes: its keys, their last
+// values, its seen ids), not by what it staged: a changelog that rewrites
+// few keys stages many records per batch and commits each key once per
+// batch. Overwritten values are dead bytes in the arena; when it runs out
+// of room with half of it dead, the live values move to the spare arena,
+// so the arenas stay within twice the batch's bytes.
 type storeBatch struct {
 	index   map[string]int
 	entries []storeStaged
 	sorted  bool
-	arena   []byte
-	records int
-	bytes   int
-	offset  int64
+	// arena holds the values staged since the last compaction (older
+	// arenas stay alive through the entries pointing into them); used and
+	// dead count the value bytes staged into the arenas and those
+	// overwritten since.
+	arena, spare []byte
+	used, dead   int
+	records      int
+	bytes        int
+	offset       int64
 	// seen are the ids applied by the staged writes, all of them: the
 	// entries keep only each key's last write.
 	seen []seenEntry
@@ -229,32 +243,70 @@ func newStoreBatch() *storeBatch {
 	return &storeBatch{index: make(map[string]int)}
 }
 
-// stage stages a write of key, given as a string or as bytes: an
-// overwrite of a staged key copies nothing of the key. It returns the
+// storeBatchStage stages a write of key, given as a string or as bytes:
+// an overwrite of a staged key copies nothing of the key. It returns the
 // staged key.
 func storeBatchStage[K string | []byte](b *storeBatch, key K, value []byte, del bool) string {
-	var v []byte
-	if !del {
-		if cap(b.arena)-len(b.arena) < len(value) {
-			// The old arena stays alive through the entries pointing into it.
-			b.arena = make([]byte, 0, max(storeArenaSize, 2*cap(b.arena), len(value)))
-		}
-		n := len(b.arena)
-		b.arena = append(b.arena, value...)
-		v = b.arena[n:len(b.arena):len(b.arena)]
-	}
 	b.records++
-	b.bytes += len(key) + len(value)
+	var e *storeStaged
 	// Looking a []byte key up as string(key) does not allocate.
 	if i, ok := b.index[string(key)]; ok {
-		e := &b.entries[i]
-		e.value, e.deleted = v, del
-		return e.key
+		e = &b.entries[i]
+		b.bytes -= len(e.value)
+		b.dead += len(e.value)
+		e.value = nil // not live: a compaction below skips it
+	} else {
+		k := string(key)
+		b.index[k] = len(b.entries)
+		b.entries = append(b.entries, storeStaged{key: k})
+		e = &b.entries[len(b.entries)-1]
+		b.bytes += len(k)
 	}
-	k := string(key)
-	b.index[k] = len(b.entries)
-	b.entries = append(b.entries, storeStaged{key: k, value: v, deleted: del})
-	return k
+	if !del {
+		e.value = b.copyValue(value)
+		b.bytes += len(value)
+	}
+	e.deleted = del
+	return e.key
+}
+
+// copyValue copies value into the arena.
+func (b *storeBatch) copyValue(value []byte) []byte {
+	if cap(b.arena)-len(b.arena) < len(value) {
+		b.room(len(value))
+	}
+	n := len(b.arena)
+	b.arena = append(b.arena, value...)
+	b.used += len(value)
+	return b.arena[n:len(b.arena):len(b.arena)]
+}
+
+// room makes room for need more bytes in the arena: a new arena while most
+// staged bytes are live, else the live values moved to the spare one.
+func (b *storeBatch) room(need int) {
+	live := b.used - b.dead
+	if b.dead < live {
+		// The old arena stays alive through the entries pointing into it.
+		b.arena = make([]byte, 0, max(storeArenaSize, need))
+		return
+	}
+	size := max(storeArenaSize, 2*(live+need))
+	next := b.spare[:0]
+	if cap(next) < size {
+		next = make([]byte, 0, size)
+	}
+	for i := range b.entries {
+		e := &b.entries[i]
+		if len(e.value) == 0 {
+			continue
+		}
+		n := len(next)
+		next = append(next, e.value...)
+		e.value = next[n:len(next):len(next)]
+	}
+	// Nothing points into the old arena any more.
+	b.spare, b.arena = b.arena, next
+	b.used, b.dead = live, 0
 }
 
 // seal sorts the entries by key for the commit and the readers, and drops
@@ -289,7 +341,7 @@ func (b *storeBatch) reset() {
 	clear(b.seen)
 	b.seen = b.seen[:0]
 	b.arena = b.arena[:0]
-	b.records, b.bytes = 0, 0
+	b.used, b.dead, b.records, b.bytes = 0, 0, 0, 0
 }
 
 // storeWriter is the scratch space of one writing goroutine.
@@ -708,6 +760,7 @@ func storeStageLocked[K string | []byte](s *Store, db *leveldb.DB, key K, value 
 		ids, at := s.seen.extract(k, value)
 		for _, id := range ids {
 			s.staging.seen = append(s.staging.seen, seenEntry{key: k, id: id, at: at})
+			s.staging.bytes += len(k) + len(id) + 8
 		}
 	}
 	return nil
