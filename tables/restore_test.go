@@ -743,3 +743,42 @@ func TestRestorer_GivenFewKeysRewrittenPastTheArena_WhenRestored_ThenEachKeyHold
 	}
 	assert.Equal(t, want, data)
 }
+
+func TestStore_GivenRestoreBatchCommitting_WhenRead_ThenReadersSeeItsWrites(t *testing.T) {
+	// Given a store staging goka's recovery in batches of two, whose
+	// commit of the first batch is held in flight by its index.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	idx := Index{Name: "x", Terms: func(key string, _ []byte) []string {
+		if key == "b" {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+		return nil
+	}}
+	e := storeTestEngine(t, t.TempDir(), WithIndex("t", idx), WithBatchSize(2))
+	s := storeTestOpen(t, e, "t", 0)
+	require.NoError(t, s.Set("b", []byte("2")))
+	require.NoError(t, s.Set("a", []byte("1")))
+	require.NoError(t, s.Set("c", []byte("3"))) // hands {a, b} off
+	<-entered
+
+	// When readers read while that batch is committing.
+	// Then they see its writes, and the staged one.
+	for k, want := range map[string]string{"a": "1", "b": "2", "c": "3"} {
+		v, err := s.Get(k)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(v), k)
+		ok, err := s.Has(k)
+		require.NoError(t, err)
+		assert.True(t, ok, k)
+	}
+	ok, err := s.Has("d")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	close(release)
+	require.NoError(t, s.MarkRecovered())
+	assert.Equal(t, []string{"a", "b", "c"}, storeTestKeys(t, s))
+}
