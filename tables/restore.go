@@ -112,7 +112,7 @@ func (s *Store) applyRestored(batch []Record) error {
 		if cur := s.offset.Load(); cur != storeNoOffset && r.Offset <= cur {
 			return fmt.Errorf("restore %s/%d: offset %d after %d: records out of order", s.topic, s.partition, r.Offset, cur)
 		}
-		if err := s.stageLocked(db, string(r.Key), r.Value, r.Value == nil); err != nil {
+		if err := storeStageLocked(s, db, r.Key, r.Value, r.Value == nil); err != nil {
 			return err
 		}
 		n++

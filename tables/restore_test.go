@@ -1,6 +1,7 @@
 package tables
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -669,4 +670,115 @@ func TestRestorer_GivenCommitFails_ThenOpenFailsAndTheStoreIsClosed(t *testing.T
 	_, ok := e.Store("t", 0)
 	assert.False(t, ok, "Open closed the store it could not restore")
 	assert.NoError(t, st.Close(), "goka's Close after a failed Open is harmless")
+}
+
+func TestRestorer_GivenFewKeysRewrittenPastTheArena_WhenRestored_ThenEachKeyHoldsItsLastWriteAndTheArenasStayBounded(t *testing.T) {
+	// Given a changelog that writes "stable" once (after the first
+	// values, so that moving values around overwrites its first place)
+	// and otherwise rewrites two keys with 4 KiB values, 12 MiB in all (three times a batch's arena),
+	// read by a restorer that reuses its key and value buffers after every
+	// apply, with a batch size that keeps it all in one batch.
+	const records = 3000
+	last := map[string][]byte{}
+	var problems []string
+	var e *Engine
+	r := RestorerFunc(func(_ context.Context, _ string, _ int32, from, to int64, apply func([]Record) error) error {
+		key, val := make([]byte, 0, 8), make([]byte, 0, 8<<10)
+		batch := make([]Record, 1)
+		for off := from; off < to; off++ {
+			key = fmt.Appendf(key[:0], "k%d", off%2)
+			if off == 5 {
+				key = append(key[:0], "stable"...)
+			}
+			val = fmt.Appendf(val[:0], "%08d%s", off, strings.Repeat("v", 4<<10))
+			batch[0] = Record{Key: key, Value: val, Offset: off}
+			if off%7 == 0 && off > 0 {
+				batch[0].Value = nil // a tombstone
+			}
+			if err := apply(batch); err != nil {
+				return err
+			}
+			if batch[0].Value == nil {
+				delete(last, string(key))
+			} else {
+				last[string(key)] = append([]byte(nil), val...)
+			}
+			clear(val) // the restorer reuses its buffers
+			clear(key)
+			if off%250 != 249 {
+				continue
+			}
+			s, _ := e.Store("t", 0)
+			for _, k := range []string{"stable", "k0", "k1"} {
+				got, err := s.Get(k)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(got, last[k]) {
+					problems = append(problems, fmt.Sprintf("offset %d: %s holds %.8q, want %.8q", off, k, got, last[k]))
+				}
+			}
+			s.mu.Lock()
+			used := s.staging.used
+			s.mu.Unlock()
+			if used > 2*storeArenaSize {
+				problems = append(problems, fmt.Sprintf("offset %d: %d value bytes in the arenas for 3 keys", off, used))
+			}
+		}
+		return nil
+	})
+	e = storeTestEngine(t, t.TempDir(), WithWatermarks(storeTestWatermarks{oldest: 0, hwm: records}), WithRestorer(r), WithBatchSize(records))
+
+	// When the store restores.
+	s := storeTestOpen(t, e, "t", 0)
+
+	// Then a reader saw each key's last write all along, the arenas held
+	// at most twice their size, and the store holds the last writes.
+	assert.Empty(t, problems)
+	data, off := restoreTestCommitted(t, s)
+	assert.Equal(t, int64(records-1), off)
+	want := map[string]string{}
+	for k, v := range last {
+		want[k] = string(v)
+	}
+	assert.Equal(t, want, data)
+}
+
+func TestStore_GivenRestoreBatchCommitting_WhenRead_ThenReadersSeeItsWrites(t *testing.T) {
+	// Given a store staging goka's recovery in batches of two, whose
+	// commit of the first batch is held in flight by its index.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	idx := Index{Name: "x", Terms: func(key string, _ []byte) []string {
+		if key == "b" {
+			once.Do(func() {
+				close(entered)
+				<-release
+			})
+		}
+		return nil
+	}}
+	e := storeTestEngine(t, t.TempDir(), WithIndex("t", idx), WithBatchSize(2))
+	s := storeTestOpen(t, e, "t", 0)
+	require.NoError(t, s.Set("b", []byte("2")))
+	require.NoError(t, s.Set("a", []byte("1")))
+	require.NoError(t, s.Set("c", []byte("3"))) // hands {a, b} off
+	<-entered
+
+	// When readers read while that batch is committing.
+	// Then they see its writes, and the staged one.
+	for k, want := range map[string]string{"a": "1", "b": "2", "c": "3"} {
+		v, err := s.Get(k)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(v), k)
+		ok, err := s.Has(k)
+		require.NoError(t, err)
+		assert.True(t, ok, k)
+	}
+	ok, err := s.Has("d")
+	require.NoError(t, err)
+	assert.False(t, ok)
+	close(release)
+	require.NoError(t, s.MarkRecovered())
+	assert.Equal(t, []string{"a", "b", "c"}, storeTestKeys(t, s))
 }

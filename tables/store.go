@@ -45,9 +45,11 @@ const (
 	// storeNoOffset marks "no offset recorded".
 	storeNoOffset = math.MinInt64
 
-	// storeArenaSize is the initial size of a buffer holding the values of
-	// a restore batch: a batch's worth at the default settings.
-	storeArenaSize = 4 << 20
+	// storeArenaSize is the size of a buffer holding the values of a
+	// restore batch: a batch's worth (engineBatchBytes) and as much again of
+	// values overwritten in the batch before its live values move to the
+	// spare arena.
+	storeArenaSize = 2 * engineBatchBytes
 )
 
 var (
@@ -228,53 +230,151 @@ type storeLastRead struct {
 // storeBatch holds the writes of a restore batch, the last one per key.
 // Values are copied into an arena that is reused from batch to batch;
 // readers copy values out while holding Store.mu, so no slice of it escapes.
+//
+// While a batch stages, index finds a key's entry (the last write wins);
+// at hand-off the entries are sorted by key, which is the order LevelDB
+// takes them in, and readers of the committing batch search them instead.
+// One entry per key in a slice, instead of a map the commit walks, sorts
+// and looks up again, is what lets a batch of a million distinct keys
+// stage and commit without a second pass over a map.
+//
+// A batch is full by what it will write (bytes: its keys, their last
+// values, its seen ids), not by what it staged: a changelog that rewrites
+// few keys stages many records per batch and commits each key once per
+// batch. Overwritten values are dead bytes in the arena; when it runs out
+// of room with half of it dead, the live values move to the spare arena,
+// so the arenas stay within twice the batch's bytes.
 type storeBatch struct {
-	entries map[string]storeStaged
-	arena   []byte
-	records int
-	bytes   int
-	offset  int64
+	index   map[string]int
+	entries []storeStaged
+	sorted  bool
+	// arena holds the values staged since the last compaction (older
+	// arenas stay alive through the entries pointing into them); used and
+	// dead count the value bytes staged into the arenas and those
+	// overwritten since.
+	arena, spare []byte
+	used, dead   int
+	records      int
+	bytes        int
+	offset       int64
 	// seen are the ids applied by the staged writes, all of them: the
 	// entries keep only each key's last write.
 	seen []seenEntry
 }
 
 type storeStaged struct {
+	key     string
 	value   []byte
 	deleted bool
 }
 
 func newStoreBatch() *storeBatch {
-	return &storeBatch{entries: make(map[string]storeStaged)}
+	return &storeBatch{index: make(map[string]int)}
 }
 
-func (b *storeBatch) stage(key string, value []byte, del bool) {
-	var v []byte
-	if !del {
-		if cap(b.arena)-len(b.arena) < len(value) {
-			// The old arena stays alive through the entries pointing into it.
-			b.arena = make([]byte, 0, max(storeArenaSize, 2*cap(b.arena), len(value)))
-		}
-		n := len(b.arena)
-		b.arena = append(b.arena, value...)
-		v = b.arena[n:len(b.arena):len(b.arena)]
-	}
-	b.entries[key] = storeStaged{value: v, deleted: del}
+// storeBatchStage stages a write of key, given as a string or as bytes:
+// an overwrite of a staged key copies nothing of the key. It returns the
+// staged key.
+func storeBatchStage[K string | []byte](b *storeBatch, key K, value []byte, del bool) string {
 	b.records++
-	b.bytes += len(key) + len(value)
+	var e *storeStaged
+	// Looking a []byte key up as string(key) does not allocate.
+	if i, ok := b.index[string(key)]; ok {
+		e = &b.entries[i]
+		b.bytes -= len(e.value)
+		b.dead += len(e.value)
+		e.value = nil // not live: a compaction below skips it
+	} else {
+		k := string(key)
+		b.index[k] = len(b.entries)
+		b.entries = append(b.entries, storeStaged{key: k})
+		e = &b.entries[len(b.entries)-1]
+		b.bytes += len(k)
+	}
+	if !del {
+		e.value = b.copyValue(value)
+		b.bytes += len(value)
+	}
+	e.deleted = del
+	return e.key
+}
+
+// copyValue copies value into the arena.
+func (b *storeBatch) copyValue(value []byte) []byte {
+	if cap(b.arena)-len(b.arena) < len(value) {
+		b.room(len(value))
+	}
+	n := len(b.arena)
+	b.arena = append(b.arena, value...)
+	b.used += len(value)
+	return b.arena[n:len(b.arena):len(b.arena)]
+}
+
+// room makes room for need more bytes in the arena: a new arena while most
+// staged bytes are live, else the live values moved to the spare one.
+func (b *storeBatch) room(need int) {
+	live := b.used - b.dead
+	if b.dead < live {
+		// The old arena stays alive through the entries pointing into it.
+		b.arena = make([]byte, 0, max(storeArenaSize, need))
+		return
+	}
+	size := max(storeArenaSize, 2*(live+need))
+	next := b.spare[:0]
+	if cap(next) < size {
+		next = make([]byte, 0, size)
+	}
+	for i := range b.entries {
+		e := &b.entries[i]
+		if len(e.value) == 0 {
+			continue
+		}
+		n := len(next)
+		next = append(next, e.value...)
+		e.value = next[n:len(next):len(next)]
+	}
+	// Nothing points into the old arena any more.
+	b.spare, b.arena = b.arena, next
+	b.used, b.dead = live, 0
+}
+
+// seal sorts the entries by key for the commit and the readers, and drops
+// the index, which the sort invalidates.
+func (b *storeBatch) seal() {
+	slices.SortFunc(b.entries, func(x, y storeStaged) int { return strings.Compare(x.key, y.key) })
+	clear(b.index)
+	b.sorted = true
+}
+
+// lookup returns the staged write of key.
+func (b *storeBatch) lookup(key string) (storeStaged, bool) {
+	if !b.sorted {
+		i, ok := b.index[key]
+		if !ok {
+			return storeStaged{}, false
+		}
+		return b.entries[i], true
+	}
+	i, ok := slices.BinarySearchFunc(b.entries, key, func(e storeStaged, k string) int { return strings.Compare(e.key, k) })
+	if !ok {
+		return storeStaged{}, false
+	}
+	return b.entries[i], true
 }
 
 func (b *storeBatch) reset() {
+	clear(b.index)
 	clear(b.entries)
+	b.entries = b.entries[:0]
+	b.sorted = false
 	clear(b.seen)
 	b.seen = b.seen[:0]
 	b.arena = b.arena[:0]
-	b.records, b.bytes = 0, 0
+	b.used, b.dead, b.records, b.bytes = 0, 0, 0, 0
 }
 
 // storeWriter is the scratch space of one writing goroutine.
 type storeWriter struct {
-	keys   []string
 	batch  leveldb.Batch
 	key    []byte
 	offset [8]byte
@@ -544,12 +644,12 @@ func (s *Store) handle() (*leveldb.DB, error) {
 // staged looks key up in the restore batches. The caller holds s.mu.
 func (s *Store) staged(key string) (storeStaged, bool) {
 	if s.staging != nil {
-		if p, ok := s.staging.entries[key]; ok {
+		if p, ok := s.staging.lookup(key); ok {
 			return p, true
 		}
 	}
 	if s.committing != nil {
-		if p, ok := s.committing.entries[key]; ok {
+		if p, ok := s.committing.lookup(key); ok {
 			return p, true
 		}
 	}
@@ -703,16 +803,23 @@ func (s *Store) writeErr(key string, del bool, err error) error {
 // it is full, so that a batch holds whole records and the offset recorded
 // for the last one. s.mu is held.
 func (s *Store) stageLocked(db *leveldb.DB, key string, value []byte, del bool) error {
+	return storeStageLocked(s, db, key, value, del)
+}
+
+// storeStageLocked is stageLocked for a key as a string or as bytes (the
+// restore's records): a key already staged is not copied again.
+func storeStageLocked[K string | []byte](s *Store, db *leveldb.DB, key K, value []byte, del bool) error {
 	if b := s.staging; b.records >= s.engine.opts.batchSize || b.bytes >= engineBatchBytes {
 		if err := s.handOffLocked(db); err != nil {
 			return err
 		}
 	}
-	s.staging.stage(key, value, del)
+	k := storeBatchStage(s.staging, key, value, del)
 	if s.seen != nil && !del {
-		ids, at := s.seen.extract(key, value)
+		ids, at := s.seen.extract(k, value)
 		for _, id := range ids {
-			s.staging.seen = append(s.staging.seen, seenEntry{key: key, id: id, at: at})
+			s.staging.seen = append(s.staging.seen, seenEntry{key: k, id: id, at: at})
+			s.staging.bytes += len(k) + len(id) + 8
 		}
 	}
 	return nil
@@ -729,6 +836,7 @@ func (s *Store) handOffLocked(db *leveldb.DB) error {
 	if len(b.entries) == 0 && len(b.seen) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
 		return nil
 	}
+	b.seal()
 	next := s.committing
 	if next == nil {
 		next = newStoreBatch()
@@ -770,21 +878,16 @@ func (s *Store) flushLocked(db *leveldb.DB) error {
 }
 
 // commitBatch writes a restore batch, only the last write per key, with its
-// offset. Keys go in in order, which makes LevelDB's memtable inserts
-// cheaper than the map's random order (measured). It runs on its own
-// goroutine, one at a time, and reads b, which nobody modifies until it
-// returns.
+// offset. Keys go in in order (handOffLocked sorted them), which makes
+// LevelDB's memtable inserts cheaper than random order (measured). It runs
+// on its own goroutine, one at a time, and reads b, which nobody modifies
+// until it returns.
 func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 	w := &s.commit
 	w.batch.Reset()
-	w.keys = w.keys[:0]
-	for k := range b.entries {
-		w.keys = append(w.keys, k)
-	}
-	slices.Sort(w.keys)
-	for _, k := range w.keys {
-		p := b.entries[k]
-		if err := s.addWrite(db, w, k, p.value, p.deleted); err != nil {
+	for i := range b.entries {
+		p := &b.entries[i]
+		if err := s.addWrite(db, w, p.key, p.value, p.deleted); err != nil {
 			return err
 		}
 	}
