@@ -101,6 +101,10 @@ func benchReportVersus(b *testing.B, framework, plain benchFold, unit string) (r
 	b.ReportMetric(steadyRatio, "framework/goka-steady")
 	b.ReportMetric(framework.cpuPerEvent(), "framework-cpu-µs/"+unit)
 	b.ReportMetric(plain.cpuPerEvent(), "goka-cpu-µs/"+unit)
+	if framework.rssGrowth != 0 || plain.rssGrowth != 0 {
+		b.ReportMetric(framework.rssGrowth, "framework-rss-growth-MB")
+		b.ReportMetric(plain.rssGrowth, "goka-rss-growth-MB")
+	}
 	return ratio, steadyRatio
 }
 
@@ -115,6 +119,10 @@ type benchFold struct {
 	cpu time.Duration
 	// valueBytes is the mean size of a stored table value (sampled).
 	valueBytes int
+	// rssGrowth is how much the process's resident memory grew during the
+	// fold, in MB (0: not measured). The broker's log, produced before, is
+	// already resident: what grows is the fold's.
+	rssGrowth float64
 }
 
 func (f benchFold) rate() float64 { return float64(f.events) / f.total.Seconds() }
@@ -138,6 +146,7 @@ func (f *benchFold) add(g benchFold, n int) {
 	f.committed += g.committed / time.Duration(n)
 	f.cpu += g.cpu / time.Duration(n)
 	f.valueBytes += g.valueBytes / n
+	f.rssGrowth += g.rssGrowth / float64(n)
 }
 
 func benchFoldOnce(b *testing.B, events, keys int) (framework, plain benchFold) {
@@ -192,11 +201,12 @@ func benchFoldFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, en
 	}
 	runtime.GC()
 	b.StartTimer()
-	start, cpu := time.Now(), benchProcessCPU()
+	start, cpu, rss := time.Now(), benchProcessCPU(), rssMB(b, os.Getpid())
 	run := benchStart(pprof.Labels("fold", "framework"), rt.Run)
 	defer run.stop()
 	fold := benchAwaitFold(b, start, run, events, func() int64 { return rt.Stats()[shop.CustomersGroup].Processed }, handled)
 	fold.cpu = benchProcessCPU() - cpu
+	fold.rssGrowth = rssMB(b, os.Getpid()) - rss
 	b.StopTimer()
 
 	s := rt.Stats()[shop.CustomersGroup]
@@ -273,11 +283,12 @@ func benchFoldGoka(b *testing.B, addrs []string, ends map[int32]int64, events in
 	}
 	runtime.GC()
 	b.StartTimer()
-	start, cpu := time.Now(), benchProcessCPU()
+	start, cpu, rss := time.Now(), benchProcessCPU(), rssMB(b, os.Getpid())
 	run := benchStart(pprof.Labels("fold", "goka"), p.Run)
 	defer run.stop()
 	result := benchAwaitFold(b, start, run, events, processed.Load, handled.Load)
 	result.cpu = benchProcessCPU() - cpu
+	result.rssGrowth = rssMB(b, os.Getpid()) - rss
 	b.StopTimer()
 
 	if n := failed.Load(); n > 0 {

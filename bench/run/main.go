@@ -42,7 +42,8 @@ var works = []work{
 			"small": {"STREAMFOLD_BENCH_EVENTS": "100000", "STREAMFOLD_BENCH_KEYS": "5000"},
 			"full":  {"STREAMFOLD_BENCH_EVENTS": "1000000", "STREAMFOLD_BENCH_KEYS": "10000"},
 		},
-		Rate: "framework-ev/s", Baseline: "goka-ev/s", Ratio: "framework/goka", CPU: "framework-cpu-µs/ev", BaselineCPU: "goka-cpu-µs/ev"},
+		Rate: "framework-ev/s", Baseline: "goka-ev/s", Ratio: "framework/goka", CPU: "framework-cpu-µs/ev", BaselineCPU: "goka-cpu-µs/ev",
+		RSS: "framework-rss-growth-MB"},
 	{Name: "decide cart commands", Bench: "BenchmarkCartCommands", Pkg: "./bench/",
 		Env: map[string]map[string]string{
 			"small": {"STREAMFOLD_BENCH_COMMANDS": "10000", "STREAMFOLD_BENCH_CARTS": "1000"},
@@ -70,6 +71,7 @@ var works = []work{
 			"full":  {"STREAMFOLD_BENCH_RECORDS": "1000000", "STREAMFOLD_BENCH_BUILDERS": "goka-default,engine-restorer"},
 		},
 		Rate: "engine-restorer-rec/s", Baseline: "goka-default-rec/s", Ratio: "engine-restorer/goka-default", CPU: "engine-restorer-cpu-s", BaselineCPU: "goka-default-cpu-s",
+		RSS:            "engine-restorer-rss-growth-MB",
 		CPUSecondsOver: "STREAMFOLD_BENCH_RECORDS"},
 	{Name: "memory against the log", Bench: "BenchmarkMemoryVersusLog", Pkg: "./bench/",
 		Env: map[string]map[string]string{
@@ -188,7 +190,7 @@ func (w work) row(size string, res result) row {
 
 func printTable(out io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "work\tstreamfold/s\tbaseline/s\tratio\tCPU/item\tbaseline CPU/item\tp50 ms\tp99 ms\tbaseline p99 ms\tRSS MB\t")
+	fmt.Fprintln(tw, "work\tstreamfold/s\tbaseline/s\tratio\tCPU/item\tbaseline CPU/item\tp50 ms\tp99 ms\tbaseline p99 ms\tRSS (growth) MB\t")
 	for _, r := range rows {
 		if r.Err != "" {
 			fmt.Fprintf(tw, "%s\tfailed: %s\t\t\t\t\t\t\t\t\t\n", r.Work, r.Err)
