@@ -39,14 +39,7 @@ import (
 // STREAMFOLD_BENCH_RECORDS sets the changelog size (default 1,000,000),
 // STREAMFOLD_BENCH_BUILDERS a comma-separated subset of the builders.
 func BenchmarkRestore(b *testing.B) {
-	records := 1_000_000
-	if v := os.Getenv("STREAMFOLD_BENCH_RECORDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("STREAMFOLD_BENCH_RECORDS=%q: want a positive integer", v)
-		}
-		records = n
-	}
+	records := restoreBenchRecords(b)
 	for _, keys := range []int{10_000, 1_000_000} {
 		keys = min(keys, records)
 		b.Run(fmt.Sprintf("records=%d/keys=%d", records, keys), func(b *testing.B) {
@@ -56,6 +49,20 @@ func BenchmarkRestore(b *testing.B) {
 }
 
 const restoreBenchTopic = "bench-table"
+
+// restoreBenchRecords is STREAMFOLD_BENCH_RECORDS, the changelog size
+// (default 1,000,000).
+func restoreBenchRecords(b *testing.B) int {
+	v := os.Getenv("STREAMFOLD_BENCH_RECORDS")
+	if v == "" {
+		return 1_000_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("STREAMFOLD_BENCH_RECORDS=%q: want a positive integer", v)
+	}
+	return n
+}
 
 func restoreBench(b *testing.B, records, keys int) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, restoreBenchTopic))
@@ -293,14 +300,7 @@ func restoreBenchRecord(i, keys int) (key, value []byte) {
 // STREAMFOLD_BENCH_RECORDS sets the changelog size (default 1,000,000),
 // over 10,000 keys and over as many keys as records.
 func BenchmarkRestoreStore(b *testing.B) {
-	records := 1_000_000
-	if v := os.Getenv("STREAMFOLD_BENCH_RECORDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			b.Fatalf("STREAMFOLD_BENCH_RECORDS=%q: want a positive integer", v)
-		}
-		records = n
-	}
+	records := restoreBenchRecords(b)
 	const partitions = 8
 	for _, keys := range []int{10_000, records} {
 		keys = min(keys, records)
