@@ -1,7 +1,6 @@
 package shop
 
 import (
-
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
