@@ -2,6 +2,7 @@ package tables
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -216,6 +217,10 @@ func TestStore_GivenStateMetadataUnreadable_WhenOpened_ThenEveryWipeLogsItsReaso
 	cases := map[string]func(t *testing.T, dir string){
 		"another format version": func(t *testing.T, dir string) {
 			storeTestPut(t, dir, storeMetaVersion, []byte{9})
+		},
+		"format 1 (values stored without their index terms)": func(t *testing.T, dir string) {
+			storeTestPut(t, dir, storeMetaVersion, binary.AppendUvarint(nil, 1))
+			storeTestPut(t, dir, storeDataKey(nil, "b"), []byte(`{"color":"red"}`))
 		},
 		"offset of the wrong size": func(t *testing.T, dir string) {
 			storeTestPut(t, dir, storeMetaOffset, []byte{1, 2, 3})
