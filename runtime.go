@@ -201,6 +201,9 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			if g.Sweeps() {
 				opts = append(opts, tables.WithIndex(spec.Name, g.ParkingIndex()))
 			}
+			if g.Timers() {
+				opts = append(opts, tables.WithIndex(spec.Name, g.TimeIndex()))
+			}
 		}
 	}
 	if cfg.StoreMemory == 0 {
@@ -412,6 +415,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 	eg.Go(func() error {
 		return rt.sweepLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
+	})
+	eg.Go(func() error {
+		return rt.timerLoop(ctx, func(group string) bool { _, ok := procs[group]; return ok })
 	})
 	for name, p := range procs {
 		eg.Go(func() error { return rt.runGroup(ctx, name, p, rebuild[name]) })

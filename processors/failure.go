@@ -70,6 +70,11 @@ type Policy struct {
 	// the retention of the group's <group>-seen topic. Zero means
 	// DefaultDedupHorizon.
 	DedupHorizon time.Duration
+	// TimerInterval is how often the runtime looks for due timers (windows
+	// to close, sessions to expire); zero means DefaultTimerInterval. A
+	// window closes on stream time; this only bounds how late its final
+	// result follows.
+	TimerInterval time.Duration
 }
 
 // DefaultDedupHorizon is the default Policy.DedupHorizon.

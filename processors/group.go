@@ -51,6 +51,10 @@ type Group struct {
 	policy   Policy
 	sweepers []func(*recordCtx) error // expire parked records of a key
 
+	timers []func(*recordCtx) error // fire a key's due timers (windows, sessions, users' timers)
+	times  map[int32]*partitionTime // stream time per partition, guarded by mu
+	late   bool                     // a block sends records later than their grace to <group>-late
+
 	needs []*Group // groups that run wherever this one runs (an aggregate's relay)
 }
 
@@ -109,9 +113,10 @@ var parkingIndex = tables.Index{Name: "_parked", Terms: func(_ string, v []byte)
 // sweeps reports whether the group parks records (and so needs the sweeper).
 func (g *Group) sweeps() bool { return len(g.sweepers) > 0 && g.policy.MaxWait > 0 }
 
-// controlLoop: the group needs a loop topic of its own for sweep requests.
+// controlLoop: the group needs a loop topic of its own for sweep and timer
+// requests.
 func (g *Group) controlLoop() bool {
-	if !g.sweeps() {
+	if !g.sweeps() && len(g.timers) == 0 {
 		return false
 	}
 	for _, in := range g.inputs {
@@ -205,6 +210,9 @@ func (g *Group) edges() []groups.Edge {
 	if g.dedup {
 		es = append(es, groups.Edge{Role: groups.RoleSeen, Spec: g.seenStream().Spec()})
 	}
+	if g.late {
+		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.lateStream().Spec()})
+	}
 	return es
 }
 
@@ -289,6 +297,9 @@ func (g *Group) graph() (*goka.GroupGraph, error) {
 	}
 	if g.dedup {
 		edges = append(edges, goka.Output(goka.Stream(g.seenTopic()), raw))
+	}
+	if g.late {
+		edges = append(edges, goka.Output(goka.Stream(g.LateTopic()), raw))
 	}
 	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw), goka.Output(goka.Stream(RedriveStates(g.name).Name), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)

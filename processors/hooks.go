@@ -41,8 +41,14 @@ func (h hooks) Sweeps() bool                      { return h.g.sweeps() }
 func (h hooks) ParkingIndex() tables.Index        { return parkingIndex }
 func (h hooks) MaxWait() time.Duration            { return h.g.policy.MaxWait }
 func (h hooks) LoopTopic() string                 { return h.g.loopTopic() }
-func (h hooks) Bootstrap() bool                   { return h.g.bootstrap }
-func (h hooks) BootstrapTopic() string            { return h.g.bootstrapTopic().Name }
+func (h hooks) Timers() bool                      { return len(h.g.timers) > 0 }
+func (h hooks) TimeIndex() tables.Index           { return timeIndex }
+func (h hooks) TimerInterval() time.Duration      { return h.g.timerInterval() }
+func (h hooks) DueTimers(s *tables.Store, now time.Time, limit int) ([]tables.TermKey, error) {
+	return dueTimers(s, now, limit)
+}
+func (h hooks) Bootstrap() bool        { return h.g.bootstrap }
+func (h hooks) BootstrapTopic() string { return h.g.bootstrapTopic().Name }
 func (h hooks) CatchUp(targets map[string]map[int32]int64) error {
 	return h.g.setCatchUp(targets)
 }

@@ -85,10 +85,18 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 	return func(gctx goka.Context, msg any) {
 		value, _ := msg.([]byte)
 		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers())}
-		if string(gctx.Headers()[groups.HeaderControl]) == "sweep" {
+		switch string(gctx.Headers()[groups.HeaderControl]) {
+		case "sweep":
 			for _, sw := range g.sweepers {
 				if err := sw(r); err != nil {
 					g.log.Warn("sweep failed", "key", gctx.Key(), "err", err)
+				}
+			}
+			return
+		case "timer":
+			for _, fire := range g.timers {
+				if err := fire(r); err != nil {
+					g.log.Warn("timer failed", "key", gctx.Key(), "err", err)
 				}
 			}
 			return

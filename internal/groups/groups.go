@@ -67,6 +67,16 @@ type Hooks interface {
 	MaxWait() time.Duration
 	LoopTopic() string
 
+	// Timers reports whether the group keeps timers (windows that close on
+	// stream time). The runtime keeps TimeIndex on the group's table and,
+	// every TimerInterval, asks DueTimers of each of its recovered stores
+	// (each a key and a term naming when it is due) and sends each key a
+	// timer request (HeaderControl "timer") to LoopTopic.
+	Timers() bool
+	TimeIndex() tables.Index
+	TimerInterval() time.Duration
+	DueTimers(s *tables.Store, now time.Time, limit int) ([]tables.TermKey, error)
+
 	// Bootstrap reports whether the group was declared WithBootstrap; its
 	// catch-up targets are kept in BootstrapTopic (one partition) and given
 	// to it with CatchUp before it runs (nil: live at once).
@@ -76,7 +86,8 @@ type Hooks interface {
 }
 
 // HeaderControl marks a record on <group>-loop as a request to the framework
-// ("sweep": dead-letter what waited too long under its key), not data.
+// ("sweep": dead-letter what waited too long under its key; "timer": fire
+// the key's due timers), not data.
 const HeaderControl = "streamfold-control"
 
 // Group is a *processors.Group, named by what every group has.

@@ -1,0 +1,584 @@
+package processors
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Windows says how a windowed aggregation groups records by event time:
+// tumbling, hopping or session windows, with a grace period for records
+// that arrive out of order. Build one with Tumbling, Hopping or Sessions.
+//
+// A window closes when the partition's stream time (the greatest event time
+// seen on it) passes its end plus the grace period: a record for a closed
+// window is late. It is not applied; it is counted (counter "late") and sent
+// as it arrived to <group>-late with its coordinates. A closed window stays
+// readable for its retention (Retain) and is then purged from the store and,
+// once its key holds no window, from the changelog (a tombstone).
+type Windows struct {
+	kind                windowKind
+	size, advance, gap  time.Duration
+	grace, retain       time.Duration
+	retainSet, graceSet bool
+}
+
+type windowKind uint8
+
+const (
+	windowTumbling windowKind = iota + 1
+	windowHopping
+	windowSession
+)
+
+// Tumbling windows: fixed-size, adjacent, not overlapping, aligned to the
+// Unix epoch ([0, size), [size, 2·size), ...). A record falls in one.
+func Tumbling(size time.Duration) Windows {
+	return Windows{kind: windowTumbling, size: size, advance: size}
+}
+
+// Hopping windows: fixed-size windows starting every advance (aligned to the
+// Unix epoch); with advance < size they overlap and a record falls in
+// size/advance of them.
+func Hopping(size, advance time.Duration) Windows {
+	return Windows{kind: windowHopping, size: size, advance: advance}
+}
+
+// Sessions: per key, records closer than gap to each other in event time
+// form one session; a record that bridges two sessions merges them. A
+// session's window runs from its first record's time to its last's (both
+// included) and closes gap after its last record (plus grace).
+func Sessions(gap time.Duration) Windows {
+	return Windows{kind: windowSession, gap: gap}
+}
+
+// Grace is how long after a window's end records are still applied to it
+// (default 0: a record older than the window's end by the time stream time
+// passed it is late).
+func (w Windows) Grace(d time.Duration) Windows { w.grace, w.graceSet = d, true; return w }
+
+// Retain is how long a closed window stays readable before it is purged
+// (default: its size; a session's: its gap).
+func (w Windows) Retain(d time.Duration) Windows { w.retain, w.retainSet = d, true; return w }
+
+func (w Windows) validate() error {
+	switch {
+	case w.kind == 0:
+		return errors.New("windows: use Tumbling, Hopping or Sessions")
+	case w.kind == windowSession && w.gap <= 0:
+		return fmt.Errorf("session windows: gap %v must be positive", w.gap)
+	case w.kind != windowSession && (w.size <= 0 || w.advance <= 0 || w.advance > w.size):
+		return fmt.Errorf("windows: size %v and advance %v must be positive, advance at most size", w.size, w.advance)
+	case w.grace < 0 || w.retain < 0:
+		return fmt.Errorf("windows: grace %v and retention %v must not be negative", w.grace, w.retain)
+	}
+	return nil
+}
+
+// closeAfter is how long after a window's End it closes.
+func (w Windows) closeAfter() int64 {
+	if w.kind == windowSession {
+		return (w.gap + w.grace).Milliseconds()
+	}
+	return w.grace.Milliseconds()
+}
+
+// keepAfter is how long after closing a closed window is kept.
+func (w Windows) keepAfter() int64 {
+	switch {
+	case w.retainSet:
+		return w.retain.Milliseconds()
+	case w.kind == windowSession:
+		return w.gap.Milliseconds()
+	}
+	return w.size.Milliseconds()
+}
+
+// changelogRetention is the retention of a windowed table's changelog
+// (cleanup.policy compact,delete): a key's last write is older than its
+// newest window's life by then. A day more, as Kafka Streams adds, for
+// stream time that lags the wall clock.
+func (w Windows) changelogRetention() time.Duration {
+	life := w.size + w.gap + w.grace + time.Duration(w.keepAfter())*time.Millisecond
+	return life + 24*time.Hour
+}
+
+// starts returns the starts of the fixed windows that contain t (ms).
+func (w Windows) starts(t int64) []int64 {
+	size, adv := w.size.Milliseconds(), w.advance.Milliseconds()
+	last := t - mod(t, adv)
+	var out []int64
+	for s := last; s > t-size; s -= adv {
+		out = append(out, s)
+	}
+	slices.Reverse(out)
+	return out
+}
+
+func mod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+// Window is one window of a key: [Start, End) for tumbling and hopping
+// windows; for a session, the times of its first and last records.
+type Window[A any] struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Value A         `json:"value"`
+	// Closed: stream time has passed the window's end and grace; its value
+	// is final.
+	Closed bool `json:"closed,omitempty"`
+}
+
+// Windowed is the value of a windowed table: a key's windows, in start order.
+type Windowed[A any] struct {
+	Key     string      `json:"key"`
+	Windows []Window[A] `json:"windows"`
+}
+
+// Between returns the windows that overlap [from, to); a zero from or to
+// leaves that side open.
+func (w Windowed[A]) Between(from, to time.Time) []Window[A] {
+	out := []Window[A]{}
+	for _, win := range w.Windows {
+		if (!to.IsZero() && !win.Start.Before(to)) || (!from.IsZero() && !win.End.After(from) && !win.Start.Equal(from)) {
+			continue
+		}
+		out = append(out, win)
+	}
+	return out
+}
+
+// WindowResult is a window's aggregate as a windowed aggregation emits it,
+// keyed by the record key: on every update, or once when the window closes
+// (Final). Removed marks a session that was merged into another (its key
+// and start no longer hold a window).
+type WindowResult[A any] struct {
+	Key     string    `json:"key"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Value   A         `json:"value"`
+	Final   bool      `json:"final,omitempty"`
+	Removed bool      `json:"removed,omitempty"`
+}
+
+// WindowedAggregation configures a windowed aggregation (AggregateWindows).
+type WindowedAggregation[In, A any] struct {
+	Input   tables.Stream[In]
+	Windows Windows
+	// Time is the input's event time; nil: a CloudEvent's time, else the
+	// Kafka record's timestamp.
+	Time TimeOf[In]
+	// Init is a new window's value before its first record; nil: A's zero.
+	Init func(key string) A
+	// Add applies one record to a window's value. It must be a pure
+	// function: the framework decides when it runs, and never runs it on a
+	// restore.
+	Add func(key string, agg A, in In) (A, error)
+	// Merge combines two sessions' values when a record bridges them
+	// (earlier session first); required for Sessions.
+	Merge func(key string, a, b A) (A, error)
+	// Results, if set, receives the windows' values: on every update, or
+	// only once per window when it closes with FinalOnly (Kafka Streams'
+	// suppress until the window closes).
+	Results   tables.Stream[WindowResult[A]]
+	FinalOnly bool
+}
+
+// windowMeta is a windowed value's bookkeeping.
+type windowMeta struct {
+	timeMeta
+	// Offsets is the last input offset applied per topic (the loop's:
+	// the last timer request handled).
+	Offsets map[string]int64 `json:"offsets,omitempty"`
+	// Sent are the starts (unix ms) of the windows whose results the last
+	// step sent, Removed those of the sessions it merged away: a record read
+	// again after a crash sends them again.
+	Sent    []int64 `json:"sent,omitempty"`
+	Removed []int64 `json:"removed,omitempty"`
+}
+
+// AggregateWindows makes g aggregate its input per key and window into the
+// group's table, <group>-table, whose value per key is a Windowed[A]
+// (readable with views, restored from its changelog without running Add).
+// Per record: its event time picks its windows; a late record goes to
+// <group>-late; a record read again after a crash (its offset applied
+// already) sends its windows' results again and changes nothing. Windows
+// close on stream time: when a record moves it past their end and grace,
+// or when the runtime finds their timer due (see Policy.TimerInterval);
+// closing sends the final result with FinalOnly.
+func AggregateWindows[In, A any](g *Group, wa WindowedAggregation[In, A]) tables.Table[Windowed[A]] {
+	table := GroupTable[Windowed[A]](g.name)
+	table.Configs = map[string]string{
+		"cleanup.policy": "compact,delete",
+		"retention.ms":   strconv.FormatInt(wa.Windows.changelogRetention().Milliseconds(), 10),
+	}
+	if err := wa.Windows.validate(); err != nil {
+		g.errs = append(g.errs, fmt.Errorf("group %s: %w", g.name, err))
+	}
+	if wa.Add == nil || (wa.Windows.kind == windowSession && wa.Merge == nil) {
+		g.errs = append(g.errs, fmt.Errorf("group %s: a windowed aggregation needs Add (and Merge for sessions)", g.name))
+	}
+	if g.table != nil {
+		g.errs = append(g.errs, fmt.Errorf("group %s: a windowed aggregation keeps the group's table; it already has %s", g.name, g.table.Spec().Name))
+	}
+	g.setTable(table, nil)
+	g.late = true
+	if wa.Results.Name != "" {
+		Output(g, wa.Results)
+	}
+	agg := &windowAgg[In, A]{g: g, wa: wa, table: table}
+	g.addInput(wa.Input, agg.handle)
+	g.timers = append(g.timers, agg.fire)
+	return table
+}
+
+type windowAgg[In, A any] struct {
+	g     *Group
+	wa    WindowedAggregation[In, A]
+	table tables.Table[Windowed[A]]
+}
+
+func (a *windowAgg[In, A]) handle(r *recordCtx) error {
+	if r.value == nil {
+		return nil // a tombstone on a stream: nothing to aggregate
+	}
+	in, err := decodeInput(r, a.wa.Input)
+	if err != nil {
+		return err
+	}
+	key, g := r.gctx.Key(), a.g
+	prevRaw, _ := r.gctx.Value().([]byte)
+	state, m, err := decodeWithMeta[Windowed[A], windowMeta](a.table.Codec, prevRaw)
+	if err != nil {
+		return fail(ClassDecode, fmt.Errorf("stored windows of %q: %w", key, err))
+	}
+	topic, offset := r.topic(), r.gctx.Offset()
+	if last, ok := m.Offsets[topic]; ok && offset <= last {
+		g.stats.duplicates.Add(1)
+		a.resend(r, state, m)
+		if prevRaw != nil {
+			r.gctx.SetValue(prevRaw)
+		}
+		return nil
+	}
+	t := eventTime(a.wa.Time, in, r.gctx.Timestamp()).UnixMilli()
+	stream := g.streamTime(r.gctx.Partition(), time.UnixMilli(t))
+	if state == nil {
+		state = &Windowed[A]{Key: key}
+	}
+	next := *state
+	next.Windows = slices.Clone(state.Windows)
+	var sent, removed []int64
+	if a.wa.Windows.kind == windowSession {
+		sent, removed, err = a.addSession(&next, key, in, t, stream)
+	} else {
+		sent, err = a.addFixed(&next, key, in, t, stream)
+	}
+	if err != nil {
+		return err
+	}
+	if len(sent) == 0 {
+		return a.sendLate(r, t, stream)
+	}
+	closed := a.closeDue(&next, stream)
+	m.Sent, m.Removed = nil, nil
+	if !a.wa.FinalOnly {
+		m.Sent, m.Removed = sent, removed
+	}
+	for _, s := range closed {
+		if !slices.Contains(m.Sent, s) {
+			m.Sent = append(m.Sent, s)
+		}
+	}
+	if m.Offsets == nil {
+		m.Offsets = map[string]int64{}
+	}
+	m.Offsets[topic] = offset
+	if err := a.store(r, &next, &m, stream); err != nil {
+		return err
+	}
+	g.stats.applied.Add(1)
+	a.resend(r, &next, m)
+	return nil
+}
+
+// addFixed applies in to the tumbling or hopping windows that contain t and
+// are still open, and returns their starts (none: the record is late).
+func (a *windowAgg[In, A]) addFixed(w *Windowed[A], key string, in In, t, stream int64) ([]int64, error) {
+	var sent []int64
+	size := a.wa.Windows.size.Milliseconds()
+	for _, s := range a.wa.Windows.starts(t) {
+		if s+size+a.wa.Windows.closeAfter() <= stream {
+			continue // closed: late for this window
+		}
+		i, found := slices.BinarySearchFunc(w.Windows, s, func(x Window[A], s int64) int { return cmp.Compare(x.Start.UnixMilli(), s) })
+		if found && w.Windows[i].Closed {
+			continue
+		}
+		if !found {
+			w.Windows = slices.Insert(w.Windows, i, Window[A]{Start: time.UnixMilli(s).UTC(), End: time.UnixMilli(s + size).UTC(), Value: a.init(key)})
+		}
+		v, err := a.add(key, w.Windows[i].Value, in)
+		if err != nil {
+			return nil, err
+		}
+		w.Windows[i].Value = v
+		sent = append(sent, s)
+	}
+	return sent, nil
+}
+
+// addSession applies in to its session: a new one, or the open sessions
+// within gap of t merged into one. It returns the session's start and the
+// starts of the sessions merged away (none sent: the record is late).
+func (a *windowAgg[In, A]) addSession(w *Windowed[A], key string, in In, t, stream int64) (sent, removed []int64, err error) {
+	gap := a.wa.Windows.gap.Milliseconds()
+	merged := Window[A]{Start: time.UnixMilli(t).UTC(), End: time.UnixMilli(t).UTC()}
+	var parts []Window[A]
+	kept := w.Windows[:0]
+	for _, win := range w.Windows {
+		if !win.Closed && win.Start.UnixMilli()-gap <= t && t <= win.End.UnixMilli()+gap {
+			parts = append(parts, win)
+			continue
+		}
+		kept = append(kept, win)
+	}
+	for _, p := range parts {
+		if p.Start.Before(merged.Start) {
+			merged.Start = p.Start
+		}
+		if p.End.After(merged.End) {
+			merged.End = p.End
+		}
+	}
+	if merged.End.UnixMilli()+a.wa.Windows.closeAfter() <= stream {
+		w.Windows = append(kept, parts...) // untouched: the record is late
+		slices.SortFunc(w.Windows, func(x, y Window[A]) int { return x.Start.Compare(y.Start) })
+		return nil, nil, nil
+	}
+	value := a.init(key)
+	for i, p := range parts {
+		if i == 0 {
+			value = p.Value
+			continue
+		}
+		err := safely(func() (err error) { value, err = a.wa.Merge(key, value, p.Value); return err })
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if merged.Value, err = a.add(key, value, in); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range parts {
+		if !p.Start.Equal(merged.Start) {
+			removed = append(removed, p.Start.UnixMilli())
+		}
+	}
+	w.Windows = append(kept, merged)
+	slices.SortFunc(w.Windows, func(x, y Window[A]) int { return x.Start.Compare(y.Start) })
+	return []int64{merged.Start.UnixMilli()}, removed, nil
+}
+
+func (a *windowAgg[In, A]) init(key string) A {
+	if a.wa.Init == nil {
+		var zero A
+		return zero
+	}
+	return a.wa.Init(key)
+}
+
+func (a *windowAgg[In, A]) add(key string, agg A, in In) (A, error) {
+	var out A
+	err := safely(func() (err error) { out, err = a.wa.Add(key, agg, in); return err })
+	return out, err
+}
+
+// closeDue closes the windows whose end and grace stream time has passed
+// and purges those closed earlier whose retention is over. It returns the
+// starts of the windows it closed. A window is never closed and purged in
+// the same step, so the step that sends its final result leaves it readable.
+func (a *windowAgg[In, A]) closeDue(w *Windowed[A], stream int64) (closed []int64) {
+	ws := a.wa.Windows
+	kept := w.Windows[:0]
+	for _, win := range w.Windows {
+		closeAt := win.End.UnixMilli() + ws.closeAfter()
+		switch {
+		case win.Closed && closeAt+ws.keepAfter() <= stream:
+			continue // purged
+		case !win.Closed && closeAt <= stream:
+			win.Closed = true
+			closed = append(closed, win.Start.UnixMilli())
+		}
+		kept = append(kept, win)
+	}
+	w.Windows = kept
+	return closed
+}
+
+// nextDue is the stream time at which the key's windows next need a step:
+// the earliest close of an open window or purge of a closed one (0: none).
+func (a *windowAgg[In, A]) nextDue(w *Windowed[A]) int64 {
+	ws := a.wa.Windows
+	var due int64
+	for _, win := range w.Windows {
+		at := win.End.UnixMilli() + ws.closeAfter()
+		if win.Closed {
+			at += ws.keepAfter()
+		}
+		if due == 0 || at < due {
+			due = at
+		}
+	}
+	return due
+}
+
+// store writes the key's windows with their bookkeeping, or a tombstone
+// when none is left.
+func (a *windowAgg[In, A]) store(r *recordCtx, w *Windowed[A], m *windowMeta, stream int64) error {
+	if len(w.Windows) == 0 {
+		if prev, _ := r.gctx.Value().([]byte); prev != nil {
+			r.gctx.Delete()
+		}
+		return nil
+	}
+	m.StreamTime, m.Due = stream, a.nextDue(w)
+	b, err := encodeWithMeta(a.table.Codec, *w, m)
+	if err != nil {
+		return err
+	}
+	r.gctx.SetValue(b)
+	return nil
+}
+
+// fire handles a timer request for the key: closes and purges what stream
+// time has made due, sending the final results.
+func (a *windowAgg[In, A]) fire(r *recordCtx) error {
+	prevRaw, _ := r.gctx.Value().([]byte)
+	if prevRaw == nil {
+		return nil
+	}
+	state, m, err := decodeWithMeta[Windowed[A], windowMeta](a.table.Codec, prevRaw)
+	if err != nil || state == nil {
+		return err
+	}
+	topic, offset := r.topic(), r.gctx.Offset()
+	if last, ok := m.Offsets[topic]; ok && offset <= last {
+		a.resend(r, state, m)
+		r.gctx.SetValue(prevRaw)
+		return nil
+	}
+	stream := a.g.streamTime(r.gctx.Partition(), time.Time{})
+	next := *state
+	next.Windows = slices.Clone(state.Windows)
+	closed := a.closeDue(&next, stream)
+	if len(closed) == 0 && len(next.Windows) == len(state.Windows) {
+		return nil // not due (yet): a request sent twice, or stream time read ahead of the store
+	}
+	m.Sent, m.Removed = closed, nil
+	if m.Offsets == nil {
+		m.Offsets = map[string]int64{}
+	}
+	m.Offsets[topic] = offset
+	if err := a.store(r, &next, &m, stream); err != nil {
+		return err
+	}
+	a.g.stats.count("windows-closed")
+	a.resend(r, &next, m)
+	return nil
+}
+
+// resend sends the results the step recorded in m: the current value of
+// each window in m.Sent (final once closed) and a removal for each merged
+// session. With FinalOnly only closed windows are sent.
+func (a *windowAgg[In, A]) resend(r *recordCtx, w *Windowed[A], m windowMeta) {
+	if a.wa.Results.Name == "" || w == nil {
+		return
+	}
+	key := r.gctx.Key()
+	for _, s := range m.Sent {
+		i, found := slices.BinarySearchFunc(w.Windows, s, func(x Window[A], s int64) int { return cmp.Compare(x.Start.UnixMilli(), s) })
+		if !found || (a.wa.FinalOnly && !w.Windows[i].Closed) {
+			continue
+		}
+		win := w.Windows[i]
+		a.emit(r, WindowResult[A]{Key: key, Start: win.Start, End: win.End, Value: win.Value, Final: win.Closed})
+	}
+	for _, s := range m.Removed {
+		a.emit(r, WindowResult[A]{Key: key, Start: time.UnixMilli(s).UTC(), Removed: true})
+	}
+}
+
+func (a *windowAgg[In, A]) emit(r *recordCtx, res WindowResult[A]) {
+	b, err := a.wa.Results.Codec.Encode(res)
+	if err != nil {
+		a.g.log.Warn("window result: encode", "key", res.Key, "err", err)
+		return
+	}
+	r.gctx.Emit(goka.Stream(a.wa.Results.Name), res.Key, b)
+}
+
+// Late records.
+
+// Headers of a record sent to <group>-late, beside the dead-letter
+// coordinate headers (kafka_dlt-original-*).
+const (
+	HeaderEventTime  = "streamfold-event-time"  // the record's event time, RFC 3339
+	HeaderStreamTime = "streamfold-stream-time" // the partition's stream time when it arrived
+)
+
+// LateTopic is the topic a group sends records that came later than their
+// windows' grace: <group>-late.
+func (g *Group) LateTopic() string { return g.name + "-late" }
+
+func (a *windowAgg[In, A]) sendLate(r *recordCtx, t, stream int64) error {
+	g := a.g
+	g.stats.count("late")
+	h := headerMap(r.headers)
+	h[HeaderOriginalTopic] = []byte(r.topic())
+	h[HeaderOriginalPartition] = []byte(strconv.Itoa(int(r.gctx.Partition())))
+	h[HeaderOriginalOffset] = []byte(strconv.FormatInt(r.gctx.Offset(), 10))
+	h[HeaderOriginalGroup] = []byte(g.name)
+	h[HeaderOriginalKey] = []byte(r.gctx.Key())
+	h[HeaderEventTime] = []byte(time.UnixMilli(t).UTC().Format(time.RFC3339Nano))
+	h[HeaderStreamTime] = []byte(time.UnixMilli(stream).UTC().Format(time.RFC3339Nano))
+	g.log.Info("late record: its windows are closed", "topic", r.topic(), "partition", r.gctx.Partition(),
+		"offset", r.gctx.Offset(), "key", r.gctx.Key(), "eventTime", time.UnixMilli(t).UTC(), "streamTime", time.UnixMilli(stream).UTC())
+	r.gctx.Emit(goka.Stream(g.LateTopic()), r.gctx.Key(), r.value, goka.WithCtxEmitHeaders(h))
+	return nil
+}
+
+// lateStream is the handle of <group>-late: raw records, as they arrived.
+func (g *Group) lateStream() tables.Stream[[]byte] {
+	return tables.Stream[[]byte]{Name: g.LateTopic(), Codec: codecs.Bytes{}}
+}
+
+// decodeInput decodes a record of stream s; a CloudEvent must be about its
+// record's key (a missing subject takes it).
+func decodeInput[In any](r *recordCtx, s tables.Stream[In]) (In, error) {
+	var in In
+	if _, isEvent := any(in).(codecs.Event); isEvent {
+		ev, err := codecs.DecodeEvent(r.value, r.headers)
+		if err != nil {
+			return in, err
+		}
+		if err := subjectIsKey(&ev, r.gctx.Key()); err != nil {
+			return in, err
+		}
+		return any(ev).(In), nil
+	}
+	return s.Codec.Decode(r.value)
+}
