@@ -1,0 +1,248 @@
+package streamfold_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/envelope"
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// Windowed aggregations against the embedded broker, with event times the
+// test controls (the CloudEvents time of each number).
+
+var sums = tables.NewStream[processors.WindowResult[int]]("sums", codecs.JSON[processors.WindowResult[int]]{})
+
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// at is t0 plus an offset like "1m05s".
+func at(t *testing.T, offset string) time.Time {
+	t.Helper()
+	d, err := time.ParseDuration(offset)
+	require.NoError(t, err)
+	return t0.Add(d)
+}
+
+// numberAt is a Number event for key with value n and event time when.
+func numberAt(t *testing.T, key string, n int, when time.Time) *kgo.Record {
+	t.Helper()
+	ev, err := codecs.NewEvent("urn:test", "Number", key, map[string]int{"n": n})
+	require.NoError(t, err)
+	ev.ID = fmt.Sprintf("%s-%d-%d", key, n, when.UnixMilli())
+	ev.Time = when
+	b, err := codecs.CloudEvents{}.Encode(ev)
+	require.NoError(t, err)
+	return &kgo.Record{Topic: numbers.Name, Key: []byte(key), Value: b}
+}
+
+func sumOf(_ string, sum int, ev codecs.Event) (int, error) {
+	var d struct{ N int }
+	if err := ev.DataAs(&d); err != nil {
+		return 0, err
+	}
+	return sum + d.N, nil
+}
+
+// windowGroup sums numbers per key and window, checking for due timers
+// every 20 ms.
+func windowGroup(w processors.Windows, finalOnly bool) *processors.Group {
+	policy := processors.DefaultPolicy()
+	policy.TimerInterval = 20 * time.Millisecond
+	g := processors.NewGroup("windows", processors.WithPolicy(policy))
+	processors.AggregateWindows(g, processors.WindowedAggregation[codecs.Event, int]{
+		Input: numbers, Windows: w, Add: sumOf,
+		Merge:   func(_ string, a, b int) (int, error) { return a + b, nil },
+		Results: sums, FinalOnly: finalOnly,
+	})
+	return g
+}
+
+// startOn runs g on broker with its state in dir until the returned stop.
+func startOn(t *testing.T, broker *embedded.Broker, g *processors.Group, dir string) (*streamfold.Runtime, func()) {
+	t.Helper()
+	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
+	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: dir, Replication: 1})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		assert.NoError(t, <-done)
+		assert.NoError(t, rt.Close())
+	}
+	t.Cleanup(stop)
+	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
+	return rt, stop
+}
+
+func startBroker(t *testing.T) *embedded.Broker {
+	t.Helper()
+	broker, err := embedded.Start(embedded.Config{Listen: "127.0.0.1:0"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = broker.Close() })
+	return broker
+}
+
+// windowsOf reads key's windows from the local store.
+func windowsOf(t *testing.T, rt *streamfold.Runtime, key string) []processors.Window[int] {
+	t.Helper()
+	table := "windows-table"
+	s, ok := rt.Store(table, tables.PartitionFor(key, rt.PartitionsOf(table)))
+	if !ok {
+		return nil
+	}
+	b, err := s.Get(key)
+	require.NoError(t, err)
+	if b == nil {
+		return nil
+	}
+	_, state, err := envelope.Split(b)
+	require.NoError(t, err)
+	var w processors.Windowed[int]
+	require.NoError(t, json.Unmarshal(state, &w))
+	return w.Windows
+}
+
+// results reads the sums topic from the start until until says it has
+// what it waits for, and returns what it read.
+type result struct {
+	Start, End string
+	Value      int
+	Final      bool
+	Removed    bool
+}
+
+func readResults(t *testing.T, brokers []string, until func([]result) bool) []result {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(sums.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	var got []result
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			res, err := sums.Codec.Decode(r.Value)
+			require.NoError(t, err)
+			got = append(got, result{Start: res.Start.Format("15:04:05"), End: res.End.Format("15:04:05"), Value: res.Value, Final: res.Final, Removed: res.Removed})
+		})
+		return until(got)
+	}, wait, time.Millisecond, "results so far: %v", got)
+	return got
+}
+
+func hasFinal(start string) func([]result) bool {
+	return func(rs []result) bool {
+		for _, r := range rs {
+			if r.Final && r.Start == start {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// samePartition returns a key other than key on key's partition (of n).
+func samePartition(key string, n int) string {
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("other-%d", i)
+		if tables.PartitionFor(k, n) == tables.PartitionFor(key, n) {
+			return k
+		}
+	}
+}
+
+func TestWindows_GivenTumblingWindowsWithGrace_WhenRecordsArriveOutOfOrderAndLate_ThenFinalResultsComeOnceAndLateRecordsAreRouted(t *testing.T) {
+	broker := startBroker(t)
+	rt, _ := startOn(t, broker, windowGroup(processors.Tumbling(time.Minute).Grace(10*time.Second), true), t.TempDir())
+	other := samePartition("k", 2)
+
+	produceAll(t, broker.Addrs(),
+		numberAt(t, "k", 1, at(t, "10s")),
+		numberAt(t, "k", 2, at(t, "50s")),
+		numberAt(t, "k", 4, at(t, "1m05s")),  // stream time 12:01:05: [12:00, 12:01) open until 12:01:10
+		numberAt(t, "k", 8, at(t, "59s")),    // out of order, within grace: applied
+		numberAt(t, "k", 16, at(t, "1m20s")), // stream time 12:01:20 closes [12:00, 12:01)
+		numberAt(t, "k", 32, at(t, "30s")),   // later than the grace: late
+		numberAt(t, "k", 64, at(t, "2m30s")), // closes [12:01, 12:02)
+	)
+	// Stream time moved on by another key of the partition: k's last window
+	// closes by its timer, with no record of k.
+	produceAll(t, broker.Addrs(), numberAt(t, other, 1, at(t, "4m")))
+
+	got := readResults(t, broker.Addrs(), hasFinal("12:02:00"))
+	assert.Equal(t, []result{
+		{Start: "12:00:00", End: "12:01:00", Value: 11, Final: true},
+		{Start: "12:01:00", End: "12:02:00", Value: 20, Final: true},
+		{Start: "12:02:00", End: "12:03:00", Value: 64, Final: true},
+	}, got, "one final result per window, the out-of-order record in it, the late one not")
+
+	late := lateRecords(t, broker.Addrs(), "windows", 1)
+	assert.Equal(t, "k-32-"+fmt.Sprint(at(t, "30s").UnixMilli()), eventID(t, late[0]))
+	assert.Equal(t, numbers.Name, header(late[0], processors.HeaderOriginalTopic))
+	assert.Equal(t, "5", header(late[0], processors.HeaderOriginalOffset))
+	assert.Equal(t, at(t, "1m20s").Format(time.RFC3339Nano), header(late[0], processors.HeaderStreamTime))
+	assert.Equal(t, int64(1), rt.Stats()["windows"].Counters["late"])
+}
+
+func TestWindows_GivenSessions_WhenARecordBridgesTwo_ThenTheyMergeIntoOne(t *testing.T) {
+	broker := startBroker(t)
+	// (a grace of 5 minutes keeps the first session open until 12:10)
+	rt, _ := startOn(t, broker, windowGroup(processors.Sessions(5*time.Minute).Grace(5*time.Minute), false), t.TempDir())
+
+	produceAll(t, broker.Addrs(),
+		numberAt(t, "k", 1, at(t, "0s")),
+		numberAt(t, "k", 2, at(t, "8m")), // 8 minutes later: a second session
+		numberAt(t, "k", 4, at(t, "4m")), // within 5 minutes of both: bridges them
+	)
+	got := readResults(t, broker.Addrs(), func(rs []result) bool { return len(rs) >= 4 })
+	assert.Equal(t, []result{
+		{Start: "12:00:00", End: "12:00:00", Value: 1},
+		{Start: "12:08:00", End: "12:08:00", Value: 2},
+		{Start: "12:00:00", End: "12:08:00", Value: 7},
+		{Start: "12:08:00", End: "00:00:00", Removed: true},
+	}, got)
+	ws := windowsOf(t, rt, "k")
+	require.Len(t, ws, 1)
+	assert.Equal(t, 7, ws[0].Value)
+	assert.Equal(t, at(t, "8m"), ws[0].End.UTC())
+}
+
+func lateRecords(t *testing.T, brokers []string, group string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(group+"-late"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	var recs []*kgo.Record
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		recs = append(recs, cl.PollFetches(ctx).Records()...)
+		return len(recs) >= n
+	}, wait, time.Millisecond, "got %d late records, want %d", len(recs), n)
+	return recs
+}
+
+func eventID(t *testing.T, r *kgo.Record) string {
+	t.Helper()
+	ev, err := codecs.DecodeEvent(r.Value, nil)
+	require.NoError(t, err)
+	return ev.ID
+}
