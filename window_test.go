@@ -120,8 +120,8 @@ func windowsOf(t *testing.T, rt *streamfold.Runtime, key string) []processors.Wi
 	return w.Windows
 }
 
-// results reads the sums topic from the start until until says it has
-// what it waits for, and returns what it read.
+// readResults reads key k's results from the sums topic, from the start,
+// until until says it has what it waits for, and returns what it read.
 type result struct {
 	Start, End string
 	Value      int
@@ -141,6 +141,9 @@ func readResults(t *testing.T, brokers []string, until func([]result) bool) []re
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			res, err := sums.Codec.Decode(r.Value)
 			require.NoError(t, err)
+			if string(r.Key) != "k" {
+				return
+			}
 			got = append(got, result{Start: res.Start.Format("15:04:05"), End: res.End.Format("15:04:05"), Value: res.Value, Final: res.Final, Removed: res.Removed})
 		})
 		return until(got)
@@ -245,4 +248,85 @@ func eventID(t *testing.T, r *kgo.Record) string {
 	ev, err := codecs.DecodeEvent(r.Value, nil)
 	require.NoError(t, err)
 	return ev.ID
+}
+
+func finals(rs []result) []result {
+	var out []result
+	for _, r := range rs {
+		if r.Final {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestWindows_GivenAWindowAndASessionOpen_WhenTheProcessRestartsOnAnEmptyDisk_ThenResultsAreTheSameAndStreamTimeIsKept(t *testing.T) {
+	t.Run("tumbling", func(t *testing.T) {
+		broker := startBroker(t)
+		w := processors.Tumbling(time.Minute)
+		_, stop := startOn(t, broker, windowGroup(w, true), t.TempDir())
+		produceAll(t, broker.Addrs(),
+			numberAt(t, "k", 1, at(t, "10s")),
+			numberAt(t, "k", 2, at(t, "20s")),
+			numberAt(t, "k", 4, at(t, "1m30s")), // closes [12:00, 12:01); [12:01, 12:02) open
+		)
+		readResults(t, broker.Addrs(), hasFinal("12:00:00"))
+		stop()
+
+		// A new instance on an empty disk restores the windows and the
+		// stream time from the changelog.
+		rt, _ := startOn(t, broker, windowGroup(w, true), t.TempDir())
+		produceAll(t, broker.Addrs(),
+			numberAt(t, "k", 8, at(t, "50s")), // late by the stream time before the restart
+			numberAt(t, "k", 16, at(t, "1m40s")),
+			numberAt(t, samePartition("k", 2), 1, at(t, "4m")),
+		)
+		got := readResults(t, broker.Addrs(), hasFinal("12:01:00"))
+		assert.Equal(t, []result{
+			{Start: "12:00:00", End: "12:01:00", Value: 3, Final: true},
+			{Start: "12:01:00", End: "12:02:00", Value: 20, Final: true},
+		}, finals(got))
+		assert.Equal(t, int64(1), rt.Stats()["windows"].Counters["late"])
+	})
+	t.Run("session", func(t *testing.T) {
+		broker := startBroker(t)
+		w := processors.Sessions(time.Minute)
+		_, stop := startOn(t, broker, windowGroup(w, true), t.TempDir())
+		produceAll(t, broker.Addrs(), numberAt(t, "k", 1, at(t, "0s")), numberAt(t, "k", 2, at(t, "30s")))
+		require.Eventually(t, func() bool { return len(changelog(t, broker.Addrs(), "windows-table")) == 2 }, wait, 10*time.Millisecond)
+		stop()
+
+		startOn(t, broker, windowGroup(w, true), t.TempDir())
+		produceAll(t, broker.Addrs(),
+			numberAt(t, "k", 4, at(t, "1m")), // within the gap: the same session
+			numberAt(t, samePartition("k", 2), 1, at(t, "3m")),
+		)
+		got := readResults(t, broker.Addrs(), hasFinal("12:00:00"))
+		assert.Equal(t, []result{{Start: "12:00:00", End: "12:01:00", Value: 7, Final: true}}, finals(got))
+	})
+}
+
+func TestWindows_GivenAPendingTimer_WhenItsPartitionMovesToAnotherInstance_ThenItFiresOnceThere(t *testing.T) {
+	broker := startBroker(t)
+	w := processors.Tumbling(time.Minute)
+	rtA, stopA := startOn(t, broker, windowGroup(w, true), t.TempDir())
+	produceAll(t, broker.Addrs(), numberAt(t, "k", 5, at(t, "10s")))
+	require.Eventually(t, func() bool { return len(windowsOf(t, rtA, "k")) == 1 }, wait, 10*time.Millisecond)
+
+	// A second instance joins, then the first leaves: every partition,
+	// k's with its pending timer, is the second's.
+	rtB, _ := startOn(t, broker, windowGroup(w, true), t.TempDir())
+	stopA()
+	require.Eventually(t, func() bool { _, ok := rtB.Store("windows-table", tables.PartitionFor("k", 2)); return ok && rtB.Recovered() }, wait, 10*time.Millisecond)
+
+	produceAll(t, broker.Addrs(), numberAt(t, samePartition("k", 2), 1, at(t, "5m")))
+	got := readResults(t, broker.Addrs(), hasFinal("12:00:00"))
+	// A later record of k's partition: any second firing would come before it.
+	produceAll(t, broker.Addrs(), numberAt(t, "k", 7, at(t, "6m10s")), numberAt(t, samePartition("k", 2), 1, at(t, "9m")))
+	got = readResults(t, broker.Addrs(), hasFinal("12:06:00"))
+	assert.Equal(t, []result{
+		{Start: "12:00:00", End: "12:01:00", Value: 5, Final: true},
+		{Start: "12:06:00", End: "12:07:00", Value: 7, Final: true},
+	}, finals(got), "the pending window's final result exactly once")
+	assert.Zero(t, rtA.Stats()["windows"].Counters["windows-closed"], "the first instance left before the timer was due")
 }
