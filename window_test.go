@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -16,7 +18,9 @@ import (
 	"github.com/streamfold/streamfold/embedded"
 	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/tables"
+	"github.com/streamfold/streamfold/views"
 )
 
 // Windowed aggregations against the embedded broker, with event times the
@@ -329,4 +333,48 @@ func TestWindows_GivenAPendingTimer_WhenItsPartitionMovesToAnotherInstance_ThenI
 		{Start: "12:06:00", End: "12:07:00", Value: 7, Final: true},
 	}, finals(got), "the pending window's final result exactly once")
 	assert.Zero(t, rtA.Stats()["windows"].Counters["windows-closed"], "the first instance left before the timer was due")
+}
+
+func TestWindows_GivenAWindowedTableServedOverHTTP_WhenAskedForARange_ThenTheWindowsInItAndA400ForABadTime(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	broker := startBroker(t)
+	g := processors.NewGroup("windows")
+	table := processors.AggregateWindows(g, processors.WindowedAggregation[codecs.Event, int]{
+		Input: numbers, Windows: processors.Tumbling(time.Minute).Retain(time.Hour), Add: sumOf,
+	})
+	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
+	srv, err := serve.Open(ctx, topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1}, "127.0.0.1:0", serve.Options{})
+	require.NoError(t, err)
+	serve.Windows(srv, "sums", views.New(srv.Runtime(), table))
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); assert.NoError(t, <-done) }()
+
+	produceAll(t, broker.Addrs(), numberAt(t, "k", 1, at(t, "10s")), numberAt(t, "k", 2, at(t, "1m10s")), numberAt(t, "k", 4, at(t, "2m10s")))
+	base := "http://" + srv.Addr().String() + "/sums/k"
+	all := `{"key":"k","windows":[` +
+		`{"start":"2026-12-01T12:00:00Z","end":"2026-12-01T12:01:00Z","value":1,"closed":true},` +
+		`{"start":"2026-12-01T12:01:00Z","end":"2026-12-01T12:02:00Z","value":2,"closed":true},` +
+		`{"start":"2026-12-01T12:02:00Z","end":"2026-12-01T12:03:00Z","value":4}]}`
+	require.Equal(t, all, awaitBody(base, all))
+	status, ctype, body := get(t, base+"/windows?from=2026-12-01T12:01:30Z&to=2026-12-01T12:02:00Z")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, `{"key":"k","windows":[`+
+		`{"start":"2026-12-01T12:01:00Z","end":"2026-12-01T12:02:00Z","value":2,"closed":true}]}`, body, "the windows that overlap [from, to)")
+
+	status, ctype, body = get(t, base+"/windows?from=yesterday")
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "application/problem+json", ctype)
+	assert.Contains(t, body, "from must be an RFC 3339 time")
+}
+
+func get(t *testing.T, url string) (status int, contentType, body string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 }
