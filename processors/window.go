@@ -291,7 +291,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return err
 	}
 	if len(sent) == 0 {
-		return a.sendLate(r, t, stream)
+		return a.g.sendLate(r, t, stream)
 	}
 	closed := a.closeDue(&next, stream)
 	m.Sent, m.Removed = nil, nil
@@ -544,8 +544,10 @@ const (
 // windows' grace: <group>-late.
 func (g *Group) LateTopic() string { return g.name + "-late" }
 
-func (a *windowAgg[In, A]) sendLate(r *recordCtx, t, stream int64) error {
-	g := a.g
+// sendLate sends r, which came later than its grace (event time t, the
+// partition's stream time stream), to <group>-late as it arrived, with its
+// coordinates and both times in headers, and counts it.
+func (g *Group) sendLate(r *recordCtx, t, stream int64) error {
 	g.stats.count("late")
 	h := headerMap(r.headers)
 	h[HeaderOriginalTopic] = []byte(r.topic())
@@ -555,7 +557,7 @@ func (a *windowAgg[In, A]) sendLate(r *recordCtx, t, stream int64) error {
 	h[HeaderOriginalKey] = []byte(r.gctx.Key())
 	h[HeaderEventTime] = []byte(time.UnixMilli(t).UTC().Format(time.RFC3339Nano))
 	h[HeaderStreamTime] = []byte(time.UnixMilli(stream).UTC().Format(time.RFC3339Nano))
-	g.log.Info("late record: its windows are closed", "topic", r.topic(), "partition", r.gctx.Partition(),
+	g.log.Info("late record: past its window and grace", "topic", r.topic(), "partition", r.gctx.Partition(),
 		"offset", r.gctx.Offset(), "key", r.gctx.Key(), "eventTime", time.UnixMilli(t).UTC(), "streamTime", time.UnixMilli(stream).UTC())
 	r.gctx.Emit(goka.Stream(g.LateTopic()), r.gctx.Key(), r.value, goka.WithCtxEmitHeaders(h))
 	return nil
