@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/lovoo/goka"
 
@@ -36,6 +37,24 @@ type Reactor[S, In any] struct {
 	// ID names an input for deduplication and is the seed of the ids of the
 	// events it causes; default: a CloudEvent's id, else topic/partition/offset.
 	ID func(In) string
+	// Time is the input's event time, which moves the partition's stream
+	// time (for timers set with SetStreamTimer); nil: a CloudEvent's time,
+	// else the Kafka record's timestamp.
+	Time TimeOf[In]
+	// OnTimer handles the key's timers (ReactContext.SetTimer) when they
+	// are due, like an input: it may change the state and perform effects
+	// through rc. One reactor input of a group that sets timers gives it.
+	OnTimer func(rc *ReactContext, state *S, t Timer) (*S, error)
+}
+
+// Timer is a timer a reactor set for its key: due At, in wall-clock time or
+// (Stream) in the partition's stream time. It is kept in the key's state,
+// so it survives restarts and rebalances and fires on the partition's owner,
+// once: its effects are recorded like an input's.
+type Timer struct {
+	Name   string    `json:"name"`
+	At     time.Time `json:"at"`
+	Stream bool      `json:"stream,omitempty"`
 }
 
 // effectRecord is what a state remembers of one handled input.
@@ -55,7 +74,10 @@ type emitRecord struct {
 }
 
 type reactMeta struct {
+	timeMeta
 	Effects []effectRecord `json:"effects,omitempty"`
+	// Timers are the key's pending timers (ReactContext.SetTimer).
+	Timers []Timer `json:"timers,omitempty"`
 	// Offsets is the last input offset handled per topic: a record at or below
 	// it was handled before (read again after a crash, against a later state)
 	// and is not handled again.
@@ -86,6 +108,29 @@ type ReactContext struct {
 	source  string
 	emits   []emitRecord
 	n       int
+	timers  []Timer // the key's timers, as set during this input
+}
+
+// SetTimer sets the key's timer name (replacing one of that name) to fire
+// at at, wall-clock time; the group's Reactor.OnTimer handles it.
+func (rc *ReactContext) SetTimer(name string, at time.Time) {
+	rc.setTimer(Timer{Name: name, At: at.UTC()})
+}
+
+// SetStreamTimer sets the key's timer name to fire once the partition's
+// stream time (the greatest event time seen on it) reaches at.
+func (rc *ReactContext) SetStreamTimer(name string, at time.Time) {
+	rc.setTimer(Timer{Name: name, At: at.UTC(), Stream: true})
+}
+
+// CancelTimer removes the key's timer name, if it has one.
+func (rc *ReactContext) CancelTimer(name string) {
+	rc.timers = slices.DeleteFunc(rc.timers, func(t Timer) bool { return t.Name == name })
+}
+
+func (rc *ReactContext) setTimer(t Timer) {
+	rc.CancelTimer(t.Name)
+	rc.timers = append(rc.timers, t)
 }
 
 // Key is the input record's key.
@@ -189,36 +234,110 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 			g.stats.duplicates.Add(1)
 			return nil
 		}
-		rc := &ReactContext{r: r, inputID: id, live: g.live(r)}
+		var stream int64
+		if len(g.timers) > 0 {
+			stream = g.streamTime(r.gctx.Partition(), eventTime(rt.Time, in, r.gctx.Timestamp()))
+		}
+		rc := &ReactContext{r: r, inputID: id, live: g.live(r), timers: slices.Clone(m.Timers)}
 		var next *S
 		if err := safely(func() (err error) { next, err = rt.React(rc, state, in); return err }); err != nil {
 			return err
 		}
-		if next == nil {
-			if prevRaw != nil {
-				r.gctx.Delete()
-			}
-			sendAll(r, rc.emits)
-			return nil
-		}
-		m.add(effectRecord{Input: id, Topic: r.topic(), Offset: r.gctx.Offset(), Emits: rc.emits})
-		if m.Offsets == nil {
-			m.Offsets = map[string]int64{}
-		}
-		m.Offsets[r.topic()] = r.gctx.Offset()
-		b, err := encodeWithMeta(rt.Table.Codec, *next, m)
-		if err != nil {
-			return err
-		}
-		r.gctx.SetValue(b)
-		if rc.live {
-			sendAll(r, rc.emits)
-		} else {
-			g.stats.suppressed.Add(int64(sendLoops(r, rc.emits)))
-		}
-		g.stats.applied.Add(1)
-		return nil
+		return storeReaction(r, rt.Table.Codec, next, m, rc, stream)
 	}})
+	if rt.OnTimer != nil {
+		g.timers = append(g.timers, func(r *recordCtx) error { return fireReactorTimers(r, rt.Table.Codec, rt.OnTimer) })
+	}
+}
+
+// storeReaction stores the state and record of effects after a reactor
+// handled an input (or a timer) and performs the effects: the state and
+// effects are written before any emit is acknowledged and before the input
+// offset is committed.
+func storeReaction[S any](r *recordCtx, codec codecs.Codec[S], next *S, m reactMeta, rc *ReactContext, stream int64) error {
+	g := r.g
+	prevRaw, _ := r.gctx.Value().([]byte)
+	if next == nil {
+		if prevRaw != nil {
+			r.gctx.Delete()
+		}
+		sendAll(r, rc.emits)
+		return nil
+	}
+	m.add(effectRecord{Input: rc.inputID, Topic: r.topic(), Offset: r.gctx.Offset(), Emits: rc.emits})
+	if m.Offsets == nil {
+		m.Offsets = map[string]int64{}
+	}
+	m.Offsets[r.topic()] = r.gctx.Offset()
+	m.Timers = rc.timers
+	m.StreamTime, m.Due, m.WallDue = stream, 0, 0
+	for _, t := range m.Timers {
+		due := &m.WallDue
+		if t.Stream {
+			due = &m.Due
+		}
+		if ms := t.At.UnixMilli(); *due == 0 || ms < *due {
+			*due = max(ms, 1)
+		}
+	}
+	b, err := encodeWithMeta(codec, *next, m)
+	if err != nil {
+		return err
+	}
+	r.gctx.SetValue(b)
+	if rc.live {
+		sendAll(r, rc.emits)
+	} else {
+		g.stats.suppressed.Add(int64(sendLoops(r, rc.emits)))
+	}
+	g.stats.applied.Add(1)
+	return nil
+}
+
+// fireReactorTimers handles a timer request for the key: each due timer,
+// earliest first, goes to onTimer as an input of its own (its id names the
+// key, the timer and its time), its effects recorded with the state.
+func fireReactorTimers[S any](r *recordCtx, codec codecs.Codec[S], onTimer func(*ReactContext, *S, Timer) (*S, error)) error {
+	g := r.g
+	prevRaw, _ := r.gctx.Value().([]byte)
+	if prevRaw == nil {
+		return nil
+	}
+	state, m, err := decodeWithMeta[S, reactMeta](codec, prevRaw)
+	if err != nil {
+		return err
+	}
+	if last, ok := m.Offsets[r.topic()]; ok && r.gctx.Offset() <= last {
+		// Read again after a crash: send what the timers sent.
+		for _, e := range m.Effects {
+			if e.Topic == r.topic() && e.Offset == r.gctx.Offset() {
+				sendAll(r, e.Emits)
+			}
+		}
+		r.gctx.SetValue(prevRaw)
+		return nil
+	}
+	stream := g.streamTime(r.gctx.Partition(), time.Time{})
+	now := g.now().UnixMilli()
+	due := slices.DeleteFunc(slices.Clone(m.Timers), func(t Timer) bool {
+		if t.Stream {
+			return t.At.UnixMilli() > stream
+		}
+		return t.At.UnixMilli() > now
+	})
+	if len(due) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(due, func(a, b Timer) int { return a.At.Compare(b.At) })
+	t := due[0] // one per request: the next is found due again at once
+	rc := &ReactContext{r: r, inputID: fmt.Sprintf("timer/%s/%s/%d", r.gctx.Key(), t.Name, t.At.UnixMilli()), live: g.live(r),
+		timers: slices.DeleteFunc(slices.Clone(m.Timers), func(x Timer) bool { return x == t })}
+	var next *S
+	if err := safely(func() (err error) { next, err = onTimer(rc, state, t); return err }); err != nil {
+		return err
+	}
+	g.stats.count("timers-fired")
+	return storeReaction(r, codec, next, m, rc, stream)
 }
 
 func inputID[In any](r *recordCtx, in In, custom func(In) string) string {
