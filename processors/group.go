@@ -34,6 +34,7 @@ type Group struct {
 	inputs  []input
 	outputs []tables.Topic
 	lookups []tables.Topic
+	joins   []tables.Topic // co-partitioned tables read by partition (join.go)
 	errs    []error
 
 	mu         sync.Mutex
@@ -192,6 +193,9 @@ func (g *Group) edges() []groups.Edge {
 	for _, l := range g.lookups {
 		es = append(es, groups.Edge{Role: groups.RoleLookup, Spec: l.Spec()})
 	}
+	for _, j := range g.joins {
+		es = append(es, groups.Edge{Role: groups.RoleJoin, Spec: j.Spec()})
+	}
 	es = append(es, groups.Edge{Role: groups.RoleDLQ, Spec: g.dlq().Spec()}, groups.Edge{Role: groups.RoleOutput, Spec: RedriveStates(g.name).Spec()})
 	if g.bootstrap {
 		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.bootstrapTopic().Spec()})
@@ -277,6 +281,9 @@ func (g *Group) graph() (*goka.GroupGraph, error) {
 	}
 	for _, l := range g.lookups {
 		edges = append(edges, goka.Lookup(goka.Table(l.Spec().Name), raw))
+	}
+	for _, j := range g.joins {
+		edges = append(edges, goka.Join(goka.Table(j.Spec().Name), raw))
 	}
 	for n := range g.policy.RetryDelays {
 		in := g.retryInput(n + 1)

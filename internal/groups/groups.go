@@ -98,6 +98,9 @@ const (
 	RoleTable  Role = "table"
 	RoleOutput Role = "output"
 	RoleLookup Role = "lookup"
+	// RoleJoin is a table the group reads partition by partition beside
+	// its inputs (goka's Join): it must be co-partitioned with them.
+	RoleJoin Role = "join"
 	RoleDLQ    Role = "dlq"
 	RoleLoop   Role = "loop"
 	RoleRetry  Role = "retry" // read and written by the group
