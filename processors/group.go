@@ -204,12 +204,28 @@ func (g *Group) edges() []groups.Edge {
 		es = append(es, groups.Edge{Role: groups.RoleRetry, Spec: g.retryTopic(n + 1).Spec()})
 	}
 	if g.controlLoop() {
-		es = append(es, groups.Edge{Role: groups.RoleLoop, Spec: tables.Stream[[]byte]{Name: g.loopTopic()}.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleLoop, Spec: tables.Stream[[]byte]{Name: g.loopTopic(), Partitions: g.declaredPartitions()}.Spec()})
 	}
 	if g.dedup {
 		es = append(es, groups.Edge{Role: groups.RoleSeen, Spec: g.seenStream().Spec()})
 	}
 	return es
+}
+
+// declaredPartitions is the partition count declared for the group's inputs
+// (or its table), which the topics the group keeps for itself (retry, loop)
+// take so that they are co-partitioned with them; 0 is the topology's
+// default.
+func (g *Group) declaredPartitions() int {
+	for _, in := range g.inputs {
+		if n := in.topic.Spec().Partitions; n > 0 && !in.loop {
+			return n
+		}
+	}
+	if g.table != nil {
+		return g.table.Spec().Partitions
+	}
+	return 0
 }
 
 // validate reports what would stop the group from running.
