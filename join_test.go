@@ -329,15 +329,16 @@ func TestJoinForeign_GivenOrdersJoinedToTheirCustomers_WhenCustomersAreRenamedAn
 	await := func(rt *streamfold.Runtime, table tables.Table[orderView], key string, want *orderView) {
 		t.Helper()
 		view := views.New(rt, table)
-		var got orderView
-		var err error
-		require.Eventually(t, func() bool {
-			got, err = view.Get(ctx, key)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			got, err := view.Get(ctx, key)
 			if want == nil {
-				return errors.Is(err, views.ErrNotFound)
+				assert.ErrorIs(c, err, views.ErrNotFound, "%s/%s: got %+v", table.Name, key, got)
+				return
 			}
-			return err == nil && got == *want
-		}, wait, 10*time.Millisecond, "%s/%s: got %+v, %v; want %+v", table.Name, key, got, err, want)
+			if assert.NoError(c, err, "%s/%s", table.Name, key) {
+				assert.Equal(c, *want, got, "%s/%s", table.Name, key)
+			}
+		}, wait, 10*time.Millisecond)
 	}
 	row := func(item, customer, name string) *orderView {
 		return &orderView{Item: "item-" + item, Customer: customer, Name: name, Known: name != ""}
@@ -365,6 +366,8 @@ func TestJoinForeign_GivenOrdersJoinedToTheirCustomers_WhenCustomersAreRenamedAn
 	produceAll(t, broker.Addrs(), order("o2", "c2"))
 	await(rt, innerT, "o2", row("o2", "c2", "Bob"))
 	await(rt, leftT, "o2", row("o2", "c2", "Bob"))
+	awaitSubscribers(t, rt, "order-customers", "c1", []string{"o1"})
+	awaitSubscribers(t, rt, "order-customers", "c2", []string{"o2", "o3"})
 	produceAll(t, broker.Addrs(), customer("c1", "Annie"))
 	await(rt, innerT, "o1", row("o1", "c1", "Annie"))
 	await(rt, leftT, "o1", row("o1", "c1", "Annie"))
@@ -383,6 +386,7 @@ func TestJoinForeign_GivenOrdersJoinedToTheirCustomers_WhenCustomersAreRenamedAn
 	produceAll(t, broker.Addrs(), deleted(orderEvents.Name, "o4"))
 	await(rt, leftT, "o4", nil)
 	await(rt, innerT, "o4", nil)
+	awaitSubscribers(t, rt, "order-customers", "c9", nil) // no customer and no orders: nothing kept
 
 	// When c2 comes back, its orders join it again.
 	produceAll(t, broker.Addrs(), customer("c2", "Bea"))
@@ -407,6 +411,30 @@ func TestJoinForeign_GivenOrdersJoinedToTheirCustomers_WhenCustomersAreRenamedAn
 	for _, g := range []string{"order-customers", "order-customers-fk", "order-customers-left", "order-customers-left-fk"} {
 		assert.Empty(t, rt2.Stats()[g].DeadLetters, g)
 	}
+}
+
+// awaitSubscribers waits until the foreign-key join named join keeps, for
+// the right key fk, exactly the subscribed left keys want (nil: nothing).
+func awaitSubscribers(t *testing.T, rt *streamfold.Runtime, join, fk string, want []string) {
+	t.Helper()
+	topic := join + "-fk-table"
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, ok := rt.Store(topic, tables.PartitionFor(fk, rt.PartitionsOf(topic)))
+		if !assert.True(c, ok, "store of %s", topic) {
+			return
+		}
+		b, err := s.Get(fk)
+		if !assert.NoError(c, err) {
+			return
+		}
+		var st struct {
+			Subscribers []string `json:"subscribers"`
+		}
+		if b != nil {
+			assert.NoError(c, json.Unmarshal(b, &st))
+		}
+		assert.Equal(c, want, st.Subscribers, "subscribers of %s in %s", fk, join)
+	}, wait, 10*time.Millisecond)
 }
 
 func TestJoin_GivenAJoinOfTwoTopicsWithDifferentPartitionCounts_ThenValidateNamesBothTopicsAndTheirCounts(t *testing.T) {
