@@ -301,6 +301,11 @@ type fkRow struct {
 	HasRight bool   `json:"hasRight,omitempty"`
 	Pending  bool   `json:"pending,omitempty"`
 	Absent   bool   `json:"absent,omitempty"`
+	// Offset is that of the left changelog's record last applied, and
+	// Unsubscribed the foreign key that record left, if it changed it: what
+	// is sent again when the record is read again after a crash.
+	Offset       *int64 `json:"offset,omitempty"`
+	Unsubscribed string `json:"unsubscribed,omitempty"`
 }
 
 // ForeignKey gives the key of the right row a left value refers to; "" for
@@ -411,16 +416,43 @@ func (j *fkJoin[L, R, O]) leftChanged(r *recordCtx) error {
 	if err != nil {
 		return fail(ClassDecode, fmt.Errorf("%s/%s: %w", j.left.Name, r.gctx.Key(), err))
 	}
-	if !ok { // the left row is gone: so is the joined one
-		if had {
-			if prev.FK != "" {
-				if err := j.subscribe(r, prev.FK, false); err != nil {
-					return err
-				}
+	if !ok {
+		// The left row is gone: so is the joined one. The tombstone is
+		// written also for a row that is gone already: read again after a
+		// crash, this record may be the one whose tombstone the changelog lost.
+		if had && prev.FK != "" {
+			if err := j.subscribe(r, prev.FK, false); err != nil {
+				return err
 			}
-			r.gctx.Delete()
+		}
+		if had {
 			j.g.stats.deleted.Add(1)
 		}
+		r.gctx.Delete()
+		return nil
+	}
+	off := r.gctx.Offset()
+	if had && prev.Offset != nil && off <= *prev.Offset {
+		// Read again after a crash. The row is ahead of this record; the
+		// record it applied last is sent on again (its subscription
+		// messages and its write may be what the crash lost), an earlier
+		// one changes nothing.
+		j.g.stats.duplicates.Add(1)
+		if off < *prev.Offset {
+			return nil
+		}
+		if prev.Unsubscribed != "" {
+			if err := j.subscribe(r, prev.Unsubscribed, false); err != nil {
+				return err
+			}
+		}
+		if prev.FK != "" {
+			if err := j.subscribe(r, prev.FK, true); err != nil {
+				return err
+			}
+		}
+		raw, _ := r.gctx.Value().([]byte)
+		r.gctx.SetValue(raw)
 		return nil
 	}
 	l, err := j.left.Codec.Decode(state)
@@ -431,7 +463,7 @@ func (j *fkJoin[L, R, O]) leftChanged(r *recordCtx) error {
 	if err := safely(func() (err error) { fk, err = j.foreignKey(r.gctx.Key(), l); return err }); err != nil {
 		return err
 	}
-	row := fkRow{FK: fk, Left: bytes.Clone(state)}
+	row := fkRow{FK: fk, Left: bytes.Clone(state), Offset: &off}
 	switch {
 	case had && prev.FK == fk && prev.Pending:
 		// Still waiting for the right side: it answers with what it has.
@@ -445,6 +477,7 @@ func (j *fkJoin[L, R, O]) leftChanged(r *recordCtx) error {
 		if err := j.subscribe(r, prev.FK, false); err != nil {
 			return err
 		}
+		row.Unsubscribed = prev.FK
 	}
 	if fk == "" {
 		return j.joinAndStore(r, row, l)
@@ -525,23 +558,26 @@ func (j *fkJoin[L, R, O]) store(r *recordCtx, row fkRow, absent bool, state []by
 
 // The right-keyed group.
 
-func (j *fkJoin[L, R, O]) rightState(r *recordCtx) (fkRight, error) {
+// rightState reads the right key's state; false when it has none.
+func (j *fkJoin[L, R, O]) rightState(r *recordCtx) (fkRight, bool, error) {
 	raw, _ := r.gctx.Value().([]byte)
 	if raw == nil {
-		return fkRight{}, nil
+		return fkRight{}, false, nil
 	}
 	st, err := codecs.JSON[fkRight]{}.Decode(raw)
 	if err != nil {
-		return fkRight{}, fail(ClassDecode, fmt.Errorf("stored subscriptions of %q: %w", r.gctx.Key(), err))
+		return fkRight{}, false, fail(ClassDecode, fmt.Errorf("stored subscriptions of %q: %w", r.gctx.Key(), err))
 	}
-	return st, nil
+	return st, true, nil
 }
 
+// storeRight writes the right key's state; one with neither a value nor
+// subscribers is deleted (its tombstone written again if it is gone already:
+// a record read again after a crash may be the one whose tombstone the
+// changelog lost).
 func (j *fkJoin[L, R, O]) storeRight(r *recordCtx, st fkRight) error {
 	if !st.HasRight && len(st.Subscribers) == 0 {
-		if raw, _ := r.gctx.Value().([]byte); raw != nil {
-			r.gctx.Delete()
-		}
+		r.gctx.Delete()
 		return nil
 	}
 	b, err := codecs.JSON[fkRight]{}.Encode(st)
@@ -564,7 +600,7 @@ func (j *fkJoin[L, R, O]) answer(r *recordCtx, st fkRight, leftKey string) error
 // rightChanged handles a record of right's changelog: every subscriber hears
 // of the new value.
 func (j *fkJoin[L, R, O]) rightChanged(r *recordCtx) error {
-	st, err := j.rightState(r)
+	st, had, err := j.rightState(r)
 	if err != nil {
 		return err
 	}
@@ -573,7 +609,7 @@ func (j *fkJoin[L, R, O]) rightChanged(r *recordCtx) error {
 		return fail(ClassDecode, fmt.Errorf("%s/%s: %w", j.right.Name, r.gctx.Key(), err))
 	}
 	off := r.gctx.Offset()
-	if ok == st.HasRight && bytes.Equal(state, st.Right) && (st.Offset == nil || *st.Offset != off) {
+	if had && st.Offset != nil && *st.Offset != off && ok == st.HasRight && bytes.Equal(state, st.Right) {
 		// Only the right row's bookkeeping changed: its joins stay. (The
 		// record last applied, read again after a crash, is sent again:
 		// its answers may be what the crash lost.)
@@ -600,7 +636,7 @@ func (j *fkJoin[L, R, O]) subscribed(r *recordCtx) error {
 	if err != nil {
 		return fail(ClassDecode, err)
 	}
-	st, err := j.rightState(r)
+	st, had, err := j.rightState(r)
 	if err != nil {
 		return err
 	}
@@ -616,6 +652,9 @@ func (j *fkJoin[L, R, O]) subscribed(r *recordCtx) error {
 	case found:
 		st.Subscribers = slices.Delete(st.Subscribers, i, i+1)
 	default:
+		if !had {
+			r.gctx.Delete() // see storeRight
+		}
 		return nil
 	}
 	j.fk.stats.applied.Add(1)

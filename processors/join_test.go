@@ -209,3 +209,30 @@ func TestJoinTable_GivenAMissingRightSide_ThenInnerCountsItAndLeftJoinsNil(t *te
 	assert.Equal(t, int64(1), inner.stats.snapshot().Counters[CounterJoinUnmatched])
 	assert.Zero(t, left.stats.snapshot().Counters[CounterJoinUnmatched])
 }
+
+func TestJoinForeign_GivenAnOrderReadAgainAfterACrashThatLostItsSubscription_ThenTheSubscriptionIsSentAgain(t *testing.T) {
+	// Given o1 of c1 joined, its row stored at the orders offset 0.
+	first, _, out := fkRun(t)
+	consumeJSON(t, first, fkCustomers.Name, "c1", fkCustomer{Name: "Ann"})
+	consumeJSON(t, first, fkOrders.Name, "o1", fkOrder{Customer: "c1", Qty: 1})
+	row, _ := first.TableValue(goka.Table(out.Name), "o1").([]byte)
+	require.NotNil(t, row)
+
+	// When a crash lost the subscription (c1 knows no orders) and the order
+	// record is read again at the same offset.
+	again, g, out := fkRun(t)
+	again.SetTableValue(goka.Table(out.Name), "o1", row)
+	consumeJSON(t, again, fkCustomers.Name, "c1", fkCustomer{Name: "Anna"})
+	consumeJSON(t, again, fkOrders.Name, "o1", fkOrder{Customer: "c1", Qty: 1}) // offset 0 again
+
+	// Then the subscription is sent again, and a rename reaches the row.
+	raw, _ := again.TableValue(goka.Table(g.needs[0].TableTopic()), "c1").([]byte)
+	var st fkRight
+	require.NoError(t, json.Unmarshal(raw, &st))
+	assert.Equal(t, []string{"o1"}, st.Subscribers)
+	assert.Equal(t, int64(1), g.stats.snapshot().Duplicates)
+	consumeJSON(t, again, fkCustomers.Name, "c1", fkCustomer{Name: "Annie"})
+	got, ok := joined(t, again, out, "o1")
+	require.True(t, ok)
+	assert.Equal(t, fkJoined{Qty: 1, Name: "Annie"}, got)
+}
