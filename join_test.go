@@ -502,3 +502,62 @@ func TestJoin_GivenAJoinOfTwoTopicsWithDifferentPartitionCounts_ThenValidateName
 	assert.Contains(t, err.Error(), "orders-table=3")
 	assert.Contains(t, err.Error(), "enriched-bad-responses=2")
 }
+
+type stock struct {
+	Units int `json:"units"`
+}
+
+type reservation struct {
+	Order   string `json:"order"`
+	Product string `json:"product"`
+	Pass    bool   `json:"pass"`
+}
+
+func TestJoinTable_GivenOrdersRepartitionedByProduct_WhenJoinedCoPartitionedWithTheStock_ThenEachOrderMeetsItsProductsStock(t *testing.T) {
+	orders := tables.NewStream[codecs.Event]("placed-orders", codecs.CloudEvents{})
+	stockTable := tables.NewTable[stock]("stock", codecs.JSON[stock]{})
+	checks := tables.NewStream[reservation]("stock-checks", codecs.JSON[reservation]{})
+	rekey := processors.NewGroup("placed-by-product")
+	byProduct := processors.Repartition(rekey, orders, func(_ string, ev codecs.Event) (string, error) {
+		var l line
+		err := ev.DataAs(&l)
+		return l.Product, err
+	}, "product")
+	check := processors.NewGroup("stock-check")
+	processors.JoinTable(check, byProduct, stockTable, func(product string, ev codecs.Event, s *stock) (reservation, error) {
+		var l line
+		if err := ev.DataAs(&l); err != nil {
+			return reservation{}, err
+		}
+		return reservation{Order: ev.Subject, Product: product, Pass: s != nil && s.Units >= l.Qty}, nil
+	}, checks, processors.CoPartitioned(), processors.LeftJoin())
+	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(rekey, check).WrittenBy(stockTable, "test").WrittenBy(orders, "test")
+	broker := startBroker(t)
+	rt, _ := startJoins(t, broker, topo, t.TempDir())
+
+	// Given 3 apples in stock and no pears.
+	b, err := json.Marshal(stock{Units: 3})
+	require.NoError(t, err)
+	produceAll(t, broker.Addrs(), &kgo.Record{Topic: stockTable.Name, Key: []byte("apple"), Value: b})
+	awaitStored(t, rt, "stock-check", stockTable.Name, "apple")
+
+	// When orders for 2 apples, 5 apples and a pear are placed (keyed by order).
+	produceAll(t, broker.Addrs(),
+		eventRecord(t, orders.Name, "o1", "Placed", line{Product: "apple", Qty: 2}),
+		eventRecord(t, orders.Name, "o2", "Placed", line{Product: "apple", Qty: 5}),
+		eventRecord(t, orders.Name, "o3", "Placed", line{Product: "pear", Qty: 1}))
+
+	// Then each is checked against its product's stock, keyed by product.
+	got := map[string]reservation{}
+	for _, r := range consumeN(t, broker.Addrs(), checks.Name, 3) {
+		var res reservation
+		require.NoError(t, json.Unmarshal(r.Value, &res))
+		assert.Equal(t, res.Product, string(r.Key))
+		got[res.Order] = res
+	}
+	assert.Equal(t, map[string]reservation{
+		"o1": {Order: "o1", Product: "apple", Pass: true},
+		"o2": {Order: "o2", Product: "apple", Pass: false},
+		"o3": {Order: "o3", Product: "pear", Pass: false},
+	}, got)
+}

@@ -316,8 +316,9 @@ type ForeignKey[L any] func(key string, l L) (string, error)
 // row of left (e.g. orders keyed by order id) the row of right its foreignKey
 // names (the order's customer), joined by join into the table it returns —
 // <group>-table, keyed like left, JSON-encoded (O must encode as a JSON
-// object), readable with views. Declare it on a group of its own; adding g
-// to a topology adds its partner group.
+// object), readable with views; GroupTable[O](name) is the same handle, for
+// a package that declares it ahead of the topology. Declare the join on a
+// group of its own; adding g to a topology adds its partner group.
 //
 // The joined row follows both sides: a change of the left row joins it again
 // (with the right value it has); a change of the right row reaches every left
