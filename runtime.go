@@ -282,7 +282,7 @@ func (rt *Runtime) storesHeld(replicas bool) int {
 			continue
 		}
 		for _, e := range g.Edges() {
-			if e.Role == groups.RoleTable || e.Role == groups.RoleLookup {
+			if e.Role == groups.RoleTable || e.Role == groups.RoleLookup || e.Role == groups.RoleJoin {
 				n += rt.partitions[e.Spec.Name]
 			}
 		}

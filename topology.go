@@ -125,7 +125,7 @@ func (t *Topology) Topics() []TopicInfo {
 		for _, e := range g.Edges() {
 			ti := get(e.Spec)
 			switch e.Role {
-			case groups.RoleInput, groups.RoleLookup:
+			case groups.RoleInput, groups.RoleLookup, groups.RoleJoin:
 				addUniq(&ti.Readers, g.Name())
 			case groups.RoleTable, groups.RoleOutput, groups.RoleDLQ:
 				addUniq(&ti.Writers, g.Name())
@@ -146,7 +146,8 @@ var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 // Validate checks names, duplicate groups, conflicting declarations of one topic
 // and, against the declared partition counts, co-partitioning: a group's inputs
-// and table must have the same number of partitions.
+// and table (and the tables it joins partition by partition) must have the
+// same number of partitions.
 func (t *Topology) Validate() error {
 	return t.validate(nil)
 }
@@ -196,7 +197,7 @@ func (t *Topology) validate(actual map[string]int) error {
 		for _, e := range g.Edges() {
 			check(e.Spec)
 			switch e.Role {
-			case groups.RoleInput, groups.RoleTable, groups.RoleLoop, groups.RoleRetry, groups.RoleSeen:
+			case groups.RoleInput, groups.RoleTable, groups.RoleLoop, groups.RoleRetry, groups.RoleSeen, groups.RoleJoin:
 				n := partitionsOf(e.Spec)
 				counts[n] = true
 				copart = append(copart, fmt.Sprintf("%s=%d", e.Spec.Name, n))

@@ -96,14 +96,6 @@ func startOn(t *testing.T, broker *embedded.Broker, g *processors.Group, dir str
 	return rt, stop
 }
 
-func startBroker(t *testing.T) *embedded.Broker {
-	t.Helper()
-	broker, err := embedded.Start(embedded.Config{Listen: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = broker.Close() })
-	return broker
-}
-
 // windowsOf reads key's windows from the local store.
 func windowsOf(t *testing.T, rt *streamfold.Runtime, key string) []processors.Window[int] {
 	t.Helper()
@@ -321,7 +313,10 @@ func TestWindows_GivenAPendingTimer_WhenItsPartitionMovesToAnotherInstance_ThenI
 	// k's with its pending timer, is the second's.
 	rtB, _ := startOn(t, broker, windowGroup(w, true), t.TempDir())
 	stopA()
-	require.Eventually(t, func() bool { _, ok := rtB.Store("windows-table", tables.PartitionFor("k", 2)); return ok && rtB.Recovered() }, wait, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, ok := rtB.Store("windows-table", tables.PartitionFor("k", 2))
+		return ok && rtB.Recovered()
+	}, wait, 10*time.Millisecond)
 
 	produceAll(t, broker.Addrs(), numberAt(t, samePartition("k", 2), 1, at(t, "5m")))
 	got := readResults(t, broker.Addrs(), hasFinal("12:00:00"))

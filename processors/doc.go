@@ -30,6 +30,11 @@
 // that opens empty gets them back. Aggregates and reactors keep their own
 // bounded memory of commands and inputs in their snapshots.
 //
+// Joins (join.go) are groups like any other: JoinTable joins a stream to a
+// table by key, Repartition re-keys a stream through an internal topic, and
+// JoinForeign keeps two tables joined on a foreign key with a partner group
+// keyed by that key, talking over subscription and response topics.
+//
 // What the runtime needs of a Group (its goka graph, its topics and roles,
 // its stores, counters, sweeping and bootstrap) is not part of Group's
 // methods: the runtime reaches it through internal/groups (hooks.go).

@@ -96,9 +96,10 @@ func DefaultPolicy() Policy {
 // WithPolicy sets the group's failure policy (default DefaultPolicy()).
 func WithPolicy(p Policy) GroupOption { return func(g *Group) { g.policy = p } }
 
-// retryTopic is the handle of the n-th retry topic (1-based).
+// retryTopic is the handle of the n-th retry topic (1-based), partitioned
+// like the group's inputs.
 func (g *Group) retryTopic(n int) tables.Stream[[]byte] {
-	return tables.Stream[[]byte]{Name: fmt.Sprintf("%s-retry-%d", g.name, n), Codec: codecs.Bytes{}}
+	return tables.Stream[[]byte]{Name: fmt.Sprintf("%s-retry-%d", g.name, n), Codec: codecs.Bytes{}, Partitions: g.declaredPartitions()}
 }
 
 // handleWithRetries runs h, retrying transient failures in place.

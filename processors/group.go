@@ -34,6 +34,7 @@ type Group struct {
 	inputs  []input
 	outputs []tables.Topic
 	lookups []tables.Topic
+	joins   []tables.Topic // co-partitioned tables read by partition (join.go)
 	errs    []error
 
 	mu         sync.Mutex
@@ -197,6 +198,9 @@ func (g *Group) edges() []groups.Edge {
 	for _, l := range g.lookups {
 		es = append(es, groups.Edge{Role: groups.RoleLookup, Spec: l.Spec()})
 	}
+	for _, j := range g.joins {
+		es = append(es, groups.Edge{Role: groups.RoleJoin, Spec: j.Spec()})
+	}
 	es = append(es, groups.Edge{Role: groups.RoleDLQ, Spec: g.dlq().Spec()}, groups.Edge{Role: groups.RoleOutput, Spec: RedriveStates(g.name).Spec()})
 	if g.bootstrap {
 		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.bootstrapTopic().Spec()})
@@ -205,7 +209,7 @@ func (g *Group) edges() []groups.Edge {
 		es = append(es, groups.Edge{Role: groups.RoleRetry, Spec: g.retryTopic(n + 1).Spec()})
 	}
 	if g.controlLoop() {
-		es = append(es, groups.Edge{Role: groups.RoleLoop, Spec: tables.Stream[[]byte]{Name: g.loopTopic()}.Spec()})
+		es = append(es, groups.Edge{Role: groups.RoleLoop, Spec: tables.Stream[[]byte]{Name: g.loopTopic(), Partitions: g.declaredPartitions()}.Spec()})
 	}
 	if g.dedup {
 		es = append(es, groups.Edge{Role: groups.RoleSeen, Spec: g.seenStream().Spec()})
@@ -214,6 +218,22 @@ func (g *Group) edges() []groups.Edge {
 		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.lateStream().Spec()})
 	}
 	return es
+}
+
+// declaredPartitions is the partition count declared for the group's inputs
+// (or its table), which the topics the group keeps for itself (retry, loop)
+// take so that they are co-partitioned with them; 0 is the topology's
+// default.
+func (g *Group) declaredPartitions() int {
+	for _, in := range g.inputs {
+		if n := in.topic.Spec().Partitions; n > 0 && !in.loop {
+			return n
+		}
+	}
+	if g.table != nil {
+		return g.table.Spec().Partitions
+	}
+	return 0
 }
 
 // validate reports what would stop the group from running.
@@ -285,6 +305,9 @@ func (g *Group) graph() (*goka.GroupGraph, error) {
 	}
 	for _, l := range g.lookups {
 		edges = append(edges, goka.Lookup(goka.Table(l.Spec().Name), raw))
+	}
+	for _, j := range g.joins {
+		edges = append(edges, goka.Join(goka.Table(j.Spec().Name), raw))
 	}
 	for n := range g.policy.RetryDelays {
 		in := g.retryInput(n + 1)

@@ -24,7 +24,8 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 //   - treats a Kafka tombstone (null value) on the input as "remove the key";
 //   - dead-letters an undecodable event, an error or panic from apply, and an
 //     event whose subject is not the record's key (class key-mismatch; a
-//     missing subject takes the key);
+//     missing subject takes the key; a record re-keyed by Repartition may
+//     name its key before);
 //   - skips an event already applied. The same input offset (a record
 //     re-consumed after a crash before the offset commit) writes the
 //     snapshot again, which is what puts it into the changelog when the crash
@@ -142,7 +143,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := subjectIsKey(&ev, r.gctx.Key()); err != nil {
+	if err := recordSubjectIsKey(r, &ev); err != nil {
 		return err
 	}
 	prev, m, err := decodeSnapshot(p.table.Codec, prevRaw)

@@ -207,7 +207,7 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 			ev, err = codecs.DecodeEvent(r.value, r.headers)
 			if err == nil && !rt.Loop {
 				// Events on an input are keyed by their aggregate.
-				err = subjectIsKey(&ev, r.gctx.Key())
+				err = recordSubjectIsKey(r, &ev)
 			}
 			in = any(ev).(In)
 		} else {

@@ -255,7 +255,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	if r.value == nil {
 		return nil // a tombstone on a stream: nothing to aggregate
 	}
-	in, err := decodeInput(r, a.wa.Input)
+	in, err := decodeKeyedInput(r, a.wa.Input)
 	if err != nil {
 		return err
 	}
@@ -568,19 +568,19 @@ func (g *Group) lateStream() tables.Stream[[]byte] {
 	return tables.Stream[[]byte]{Name: g.LateTopic(), Codec: codecs.Bytes{}}
 }
 
-// decodeInput decodes a record of stream s; a CloudEvent must be about its
-// record's key (a missing subject takes it).
-func decodeInput[In any](r *recordCtx, s tables.Stream[In]) (In, error) {
-	var in In
-	if _, isEvent := any(in).(codecs.Event); isEvent {
-		ev, err := codecs.DecodeEvent(r.value, r.headers)
-		if err != nil {
-			return in, err
-		}
-		if err := subjectIsKey(&ev, r.gctx.Key()); err != nil {
-			return in, err
-		}
-		return any(ev).(In), nil
+// decodeKeyedInput decodes a record of stream s; a CloudEvent must be about
+// its record's key (a missing subject takes it; a repartitioned one keeps
+// its old key).
+func decodeKeyedInput[In any](r *recordCtx, s tables.Stream[In]) (In, error) {
+	in, err := decodeInput(s.Codec, r)
+	if err != nil {
+		return in, err
 	}
-	return s.Codec.Decode(r.value)
+	if ev, ok := any(in).(codecs.Event); ok {
+		if err := recordSubjectIsKey(r, &ev); err != nil {
+			return in, err
+		}
+		in = any(ev).(In)
+	}
+	return in, nil
 }

@@ -11,17 +11,6 @@ import (
 	"github.com/streamfold/streamfold/tables"
 )
 
-// JoinKind says what a join does with a record that finds no partner.
-type JoinKind uint8
-
-const (
-	// InnerJoin emits only pairs.
-	InnerJoin JoinKind = iota
-	// LeftJoin also emits each left record that found no right one, with a
-	// nil right side: for a stream–stream join once its window has closed.
-	LeftJoin
-)
-
 // StreamJoin configures a join of two streams within a time window
 // (JoinStreams): a left and a right record with the same key whose event
 // times are at most Within apart form a pair.
@@ -37,10 +26,14 @@ type StreamJoin[L, R, O any] struct {
 	// CloudEvent's time, else the Kafka record's timestamp.
 	LeftTime  TimeOf[L]
 	RightTime TimeOf[R]
-	Kind      JoinKind
+	// LeftWhere and RightWhere, if set, pick the records of each side that
+	// take part (the others are skipped, not buffered): a filter before the
+	// join.
+	LeftWhere  func(key string, l L) bool
+	RightWhere func(key string, r R) bool
 	// Join makes the output of a pair; r is nil for a left record without
 	// a partner in a LeftJoin. It must be a pure function.
-	Join func(key string, l L, r *R) (O, error)
+	Join JoinFunc[L, R, O]
 	// Out receives the outputs, under the records' key.
 	Out tables.Stream[O]
 }
@@ -69,13 +62,14 @@ type joinMeta struct {
 }
 
 // JoinStreams makes g join two co-partitioned streams by key within a time
-// window, buffering each side's records in the group's table
+// window (inner; with LeftJoin() a left record without a partner is
+// emitted with r == nil once its window has closed), buffering each side's records in the group's table
 // (<group>-table) until their window closes on stream time; expired records
 // leave the buffer by a timer, and a LeftJoin then emits the left records
 // that found no partner. A record whose CloudEvents id is already buffered
 // on its side (a producer's re-send) joins nothing again; a record read
 // again after a crash sends what its step sent, again.
-func JoinStreams[L, R, O any](g *Group, j StreamJoin[L, R, O]) {
+func JoinStreams[L, R, O any](g *Group, j StreamJoin[L, R, O], opts ...JoinOption) {
 	table := GroupTable[joinBuffer](g.name)
 	if j.Join == nil || j.Within < 0 || j.Grace < 0 {
 		g.errs = append(g.errs, fmt.Errorf("group %s: a stream join needs Join and a window that is not negative", g.name))
@@ -86,7 +80,7 @@ func JoinStreams[L, R, O any](g *Group, j StreamJoin[L, R, O]) {
 	g.setTable(table, nil)
 	g.late = true
 	Output(g, j.Out)
-	sj := &streamJoin[L, R, O]{g: g, j: j, table: table}
+	sj := &streamJoin[L, R, O]{g: g, j: j, table: table, left: joinOptions(opts).left}
 	g.addInput(j.Left, func(r *recordCtx) error { return sj.handle(r, true) })
 	g.addInput(j.Right, func(r *recordCtx) error { return sj.handle(r, false) })
 	g.timers = append(g.timers, sj.fire)
@@ -96,6 +90,7 @@ type streamJoin[L, R, O any] struct {
 	g     *Group
 	j     StreamJoin[L, R, O]
 	table tables.Table[joinBuffer]
+	left  bool // a left join
 }
 
 func (s *streamJoin[L, R, O]) handle(r *recordCtx, left bool) error {
@@ -106,15 +101,21 @@ func (s *streamJoin[L, R, O]) handle(r *recordCtx, left bool) error {
 	var t time.Time
 	var id string
 	if left {
-		l, err := decodeInput(r, s.j.Left)
+		l, err := decodeKeyedInput(r, s.j.Left)
 		if err != nil {
 			return err
 		}
+		if s.j.LeftWhere != nil && !s.j.LeftWhere(key, l) {
+			return nil
+		}
 		t, id = eventTime(s.j.LeftTime, l, r.gctx.Timestamp()), idOf(l)
 	} else {
-		rv, err := decodeInput(r, s.j.Right)
+		rv, err := decodeKeyedInput(r, s.j.Right)
 		if err != nil {
 			return err
+		}
+		if s.j.RightWhere != nil && !s.j.RightWhere(key, rv) {
+			return nil
 		}
 		t, id = eventTime(s.j.RightTime, rv, r.gctx.Timestamp()), idOf(rv)
 	}
@@ -222,7 +223,7 @@ func (s *streamJoin[L, R, O]) expire(key string, buf *joinBuffer, stream int64) 
 	var emits [][]byte
 	closed := func(b bufferedRecord) bool { return b.Time+s.closeAfter() <= stream }
 	for _, b := range buf.Left {
-		if closed(b) && !b.Matched && s.j.Kind == LeftJoin {
+		if closed(b) && !b.Matched && s.left {
 			out, err := s.pair(key, b, nil)
 			if err != nil {
 				return nil, err

@@ -109,9 +109,12 @@ const (
 	RoleTable  Role = "table"
 	RoleOutput Role = "output"
 	RoleLookup Role = "lookup"
-	RoleDLQ    Role = "dlq"
-	RoleLoop   Role = "loop"
-	RoleRetry  Role = "retry" // read and written by the group
+	// RoleJoin is a table the group reads partition by partition beside
+	// its inputs (goka's Join): it must be co-partitioned with them.
+	RoleJoin  Role = "join"
+	RoleDLQ   Role = "dlq"
+	RoleLoop  Role = "loop"
+	RoleRetry Role = "retry" // read and written by the group
 	// RoleSeen is the group's <group>-seen topic: written by the group,
 	// read back by its stores when they open without their ids.
 	RoleSeen Role = "seen"
