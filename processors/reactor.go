@@ -136,6 +136,14 @@ func (rc *ReactContext) setTimer(t Timer) {
 // Key is the input record's key.
 func (rc *ReactContext) Key() string { return rc.r.gctx.Key() }
 
+// LookupFor reads key from a lookup table declared with Lookup, during a
+// reactor's React or OnTimer; nil when absent (or, in a group table, holding
+// parked records only).
+func LookupFor[V any](rc *ReactContext, t tables.Table[V], key string) (*V, error) {
+	raw, _ := rc.r.gctx.Lookup(goka.Table(t.Name), key).([]byte)
+	return tableValue(t, key, raw)
+}
+
 // Live is false while the group catches up in bootstrap mode: effects are then
 // recorded as done but not performed.
 func (rc *ReactContext) Live() bool { return rc.live }
@@ -148,14 +156,17 @@ func (rc *ReactContext) EffectID(name string) string {
 }
 
 // Emit appends an event caused by this input to s. Its id is derived from the
-// input's id, so a re-sent copy carries the same id. While catching up it is
+// group's name and the input's id, so a re-sent copy carries the same id. While catching up it is
 // recorded, not sent.
 func (rc *ReactContext) Emit(s tables.Stream[codecs.Event], key, eventType, source string, data any) (codecs.Event, error) {
 	ev, err := codecs.NewEvent(source, eventType, key, data)
 	if err != nil {
 		return ev, err
 	}
-	ev.ID = eventID(rc.inputID, s.Name, rc.n)
+	// The group takes part in the id: two groups that react to the same
+	// input and emit to the same stream (two checks of one order) send
+	// two events, not one id twice.
+	ev.ID = eventID(rc.r.g.name+"\x00"+rc.inputID, s.Name, rc.n)
 	rc.n++
 	b, err := s.Codec.Encode(ev)
 	if err != nil {

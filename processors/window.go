@@ -181,6 +181,9 @@ type WindowedAggregation[In, A any] struct {
 	// Time is the input's event time; nil: a CloudEvent's time, else the
 	// Kafka record's timestamp.
 	Time TimeOf[In]
+	// Where, if set, picks the records that take part (the others are
+	// skipped: no window, no stream time): a filter before the aggregation.
+	Where func(key string, in In) bool
 	// Init is a new window's value before its first record; nil: A's zero.
 	Init func(key string) A
 	// Add applies one record to a window's value. It must be a pure
@@ -260,6 +263,9 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return err
 	}
 	key, g := r.gctx.Key(), a.g
+	if a.wa.Where != nil && !a.wa.Where(key, in) {
+		return nil
+	}
 	prevRaw, _ := r.gctx.Value().([]byte)
 	state, m, err := decodeWithMeta[Windowed[A], windowMeta](a.table.Codec, prevRaw)
 	if err != nil {

@@ -55,6 +55,8 @@ type keyRoute struct {
 	table, variable         string
 	varIndex                int // of variable among the route's variables
 	bodyKey, orLocal, admin bool
+	waitParam               string        // a long poll's query parameter (WaitsFor)
+	waitMax                 time.Duration // and its largest value
 }
 
 // matchKeyRoute finds the key route of r and, unless the key is in the body,
@@ -123,6 +125,13 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	budget := defaultBudget
+	if kr.waitParam != "" {
+		// A long poll: the handler waits up to what the caller asked, and
+		// has the usual budget for the rest.
+		if d, err := time.ParseDuration(r.URL.Query().Get(kr.waitParam)); err == nil && d > 0 {
+			budget += min(d, kr.waitMax)
+		}
+	}
 	if v := headerValue(r.Header, HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {

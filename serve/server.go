@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -221,6 +222,14 @@ func KeyFromBody(table string) RouteOption {
 // handler that copes without the owner's state, so that a write stays
 // available through a rebalance.
 func OrLocal() RouteOption { return func(kr *keyRoute) { kr.orLocal = true } }
+
+// WaitsFor marks a keyed route as a long poll whose handler waits up to the
+// duration its query parameter param names (at most max): its time budget,
+// here and when forwarded to the key's owner, is that wait plus the usual
+// 10 s, instead of the usual alone.
+func WaitsFor(param string, max time.Duration) RouteOption {
+	return func(kr *keyRoute) { kr.waitParam, kr.waitMax = param, max }
+}
 
 // AdminOnly puts a route behind the admin token, as the operator endpoints.
 func AdminOnly() RouteOption { return func(kr *keyRoute) { kr.admin = true } }

@@ -2,6 +2,7 @@ package shop
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -24,14 +25,21 @@ const (
 // Option tunes the shop's topology.
 type Option func(*options)
 
-type options struct{ policy processors.Policy }
+type options struct {
+	policy   processors.Policy
+	fraudGap time.Duration
+}
 
 // WithPolicy sets the failure policy of every group (retries, parking wait).
 func WithPolicy(p processors.Policy) Option { return func(o *options) { o.policy = p } }
 
+// WithFraudSessionGap sets the inactivity gap of the fraud check's sessions
+// (default FraudSessionGap).
+func WithFraudSessionGap(d time.Duration) Option { return func(o *options) { o.fraudGap = d } }
+
 // Topology is the shop's topology with the given default partition count.
 func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topology {
-	o := options{policy: processors.DefaultPolicy()}
+	o := options{policy: processors.DefaultPolicy(), fraudGap: FraudSessionGap}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -81,8 +89,17 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 	processors.Project(customerCarts, CustomerEvents, EvolveCustomerCarts, processors.Into(CustomerCartsTable))
 	processors.Project(customerCarts, CustomerCartEvents, EvolveCustomerCarts, processors.Into(CustomerCartsTable))
 
+	flow := orderFlow(opt, o.fraudGap)
+
 	return streamfold.NewTopology(streamfold.WithPartitions(partitions)).
 		AddGroup(customers, products, validator, carts, history, cartOwners, customerCarts).
+		AddGroup(flow...).
+		WrittenBy(Orders, "http /orders").
+		WrittenBy(WarehouseInventory, "http /inventory/{product}, any producer").
+		WrittenBy(Payments, "the payments service, any producer").
+		ReadBy(EnrichedOrdersTable, "query api").
+		ReadBy(InventoryTable, "query api").
+		ReadBy(Emails, "mail service").
 		WrittenBy(CustomerEvents, "http /customers").
 		WrittenBy(ProductEvents, "any producer").
 		WrittenBy(CartCommands, "http /carts/{id}/commands").

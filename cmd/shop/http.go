@@ -48,6 +48,7 @@ func routes(srv *serve.Server, rt *streamfold.Runtime, replyTimeout time.Duratio
 		replies:  replies,
 		timeout:  replyTimeout,
 	}.register(srv)
+	newOrdersHTTP(rt).register(srv)
 	return replies.Close, nil
 }
 
