@@ -373,3 +373,14 @@ func get(t *testing.T, url string) (status int, contentType, body string) {
 	require.NoError(t, err)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 }
+
+func TestWindows_GivenAnEventReSentByItsProducer_ThenItIsAddedOnce(t *testing.T) {
+	broker := startBroker(t)
+	rt, _ := startOn(t, broker, windowGroup(processors.Tumbling(time.Minute), false), t.TempDir())
+	first := numberAt(t, "k", 1, at(t, "10s"))
+	produceAll(t, broker.Addrs(), first, numberAt(t, "k", 2, at(t, "20s")))
+	produceAll(t, broker.Addrs(), &kgo.Record{Topic: first.Topic, Key: first.Key, Value: first.Value}, numberAt(t, "k", 4, at(t, "30s")))
+	// 1+2+4: with the re-sent 1 added again the sum would go 1, 3, 4, 8.
+	require.Eventually(t, func() bool { ws := windowsOf(t, rt, "k"); return len(ws) == 1 && ws[0].Value == 7 }, wait, time.Millisecond)
+	assert.Equal(t, int64(1), rt.Stats()["windows"].Duplicates)
+}

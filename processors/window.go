@@ -211,14 +211,22 @@ type windowMeta struct {
 	// again after a crash sends them again.
 	Sent    []int64 `json:"sent,omitempty"`
 	Removed []int64 `json:"removed,omitempty"`
+	// IDs are the CloudEvents ids of the key's last rememberedWindowIDs
+	// records: a producer's re-send among them is not added twice.
+	IDs []string `json:"ids,omitempty"`
 }
+
+// rememberedWindowIDs bounds a windowed key's memory of applied event ids.
+const rememberedWindowIDs = 32
 
 // AggregateWindows makes g aggregate its input per key and window into the
 // group's table, <group>-table, whose value per key is a Windowed[A]
 // (readable with views, restored from its changelog without running Add).
 // Per record: its event time picks its windows; a late record goes to
 // <group>-late; a record read again after a crash (its offset applied
-// already) sends its windows' results again and changes nothing. Windows
+// already) sends its windows' results again and changes nothing; a
+// CloudEvent re-sent by its producer (an id among the key's last 32) is
+// not added again. Windows
 // close on stream time: when a record moves it past their end and grace,
 // or when the runtime finds their timer due (see Policy.TimerInterval);
 // closing sends the final result with FinalOnly.
@@ -280,6 +288,11 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		}
 		return nil
 	}
+	id := idOf(in)
+	if id != "" && slices.Contains(m.IDs, id) {
+		g.stats.duplicates.Add(1)
+		return nil
+	}
 	t := eventTime(a.wa.Time, in, r.gctx.Timestamp()).UnixMilli()
 	stream := g.streamTime(r.gctx.Partition(), time.UnixMilli(t))
 	if state == nil {
@@ -313,6 +326,12 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		m.Offsets = map[string]int64{}
 	}
 	m.Offsets[topic] = offset
+	if id != "" {
+		m.IDs = append(m.IDs, id)
+		if len(m.IDs) > rememberedWindowIDs {
+			m.IDs = slices.Delete(m.IDs, 0, len(m.IDs)-rememberedWindowIDs)
+		}
+	}
 	if err := a.store(r, &next, &m, stream); err != nil {
 		return err
 	}
