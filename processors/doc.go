@@ -35,6 +35,17 @@
 // JoinForeign keeps two tables joined on a foreign key with a partner group
 // keyed by that key, talking over subscription and response topics.
 //
+// Time (eventtime.go, window.go, window_join.go, timer.go): a record's event
+// time is its CloudEvents time or its Kafka timestamp; a partition's stream
+// time, the greatest event time seen on it, is kept with the state (each
+// write records it, an internal index finds the greatest). AggregateWindows
+// folds records into tumbling, hopping or session windows per key, closed
+// on stream time after a grace period; JoinStreams pairs two streams' records
+// within a time window. Both keep timers in their keys' bookkeeping, as do
+// reactors that set their own (SetTimer, SetStreamTimer, OnTimer); the
+// runtime finds due timers through the index and sends each key a request
+// through <group>-loop, handled on the key's partition like a record.
+//
 // What the runtime needs of a Group (its goka graph, its topics and roles,
 // its stores, counters, sweeping and bootstrap) is not part of Group's
 // methods: the runtime reaches it through internal/groups (hooks.go).
