@@ -384,3 +384,22 @@ func TestWindows_GivenAnEventReSentByItsProducer_ThenItIsAddedOnce(t *testing.T)
 	require.Eventually(t, func() bool { ws := windowsOf(t, rt, "k"); return len(ws) == 1 && ws[0].Value == 7 }, wait, time.Millisecond)
 	assert.Equal(t, int64(1), rt.Stats()["windows"].Duplicates)
 }
+
+func TestWindows_GivenHoppingWindows_ThenARecordCountsInEachWindowThatHoldsIt(t *testing.T) {
+	broker := startBroker(t)
+	rt, _ := startOn(t, broker, windowGroup(processors.Hopping(2*time.Minute, time.Minute).Retain(time.Hour), false), t.TempDir())
+	produceAll(t, broker.Addrs(), numberAt(t, "k", 1, at(t, "1m30s")), numberAt(t, "k", 2, at(t, "2m30s")))
+	type win struct {
+		Start string
+		Value int
+	}
+	var got []win
+	require.Eventually(t, func() bool {
+		got = nil
+		for _, w := range windowsOf(t, rt, "k") {
+			got = append(got, win{w.Start.UTC().Format("15:04"), w.Value})
+		}
+		return len(got) == 3 && got[1].Value == 3
+	}, wait, time.Millisecond, "windows: %v", got)
+	assert.Equal(t, []win{{"12:00", 1}, {"12:01", 3}, {"12:02", 2}}, got)
+}
