@@ -89,7 +89,7 @@ func testConfig(dataDir string) Config {
 		DedupHorizon:   processors.DefaultDedupHorizon,
 		StoreMemoryMiB: streamfold.DefaultStoreMemory >> 20,
 		AdminToken:     testAdminToken,
-	}, ReplyTimeout: 5 * time.Second}
+	}, ReplyTimeout: 5 * time.Second, FraudSessionGap: shop.FraudSessionGap}
 }
 
 // start starts the shop with cfg as the run command would, without parsing

@@ -47,16 +47,22 @@ func shopMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type Config struct {
 	cli.Config
 	ReplyTimeout time.Duration
+	// FraudSessionGap is the inactivity gap of the fraud check's sessions.
+	FraudSessionGap time.Duration
 }
 
 // Validate reports every problem at once.
 func (c Config) Validate() error { return errors.Join(c.Config.Validate(), c.validateShop()) }
 
 func (c Config) validateShop() error {
+	var errs []error
 	if c.ReplyTimeout <= 0 {
-		return fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout)
+		errs = append(errs, fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout))
 	}
-	return nil
+	if c.FraudSessionGap <= 0 {
+		errs = append(errs, fmt.Errorf("--fraud-session-gap must be positive, got %s", c.FraudSessionGap))
+	}
+	return errors.Join(errs...)
 }
 
 // shopApp is the shop as package cli runs it; its own flags land in c.
@@ -65,11 +71,13 @@ func shopApp(c *Config) cli.App {
 		Name:      "shop",
 		EnvPrefix: "SHOP",
 		Topology: func(partitions int, log *slog.Logger, policy processors.Policy) *streamfold.Topology {
-			return shop.Topology(partitions, log, shop.WithPolicy(policy))
+			return shop.Topology(partitions, log, shop.WithPolicy(policy), shop.WithFraudSessionGap(c.FraudSessionGap))
 		},
 		Flags: func(fs *flag.FlagSet, env cli.Env) {
 			fs.DurationVar(&c.ReplyTimeout, "reply-timeout", env.Duration("reply-timeout", 5*time.Second),
 				"how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
+			fs.DurationVar(&c.FraudSessionGap, "fraud-session-gap", env.Duration("fraud-session-gap", shop.FraudSessionGap),
+				"the fraud check sums a customer's orders in sessions that end after this long without an order (SHOP_FRAUD_SESSION_GAP)")
 		},
 		Validate: func() error { return c.validateShop() },
 		Routes: func(srv *serve.Server, rt *streamfold.Runtime) (func() error, error) {
