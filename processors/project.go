@@ -49,7 +49,7 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 func Project[S any](g *Group, in tables.Stream[codecs.Event], apply Apply[S], opts ...TableOption) tables.Table[S] {
 	table := groupTable[S](g, opts)
 	g.dedup = true
-	p := projection[S]{g: g, table: table, apply: apply}
+	p := projection[S]{g: g, table: table, apply: apply, seenTopic: goka.Stream(g.seenTopic())}
 	g.sweepers = append(g.sweepers, p.sweep)
 	g.addInput(in, p.handle)
 	return table
@@ -124,6 +124,8 @@ type projection[S any] struct {
 	g     *Group
 	table tables.Table[S]
 	apply Apply[S]
+	// seenTopic is <group>-seen, named once: sendSeen runs for every event.
+	seenTopic goka.Stream
 }
 
 func (p projection[S]) handle(r *recordCtx) error {
@@ -253,7 +255,7 @@ func (p projection[S]) sendSeen(r *recordCtx, m meta) {
 	if len(m.IDs) == 0 {
 		return
 	}
-	r.gctx.Emit(goka.Stream(p.g.seenTopic()), r.gctx.Key(), tables.EncodeSeenRecord(m.IDs, time.UnixMilli(m.At)))
+	r.gctx.Emit(p.seenTopic, r.gctx.Key(), tables.EncodeSeenRecord(m.IDs, time.UnixMilli(m.At)))
 }
 
 // resendSeen sends the seen record of a record read again after a crash,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/syndtr/goleveldb/leveldb"
@@ -68,9 +69,49 @@ type seenRecord struct {
 
 // EncodeSeenRecord is the value of a record of a Seen.Topic: the ids applied
 // under the record's key at time at. Its key is the table's key.
+//
+// A fold sends one per event, so the usual record (ids of printable ASCII
+// that JSON writes as they are) is appended by hand: encoding/json's
+// reflection was about a third of the cost of sending it. The bytes are
+// encoding/json's; any other id takes encoding/json itself.
 func EncodeSeenRecord(ids []string, at time.Time) []byte {
-	b, _ := json.Marshal(seenRecord{At: at.UnixMilli(), IDs: ids})
-	return b
+	n := len(`{"at":-9223372036854775808,"ids":[]}`)
+	for _, id := range ids {
+		if !seenPlainID(id) {
+			b, _ := json.Marshal(seenRecord{At: at.UnixMilli(), IDs: ids})
+			return b
+		}
+		n += len(id) + 3
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"at":`...)
+	b = strconv.AppendInt(b, at.UnixMilli(), 10)
+	if ids == nil {
+		return append(b, `,"ids":null}`...)
+	}
+	b = append(b, `,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, id...)
+		b = append(b, '"')
+	}
+	return append(b, "]}"...)
+}
+
+// seenPlainID reports whether encoding/json writes id as it is between its
+// quotes: printable ASCII but for the quote, the backslash and the
+// characters it escapes for HTML.
+func seenPlainID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // seenExpireEvery bounds how often the writer deletes expired ids.

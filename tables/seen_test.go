@@ -169,3 +169,29 @@ func TestSeen_GivenIDsTopicWithoutRestorer_ThenNewEngineFails(t *testing.T) {
 	_, err = NewEngine(t.TempDir(), WithSeen("t", Seen{IDs: seenTestConfig(clock, "").IDs}))
 	assert.ErrorContains(t, err, "horizon")
 }
+
+// Given ids plain and not (quotes, escapes, HTML characters, control
+// characters, non-ASCII, invalid UTF-8), when EncodeSeenRecord encodes them,
+// then the bytes are encoding/json's, which is what the ids topic held
+// before the hand-written encoding.
+func TestEncodeSeenRecordIsEncodingJSONs(t *testing.T) {
+	at := time.UnixMilli(1_764_633_600_123)
+	cases := [][]string{
+		nil,
+		{},
+		{""},
+		{"0b6c1f2e-9f59-4c3e-8f5e-3d1f2a4b5c6d"},
+		{"a", "b c", "~!@#$%^*()_+{}|:?"},
+		{`quo"te`}, {`back\slash`}, {"<tag>"}, {"a&b"},
+		{"tab\t", "nul\x00", "del\x7f"},
+		{"café", "\u2028"}, {"bad\xffutf8"},
+		{"plain", "then <not>"},
+	}
+	for _, ids := range cases {
+		for _, when := range []time.Time{at, time.UnixMilli(-5), time.UnixMilli(0)} {
+			want, err := json.Marshal(seenRecord{At: when.UnixMilli(), IDs: ids})
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(EncodeSeenRecord(ids, when)), "ids %q at %d", ids, when.UnixMilli())
+		}
+	}
+}
