@@ -65,15 +65,22 @@ func eventRecord(t *testing.T, topic, key, typ string, data any) *kgo.Record {
 // consumeN reads n records of topic from its start.
 func consumeN(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
+	return consumeUntil(t, brokers, topic, func(recs []*kgo.Record) bool { return len(recs) >= n })
+}
+
+// consumeUntil reads topic from the start until until says the records
+// read so far are what it waits for, and returns them.
+func consumeUntil(t *testing.T, brokers []string, topic string, until func([]*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	require.NoError(t, err)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var recs []*kgo.Record
-	for len(recs) < n {
+	for !until(recs) {
 		fs := cl.PollFetches(ctx)
-		require.NoError(t, ctx.Err(), "got %d records of %s, want %d", len(recs), topic, n)
+		require.NoError(t, ctx.Err(), "%s: %d records so far, not what the test waits for", topic, len(recs))
 		recs = append(recs, fs.Records()...)
 	}
 	return recs

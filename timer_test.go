@@ -1,7 +1,6 @@
 package streamfold_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -64,29 +63,20 @@ func unpaidCanceller(wall bool) *processors.Group {
 func runCanceller(t *testing.T, g *processors.Group) (*streamfold.Runtime, []string) {
 	t.Helper()
 	broker := startBroker(t)
-	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(placed, "test").WrittenBy(paid, "test")
-	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() { cancel(); assert.NoError(t, <-done); assert.NoError(t, rt.Close()) })
-	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
+	rt, _ := startJoins(t, broker, streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(placed, "test").WrittenBy(paid, "test"), t.TempDir())
 	return rt, broker.Addrs()
 }
 
 func cancelled(t *testing.T, brokers []string, until func([]string) bool) []string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(cancellations.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
 	var keys []string
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	consumeUntil(t, brokers, cancellations.Name, func(recs []*kgo.Record) bool {
+		keys = keys[:0]
+		for _, r := range recs {
+			keys = append(keys, string(r.Key))
+		}
 		return until(keys)
-	}, wait, time.Millisecond, "so far: %v", keys)
+	})
 	return keys
 }
 

@@ -1,7 +1,6 @@
 package streamfold_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -73,14 +72,7 @@ func TestJoinStreams_GivenOrdersAndPayments_WhenJoinedWithinTenMinutes_ThenPairs
 				},
 				Out: paidOrds,
 			}, opts...)
-			topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(placed, "test").WrittenBy(paid, "test")
-			rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1})
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- rt.Run(ctx) }()
-			defer func() { cancel(); assert.NoError(t, <-done); assert.NoError(t, rt.Close()) }()
-			require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
+			rt, _ := startJoins(t, broker, streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(placed, "test").WrittenBy(paid, "test"), t.TempDir())
 
 			// Records of the two topics are taken in no set order: each step
 			// is applied before the next is sent.
@@ -117,19 +109,15 @@ func TestJoinStreams_GivenOrdersAndPayments_WhenJoinedWithinTenMinutes_ThenPairs
 
 func readPaid(t *testing.T, brokers []string, until func([]paidOrder) bool) []paidOrder {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(paidOrds.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
 	var got []paidOrder
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+	consumeUntil(t, brokers, paidOrds.Name, func(recs []*kgo.Record) bool {
+		got = got[:0]
+		for _, r := range recs {
 			p, err := paidOrds.Codec.Decode(r.Value)
 			require.NoError(t, err)
 			got = append(got, p)
-		})
+		}
 		return until(got)
-	}, wait, time.Millisecond, "so far: %v", got)
+	})
 	return got
 }

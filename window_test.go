@@ -75,25 +75,7 @@ func windowGroup(w processors.Windows, finalOnly bool) *processors.Group {
 // startOn runs g on broker with its state in dir until the returned stop.
 func startOn(t *testing.T, broker *embedded.Broker, g *processors.Group, dir string) (*streamfold.Runtime, func()) {
 	t.Helper()
-	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
-	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: dir, Replication: 1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		assert.NoError(t, <-done)
-		assert.NoError(t, rt.Close())
-	}
-	t.Cleanup(stop)
-	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
-	return rt, stop
+	return startJoins(t, broker, streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test"), dir)
 }
 
 // windowsOf reads key's windows from the local store.
@@ -127,23 +109,18 @@ type result struct {
 
 func readResults(t *testing.T, brokers []string, until func([]result) bool) []result {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(sums.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
 	var got []result
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+	consumeUntil(t, brokers, sums.Name, func(recs []*kgo.Record) bool {
+		got = got[:0]
+		for _, r := range recs {
 			res, err := sums.Codec.Decode(r.Value)
 			require.NoError(t, err)
-			if string(r.Key) != "k" {
-				return
+			if string(r.Key) == "k" {
+				got = append(got, result{Start: res.Start.Format("15:04:05"), End: res.End.Format("15:04:05"), Value: res.Value, Final: res.Final, Removed: res.Removed})
 			}
-			got = append(got, result{Start: res.Start.Format("15:04:05"), End: res.End.Format("15:04:05"), Value: res.Value, Final: res.Final, Removed: res.Removed})
-		})
+		}
 		return until(got)
-	}, wait, time.Millisecond, "results so far: %v", got)
+	})
 	return got
 }
 
@@ -226,17 +203,7 @@ func TestWindows_GivenSessions_WhenARecordBridgesTwo_ThenTheyMergeIntoOne(t *tes
 
 func lateRecords(t *testing.T, brokers []string, group string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(group+"-late"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
-	var recs []*kgo.Record
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		recs = append(recs, cl.PollFetches(ctx).Records()...)
-		return len(recs) >= n
-	}, wait, time.Millisecond, "got %d late records, want %d", len(recs), n)
-	return recs
+	return consumeN(t, brokers, group+"-late", n)
 }
 
 func eventID(t *testing.T, r *kgo.Record) string {

@@ -133,4 +133,3 @@ func putJSON(t *testing.T, url, body string, status int) {
 	resp.Body.Close()
 	require.Equal(t, status, resp.StatusCode, url)
 }
-
