@@ -26,9 +26,13 @@ func (rt *Runtime) timerLoop(ctx context.Context, running func(group string) boo
 	if len(timed) == 0 {
 		return nil
 	}
-	// A request in flight is not sent again until it had time to arrive.
+	// A request in flight is not sent again until it had time to arrive,
+	// also behind a backlog of the loop topic: a request is not lost (a
+	// partition that moves is asked again by its new owner's runtime), so
+	// sending it again is only for one that found nothing due, because its
+	// group's stream time was behind the store's.
 	sent := map[string]time.Time{}
-	resendAfter := max(10*interval, 5*time.Second)
+	resendAfter := max(60*interval, time.Minute)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {

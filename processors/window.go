@@ -193,9 +193,10 @@ type WindowedAggregation[In, A any] struct {
 	// Merge combines two sessions' values when a record bridges them
 	// (earlier session first); required for Sessions.
 	Merge func(key string, a, b A) (A, error)
-	// Results, if set, receives the windows' values: on every update, or
-	// only once per window when it closes with FinalOnly (Kafka Streams'
-	// suppress until the window closes).
+	// Results, if set, receives the windows' values: on every update (a
+	// window's last update is its final value; nothing more is sent when it
+	// closes), or with FinalOnly only once per window, when it closes
+	// (Kafka Streams' suppress until the window closes), marked Final.
 	Results   tables.Stream[WindowResult[A]]
 	FinalOnly bool
 }
@@ -313,14 +314,9 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return a.g.sendLate(r, t, stream)
 	}
 	closed := a.closeDue(&next, stream)
-	m.Sent, m.Removed = nil, nil
-	if !a.wa.FinalOnly {
-		m.Sent, m.Removed = sent, removed
-	}
-	for _, s := range closed {
-		if !slices.Contains(m.Sent, s) {
-			m.Sent = append(m.Sent, s)
-		}
+	m.Sent, m.Removed = sent, removed
+	if a.wa.FinalOnly {
+		m.Sent, m.Removed = closed, nil
 	}
 	if m.Offsets == nil {
 		m.Offsets = map[string]int64{}
@@ -433,16 +429,19 @@ func (a *windowAgg[In, A]) add(key string, agg A, in In) (A, error) {
 }
 
 // closeDue closes the windows whose end and grace stream time has passed
-// and purges those closed earlier whose retention is over. It returns the
-// starts of the windows it closed. A window is never closed and purged in
-// the same step, so the step that sends its final result leaves it readable.
+// and purges those whose retention is over. It returns the starts of the
+// windows it closed. With FinalOnly a window is never closed and purged in
+// the same step, so the step that sends its final result leaves it readable
+// (and a request read again after a crash can send it again); without, a
+// close sends nothing and the two may come together.
 func (a *windowAgg[In, A]) closeDue(w *Windowed[A], stream int64) (closed []int64) {
 	ws := a.wa.Windows
 	kept := w.Windows[:0]
 	for _, win := range w.Windows {
 		closeAt := win.End.UnixMilli() + ws.closeAfter()
+		purgeAt := closeAt + ws.keepAfter()
 		switch {
-		case win.Closed && closeAt+ws.keepAfter() <= stream:
+		case purgeAt <= stream && (win.Closed || !a.wa.FinalOnly):
 			continue // purged
 		case !win.Closed && closeAt <= stream:
 			win.Closed = true
@@ -454,21 +453,26 @@ func (a *windowAgg[In, A]) closeDue(w *Windowed[A], stream int64) (closed []int6
 	return closed
 }
 
-// nextDue is the stream time at which the key's windows next need a step:
-// the earliest close of an open window or purge of a closed one (0: none).
+// nextDue is the stream time at which the key's windows next need a timer
+// (0: none). With FinalOnly: the earliest close of an open window, which
+// sends its final result; once all are closed, the last purge. Without:
+// only the last purge, when the key's windows are all past their retention
+// — closing and purging on the way happen on the key's next records, so an
+// idle key costs one timer, not one per window.
 func (a *windowAgg[In, A]) nextDue(w *Windowed[A]) int64 {
 	ws := a.wa.Windows
-	var due int64
+	var firstClose, lastPurge int64
 	for _, win := range w.Windows {
-		at := win.End.UnixMilli() + ws.closeAfter()
-		if win.Closed {
-			at += ws.keepAfter()
-		}
-		if due == 0 || at < due {
-			due = at
+		closeAt := win.End.UnixMilli() + ws.closeAfter()
+		lastPurge = max(lastPurge, closeAt+ws.keepAfter())
+		if !win.Closed && (firstClose == 0 || closeAt < firstClose) {
+			firstClose = closeAt
 		}
 	}
-	return due
+	if a.wa.FinalOnly && firstClose != 0 {
+		return firstClose
+	}
+	return lastPurge
 }
 
 // store writes the key's windows with their bookkeeping, or a tombstone
@@ -513,7 +517,10 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 	if len(closed) == 0 && len(next.Windows) == len(state.Windows) {
 		return nil // not due (yet): a request sent twice, or stream time read ahead of the store
 	}
-	m.Sent, m.Removed = closed, nil
+	m.Sent, m.Removed = nil, nil
+	if a.wa.FinalOnly {
+		m.Sent = closed
+	}
 	if m.Offsets == nil {
 		m.Offsets = map[string]int64{}
 	}
