@@ -1,0 +1,420 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamfold/streamfold"
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/processors"
+	"github.com/streamfold/streamfold/tables"
+)
+
+// The benchmarks of time: a windowed aggregation and a stream–stream join
+// (issue 13), each against a hand-written plain goka processor doing the
+// same work. Sizes, besides those of bench_test.go:
+//
+//	STREAMFOLD_BENCH_WINDOW_EVENTS  readings summed by BenchmarkWindowedSum (1,000,000)
+//	STREAMFOLD_BENCH_WINDOW_KEYS    sensors they come from (10,000)
+//	STREAMFOLD_BENCH_JOIN_ORDERS    orders, and as many payments, joined by BenchmarkStreamJoin (500,000)
+//
+// Event times are CloudEvents times spread over one hour of event time from
+// benchEpoch, produced in event-time order (the windows' readings with a
+// jitter within the grace).
+
+// benchEpoch is where the benchmarks' hour of event time starts.
+var benchEpoch = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+// benchEventHour is the span of event time the records cover.
+const benchEventHour = time.Hour
+
+// benchSource is the CloudEvents source of the benchmarks' own events.
+const benchSource = "urn:streamfold:bench"
+
+const (
+	benchWindowGroup     = "bench-windows"
+	benchGokaWindowGroup = "bench-goka-windows"
+	benchWindowSize      = time.Minute
+	// benchWindowGrace is the windows' grace; readings come up to
+	// benchWindowJitter earlier than their place in the hour, so none is late.
+	benchWindowGrace  = 5 * time.Second
+	benchWindowJitter = 3 * time.Second
+)
+
+var (
+	benchReadings    = tables.NewStream[codecs.Event]("bench-readings", codecs.CloudEvents{})
+	benchWindowSums  = tables.NewStream[processors.WindowResult[int]]("bench-window-sums", codecs.JSON[processors.WindowResult[int]]{})
+	benchGokaSumsOut = tables.NewStream[benchWindowResult]("bench-goka-window-sums", codecs.JSON[benchWindowResult]{})
+)
+
+// benchReading is a reading's data.
+type benchReading struct {
+	N int `json:"n"`
+}
+
+// benchWindowResult is a window's sum as both sides send it: the JSON of
+// processors.WindowResult[int], which the plain goka processor writes with
+// its own type.
+type benchWindowResult struct {
+	Key   string    `json:"key"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Value int       `json:"value"`
+	Final bool      `json:"final,omitempty"`
+}
+
+// BenchmarkWindowedSum sums readings (CloudEvents keyed by sensor, their
+// data {"n": 1..9}) per sensor in 1-minute tumbling windows with a 5 s
+// grace, in update mode: every reading sends its window's new sum, and a
+// window that closes (stream time past its end and grace) sends its sum
+// once more, marked final. The readings' event times run in order over one
+// hour, each up to 3 s early (within the grace: none is late). Twice over
+// the same topic, produced before either runs:
+//
+//   - framework: processors.AggregateWindows (processors.Tumbling(time.Minute).Grace(5s),
+//     Results, not FinalOnly) alone in a topology, through streamfold.Open + Runtime.Run,
+//     with the default policy (due timers looked for every second);
+//   - goka: a plain goka.DefineGroup keeping a sensor's open and recently
+//     closed windows in its table value (JSON via encoding/json), stream time
+//     per partition in memory, closing and purging a sensor's windows on its
+//     next reading (goka has no timers) and emitting the same results.
+//
+// Closed windows stay one window size, then are purged, on both sides. Each
+// side is timed from Run until its handler has seen every reading; then the
+// results topics are read back and the last sum of every window of a sample
+// of sensors must be the sum of its readings, on both sides.
+//
+//	go test -run '^$' -bench BenchmarkWindowedSum -benchtime=1x -timeout 30m ./bench/
+//
+// The profile of each side carries the label windows=framework or
+// windows=goka.
+func BenchmarkWindowedSum(b *testing.B) {
+	events := benchEnvInt(b, "STREAMFOLD_BENCH_WINDOW_EVENTS", 1_000_000)
+	keys := min(benchEnvInt(b, "STREAMFOLD_BENCH_WINDOW_KEYS", 10_000), events)
+	var framework, plain benchFold
+	var fwResults, gokaResults int64
+	b.StopTimer()
+	for range b.N {
+		f, g, fr, gr := benchWindowsOnce(b, events, keys)
+		framework.add(f, b.N)
+		plain.add(g, b.N)
+		fwResults, gokaResults = fr, gr
+	}
+	ratio, steadyRatio := benchReportVersus(b, framework, plain, "ev")
+	b.Logf("windowed sum events=%d keys=%d windows=%v grace=%v partitions=%d: framework %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, %.1f µs CPU/event, %d results); "+
+		"goka %.0f ev/s (%.2fs from Run, first record after %.2fs, steady %.0f ev/s, committed after %.2fs, %.1f µs CPU/event, %d results); framework/goka %.2fx (steady %.2fx)",
+		events, keys, benchWindowSize, benchWindowGrace, benchPartitions,
+		framework.rate(), framework.total.Seconds(), framework.startup.Seconds(), framework.steadyRate(), framework.committed.Seconds(), framework.cpuPerEvent(), fwResults,
+		plain.rate(), plain.total.Seconds(), plain.startup.Seconds(), plain.steadyRate(), plain.committed.Seconds(), plain.cpuPerEvent(), gokaResults,
+		ratio, steadyRatio)
+}
+
+// benchWindowSumsByKey are the expected sums of a sample of sensors: by
+// sensor, by window start (unix ms).
+type benchWindowSumsByKey map[string]map[int64]int
+
+func benchWindowsOnce(b *testing.B, events, keys int) (framework, plain benchFold, fwResults, gokaResults int64) {
+	broker := benchBroker(b)
+	defer broker.Close() // each run gets its own broker; -benchtime=Nx must not keep N of them
+	addrs := broker.Addrs()
+	ctx := context.Background()
+
+	g := processors.NewGroup(benchWindowGroup)
+	processors.AggregateWindows(g, processors.WindowedAggregation[codecs.Event, int]{
+		Input:   benchReadings,
+		Windows: processors.Tumbling(benchWindowSize).Grace(benchWindowGrace),
+		Add: func(_ string, sum int, ev codecs.Event) (int, error) {
+			var r benchReading
+			if err := ev.DataAs(&r); err != nil {
+				return 0, err
+			}
+			return sum + r.N, nil
+		},
+		Results: benchWindowSums,
+	})
+	// The baseline's results topic is declared here too, so that Open
+	// creates it like the framework's.
+	topo := streamfold.NewTopology(streamfold.WithPartitions(benchPartitions)).
+		AddGroup(g).
+		WrittenBy(benchReadings, "bench").
+		WrittenBy(benchGokaSumsOut, benchGokaWindowGroup).
+		ReadBy(benchWindowSums, "bench")
+	rt := benchOpen(b, ctx, addrs, topo)
+	defer rt.Close()
+
+	want := benchProduceReadings(b, addrs, events, keys)
+	ends := benchEndOffsets(b, addrs, benchReadings.Name)
+	if sum := benchSum(ends); sum != int64(events) {
+		b.Fatalf("%s holds %d records, want %d", benchReadings.Name, sum, events)
+	}
+
+	framework = benchWindowsFramework(b, rt, addrs, ends, events)
+	fwResults = benchCheckWindowSums(b, "framework", addrs, benchWindowSums.Name, want)
+	plain = benchWindowsGoka(b, addrs, ends, events)
+	gokaResults = benchCheckWindowSums(b, "goka", addrs, benchGokaSumsOut.Name, want)
+	return framework, plain, fwResults, gokaResults
+}
+
+// benchReadingTime is the event time of reading i of n: its place in the
+// hour, up to benchWindowJitter earlier.
+func benchReadingTime(i, n int, rng *rand.Rand) time.Time {
+	at := benchEpoch.Add(time.Duration(int64(i) * int64(benchEventHour) / int64(n)))
+	return at.Add(-time.Duration(rng.Int64N(int64(benchWindowJitter))))
+}
+
+// benchProduceReadings writes events readings for random sensors to
+// bench-readings and returns the sums every window of the first 100 sensors
+// must have.
+func benchProduceReadings(b *testing.B, addrs []string, events, keys int) benchWindowSumsByKey {
+	ids := make([]string, keys)
+	for k := range ids {
+		ids[k] = fmt.Sprintf("sensor-%05d", k)
+	}
+	want := benchWindowSumsByKey{}
+	for _, id := range ids[:min(100, keys)] {
+		want[id] = map[int64]int{}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ce codecs.CloudEvents
+	size := benchWindowSize.Milliseconds()
+	pprof.Do(context.Background(), pprof.Labels("phase", "produce"), func(context.Context) {
+		benchProduce(b, addrs, benchReadings.Name, events, func(i int) (string, []byte) {
+			id, n := ids[rng.IntN(keys)], 1+i%9
+			ev, err := codecs.NewEvent(benchSource, "ReadingTaken", id, benchReading{N: n})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev.Time = benchReadingTime(i, events, rng)
+			value, err := ce.Encode(ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if sums, ok := want[id]; ok {
+				t := ev.Time.UnixMilli()
+				sums[t-t%size] += n
+			}
+			return id, value
+		})
+	})
+	return want
+}
+
+
+// benchWindowsFramework runs the windowed aggregation until it has applied
+// every reading, checks its counters and stops the runtime.
+func benchWindowsFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[int32]int64, events int) benchFold {
+	handled := func() int64 {
+		s := rt.Stats()[benchWindowGroup]
+		n := s.Applied + s.Duplicates + s.Counters["late"]
+		for _, d := range s.DeadLetters {
+			n += d
+		}
+		return n
+	}
+	runtime.GC()
+	b.StartTimer()
+	start, cpu := time.Now(), benchProcessCPU()
+	run := benchStart(pprof.Labels("windows", "framework"), rt.Run)
+	defer run.stop()
+	result := benchAwaitFold(b, start, run, events, func() int64 { return rt.Stats()[benchWindowGroup].Processed }, handled)
+	result.cpu = benchProcessCPU() - cpu
+	b.StopTimer()
+
+	s := rt.Stats()[benchWindowGroup]
+	if s.Applied != int64(events) || s.Duplicates != 0 || s.Counters["late"] != 0 || len(s.DeadLetters) != 0 {
+		b.Errorf("framework windows: applied %d of %d, duplicates %d, late %d, dead letters %v", s.Applied, events, s.Duplicates, s.Counters["late"], s.DeadLetters)
+	}
+	result.committed = benchAwaitCommitted(b, addrs, benchWindowGroup, benchReadings.Name, ends, run).Sub(start)
+	b.Logf("framework windows: %d windows closed by a timer", rt.Stats()[benchWindowGroup].Counters["windows-closed"])
+	if err := run.stop(); err != nil {
+		b.Errorf("framework run: %v", err)
+	}
+	return result
+}
+
+// benchGokaWindow is one window of a sensor in the plain goka processor's
+// table: its start (unix ms) and sum; a closed window stays until purged.
+type benchGokaWindow struct {
+	Start  int64 `json:"start"`
+	Sum    int   `json:"sum"`
+	Closed bool  `json:"closed,omitempty"`
+}
+
+// benchGokaWindows is a sensor's windows in start order.
+type benchGokaWindows struct {
+	Windows []benchGokaWindow `json:"windows"`
+}
+
+// benchWindowsGoka runs a plain goka processor summing the readings in the
+// same windows with the same results until it has seen every reading, and
+// stops it.
+func benchWindowsGoka(b *testing.B, addrs []string, ends map[int32]int64, events int) benchFold {
+	var processed, handled, failed, late atomic.Int64
+	// Stream time per partition, in memory: each partition's callbacks run
+	// on one goroutine, the array is only shared to be read at the end.
+	var streamTimes [benchPartitions]atomic.Int64
+	size, grace := benchWindowSize.Milliseconds(), benchWindowGrace.Milliseconds()
+	out := goka.Stream(benchGokaSumsOut.Name)
+	emit := func(ctx goka.Context, w benchGokaWindow, final bool) {
+		ctx.Emit(out, ctx.Key(), benchWindowResult{Key: ctx.Key(), Start: time.UnixMilli(w.Start).UTC(), End: time.UnixMilli(w.Start + size).UTC(), Value: w.Sum, Final: final})
+	}
+	sum := func(ctx goka.Context, msg any) {
+		processed.Add(1)
+		defer handled.Add(1)
+		ev, ok := msg.(codecs.Event)
+		if !ok {
+			failed.Add(1)
+			return
+		}
+		var r benchReading
+		if err := json.Unmarshal(ev.Data, &r); err != nil {
+			failed.Add(1)
+			return
+		}
+		t := ev.Time.UnixMilli()
+		st := &streamTimes[ctx.Partition()]
+		stream := max(st.Load(), t)
+		st.Store(stream)
+		var ws benchGokaWindows
+		if v, ok := ctx.Value().(benchGokaWindows); ok {
+			ws = v
+		}
+		start := t - t%size
+		if start+size+grace <= stream {
+			late.Add(1)
+			return
+		}
+		i, found := slices.BinarySearchFunc(ws.Windows, start, func(w benchGokaWindow, s int64) int { return cmp.Compare(w.Start, s) })
+		if found && ws.Windows[i].Closed {
+			late.Add(1)
+			return
+		}
+		if !found {
+			ws.Windows = slices.Insert(ws.Windows, i, benchGokaWindow{Start: start})
+		}
+		ws.Windows[i].Sum += r.N
+		emit(ctx, ws.Windows[i], false)
+		// Close what stream time has passed, purge what closed a window
+		// size ago.
+		kept := ws.Windows[:0]
+		for _, w := range ws.Windows {
+			closeAt := w.Start + size + grace
+			switch {
+			case w.Closed && closeAt+size <= stream:
+				continue
+			case !w.Closed && closeAt <= stream:
+				w.Closed = true
+				emit(ctx, w, true)
+			}
+			kept = append(kept, w)
+		}
+		ws.Windows = kept
+		if len(ws.Windows) == 0 {
+			ctx.Delete()
+			return
+		}
+		ctx.SetValue(ws)
+	}
+	graph := goka.DefineGroup(benchGokaWindowGroup,
+		goka.Input(goka.Stream(benchReadings.Name), plainJSON[codecs.Event]{}, sum),
+		goka.Output(out, plainJSON[benchWindowResult]{}),
+		goka.Persist(plainJSON[benchGokaWindows]{}),
+	)
+	p := benchGokaProcessor(b, addrs, graph)
+	runtime.GC()
+	b.StartTimer()
+	start, cpu := time.Now(), benchProcessCPU()
+	run := benchStart(pprof.Labels("windows", "goka"), p.Run)
+	defer run.stop()
+	result := benchAwaitFold(b, start, run, events, processed.Load, handled.Load)
+	result.cpu = benchProcessCPU() - cpu
+	b.StopTimer()
+
+	if n, l := failed.Load(), late.Load(); n > 0 || l > 0 {
+		b.Errorf("goka windows: %d of %d readings failed, %d late", n, events, l)
+	}
+	result.committed = benchAwaitCommitted(b, addrs, benchGokaWindowGroup, benchReadings.Name, ends, run).Sub(start)
+	if err := run.stop(); err != nil {
+		b.Errorf("goka run: %v", err)
+	}
+	return result
+}
+
+// benchCheckWindowSums reads the results topic back and checks that the
+// last sum sent for every window of the sampled sensors is the sum of its
+// readings, and that every window got a result. It returns how many
+// results the topic holds.
+func benchCheckWindowSums(b *testing.B, who string, addrs []string, topic string, want benchWindowSumsByKey) int64 {
+	got := map[string]map[int64]int{}
+	n := benchReadTopic(b, addrs, topic, func(r *kgo.Record) {
+		if _, ok := want[string(r.Key)]; !ok {
+			return
+		}
+		var res benchWindowResult
+		if err := json.Unmarshal(r.Value, &res); err != nil {
+			b.Errorf("%s: result %s: %v", who, r.Value, err)
+			return
+		}
+		if got[res.Key] == nil {
+			got[res.Key] = map[int64]int{}
+		}
+		got[res.Key][res.Start.UnixMilli()] = res.Value
+	})
+	wrong := 0
+	for key, sums := range want {
+		for start, sum := range sums {
+			if got[key][start] != sum {
+				wrong++
+				if wrong <= 5 {
+					b.Errorf("%s: %s window %s: last sum %d, want %d", who, key, time.UnixMilli(start).UTC().Format(time.TimeOnly), got[key][start], sum)
+				}
+			}
+		}
+	}
+	if wrong > 0 {
+		b.Errorf("%s: %d windows of %d sampled sensors with a wrong sum", who, wrong, len(want))
+	}
+	return n
+}
+
+// benchReadTopic reads topic from its start to its end offsets as they are
+// now, calling each for every record, and returns how many it read.
+func benchReadTopic(b *testing.B, addrs []string, topic string, each func(*kgo.Record)) int64 {
+	ends := benchEndOffsets(b, addrs, topic)
+	total := benchSum(ends)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), benchPatience)
+	defer cancel()
+	var read int64
+	for read < total {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			b.Fatalf("read %s: %d of %d records after %v", topic, read, total, benchPatience)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { b.Fatalf("read %s: %v", topic, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < ends[r.Partition] {
+				read++
+				each(r)
+			}
+		})
+	}
+	return read
+}
