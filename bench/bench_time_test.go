@@ -418,3 +418,326 @@ func benchReadTopic(b *testing.B, addrs []string, topic string, each func(*kgo.R
 	}
 	return read
 }
+
+const (
+	benchJoinGroup     = "bench-join"
+	benchGokaJoinGroup = "bench-goka-join"
+	benchJoinWithin    = 10 * time.Minute
+	// benchJoinGrace covers the skew between the two input topics: both
+	// are produced before the join runs, and goka reads each topic's
+	// partitions on their own, so on such a backlog one topic may run ahead
+	// of the other by up to the hour they span. With a grace shorter than
+	// that skew, records of the lagging topic would be late (not joined).
+	benchJoinGrace = benchEventHour
+	// benchPaymentDelay bounds how long after its order a payment comes.
+	benchPaymentDelay = 5 * time.Minute
+)
+
+var (
+	benchOrders   = tables.NewStream[codecs.Event]("bench-orders", codecs.CloudEvents{})
+	benchPayments = tables.NewStream[codecs.Event]("bench-payments", codecs.CloudEvents{})
+	benchPaid     = tables.NewStream[benchPaidOrder]("bench-paid-orders", codecs.JSON[benchPaidOrder]{})
+	benchGokaPaid = tables.NewStream[benchPaidOrder]("bench-goka-paid-orders", codecs.JSON[benchPaidOrder]{})
+)
+
+// benchPaidOrder is a pair of the join: an order and its payment (their
+// CloudEvents ids) and the amount paid.
+type benchPaidOrder struct {
+	Order   string `json:"order"`
+	Payment string `json:"payment"`
+	Amount  int    `json:"amount"`
+}
+
+// benchPayment is a payment's data.
+type benchPayment struct {
+	OrderID string `json:"orderId"`
+	Amount  int    `json:"amount"`
+}
+
+// benchPair is the join's output for an order and its payment; payment's
+// data is decoded with decode (each side its own JSON package).
+func benchPair(order, payment codecs.Event, decode func(codecs.Event, any) error) (benchPaidOrder, error) {
+	var p benchPayment
+	if err := decode(payment, &p); err != nil {
+		return benchPaidOrder{}, err
+	}
+	return benchPaidOrder{Order: order.ID, Payment: payment.ID, Amount: p.Amount}, nil
+}
+
+// BenchmarkStreamJoin joins orders with their payments: N OrderPlaced
+// CloudEvents on bench-orders and N PaymentReceived on bench-payments, both
+// keyed by order id, the orders' event times spread in order over one hour,
+// each payment 0 to 5 minutes after its order. An inner join within 10
+// minutes (grace 1 hour, see benchJoinGrace) must pair every order with its
+// payment, once. Twice over the same topics, produced before either runs:
+//
+//   - framework: processors.JoinStreams (InnerJoin, Within 10 min) alone in
+//     a topology, through streamfold.Open + Runtime.Run, default policy;
+//   - goka: a plain goka.DefineGroup with both topics as inputs, buffering
+//     each side's events per key in its table value (JSON via
+//     encoding/json), stream time per partition in memory, pairing a record
+//     with the other side's buffered records within 10 minutes, dropping a
+//     re-sent id, and expiring buffered records on the key's next record.
+//
+// Nothing expires during the run on either side: every window closes an
+// hour (the grace) after the last record's time. Each side is timed from
+// Run until its handlers have seen every record (2N); then each output
+// topic must hold exactly N pairs, each order with its own payment.
+//
+//	go test -run '^$' -bench BenchmarkStreamJoin -benchtime=1x -timeout 30m ./bench/
+//
+// The profile of each side carries the label join=framework or join=goka.
+func BenchmarkStreamJoin(b *testing.B) {
+	orders := benchEnvInt(b, "STREAMFOLD_BENCH_JOIN_ORDERS", 500_000)
+	var framework, plain benchFold
+	b.StopTimer()
+	for range b.N {
+		f, g := benchJoinOnce(b, orders)
+		framework.add(f, b.N)
+		plain.add(g, b.N)
+	}
+	ratio, steadyRatio := benchReportVersus(b, framework, plain, "rec")
+	b.Logf("stream join orders=%d payments=%d within=%v grace=%v partitions=%d: framework %.0f rec/s (%.2fs from Run, first record after %.2fs, steady %.0f rec/s, committed after %.2fs, %.1f µs CPU/record); "+
+		"goka %.0f rec/s (%.2fs from Run, first record after %.2fs, steady %.0f rec/s, committed after %.2fs, %.1f µs CPU/record); framework/goka %.2fx (steady %.2fx)",
+		orders, orders, benchJoinWithin, benchJoinGrace, benchPartitions,
+		framework.rate(), framework.total.Seconds(), framework.startup.Seconds(), framework.steadyRate(), framework.committed.Seconds(), framework.cpuPerEvent(),
+		plain.rate(), plain.total.Seconds(), plain.startup.Seconds(), plain.steadyRate(), plain.committed.Seconds(), plain.cpuPerEvent(),
+		ratio, steadyRatio)
+}
+
+func benchJoinOnce(b *testing.B, orders int) (framework, plain benchFold) {
+	broker := benchBroker(b)
+	defer broker.Close() // each run gets its own broker; -benchtime=Nx must not keep N of them
+	addrs := broker.Addrs()
+	ctx := context.Background()
+
+	g := processors.NewGroup(benchJoinGroup)
+	processors.JoinStreams(g, processors.StreamJoin[codecs.Event, codecs.Event, benchPaidOrder]{
+		Left: benchOrders, Right: benchPayments,
+		Within: benchJoinWithin, Grace: benchJoinGrace, Kind: processors.InnerJoin,
+		Join: func(_ string, o codecs.Event, p *codecs.Event) (benchPaidOrder, error) {
+			return benchPair(o, *p, codecs.Event.DataAs)
+		},
+		Out: benchPaid,
+	})
+	topo := streamfold.NewTopology(streamfold.WithPartitions(benchPartitions)).
+		AddGroup(g).
+		WrittenBy(benchOrders, "bench").
+		WrittenBy(benchPayments, "bench").
+		WrittenBy(benchGokaPaid, benchGokaJoinGroup).
+		ReadBy(benchPaid, "bench")
+	rt := benchOpen(b, ctx, addrs, topo)
+	defer rt.Close()
+
+	benchProduceOrdersAndPayments(b, addrs, orders)
+	ends := map[string]map[int32]int64{}
+	for _, s := range []tables.Stream[codecs.Event]{benchOrders, benchPayments} {
+		ends[s.Name] = benchEndOffsets(b, addrs, s.Name)
+		if sum := benchSum(ends[s.Name]); sum != int64(orders) {
+			b.Fatalf("%s holds %d records, want %d", s.Name, sum, orders)
+		}
+	}
+
+	framework = benchJoinFramework(b, rt, addrs, ends, 2*orders)
+	benchCheckPairs(b, "framework", addrs, benchPaid.Name, orders)
+	plain = benchJoinGoka(b, addrs, ends, 2*orders)
+	benchCheckPairs(b, "goka", addrs, benchGokaPaid.Name, orders)
+	return framework, plain
+}
+
+func benchOrderID(i int) string   { return fmt.Sprintf("order-%07d", i) }
+func benchPaymentID(i int) string { return fmt.Sprintf("pay-%07d", i) }
+
+// benchOrderTime is the event time of order i of n: its place in the hour.
+func benchOrderTime(i, n int) time.Time {
+	return benchEpoch.Add(time.Duration(int64(i) * int64(benchEventHour) / int64(n)))
+}
+
+// benchProduceOrdersAndPayments writes n orders to bench-orders, then their
+// payments to bench-payments, each 0 to 5 minutes after its order in event
+// time.
+func benchProduceOrdersAndPayments(b *testing.B, addrs []string, n int) {
+	var ce codecs.CloudEvents
+	event := func(eventType, id, key string, when time.Time, data any) []byte {
+		ev, err := codecs.NewEvent(benchSource, eventType, key, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev.ID, ev.Time = id, when
+		value, err := ce.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return value
+	}
+	delay := func(i int) time.Duration { return time.Duration(i*7919) * time.Second % benchPaymentDelay }
+	pprof.Do(context.Background(), pprof.Labels("phase", "produce"), func(context.Context) {
+		benchProduce(b, addrs, benchOrders.Name, n, func(i int) (string, []byte) {
+			id := benchOrderID(i)
+			return id, event("OrderPlaced", id, id, benchOrderTime(i, n), map[string]any{"product": "p-1", "quantity": 1 + i%5, "price": 10})
+		})
+		benchProduce(b, addrs, benchPayments.Name, n, func(i int) (string, []byte) {
+			id := benchOrderID(i)
+			return id, event("PaymentReceived", benchPaymentID(i), id, benchOrderTime(i, n).Add(delay(i)),
+				benchPayment{OrderID: id, Amount: 10 * (1 + i%5)})
+		})
+	})
+}
+
+// benchJoinFramework runs the join until it has handled every record,
+// checks its counters and stops the runtime.
+func benchJoinFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[string]map[int32]int64, records int) benchFold {
+	handled := func() int64 {
+		s := rt.Stats()[benchJoinGroup]
+		n := s.Applied + s.Duplicates + s.Counters["late"]
+		for _, d := range s.DeadLetters {
+			n += d
+		}
+		return n
+	}
+	runtime.GC()
+	b.StartTimer()
+	start, cpu := time.Now(), benchProcessCPU()
+	run := benchStart(pprof.Labels("join", "framework"), rt.Run)
+	defer run.stop()
+	result := benchAwaitFold(b, start, run, records, func() int64 { return rt.Stats()[benchJoinGroup].Processed }, handled)
+	result.cpu = benchProcessCPU() - cpu
+	b.StopTimer()
+
+	s := rt.Stats()[benchJoinGroup]
+	if s.Applied != int64(records) || s.Duplicates != 0 || s.Counters["late"] != 0 || len(s.DeadLetters) != 0 {
+		b.Errorf("framework join: applied %d of %d, duplicates %d, late %d, dead letters %v", s.Applied, records, s.Duplicates, s.Counters["late"], s.DeadLetters)
+	}
+	for topic, e := range ends {
+		result.committed = max(result.committed, benchAwaitCommitted(b, addrs, benchJoinGroup, topic, e, run).Sub(start))
+	}
+	if err := run.stop(); err != nil {
+		b.Errorf("framework run: %v", err)
+	}
+	return result
+}
+
+// benchGokaJoinBuffer is a key's buffered records in the plain goka
+// processor's table, each side in arrival order.
+type benchGokaJoinBuffer struct {
+	Orders   []codecs.Event `json:"orders,omitempty"`
+	Payments []codecs.Event `json:"payments,omitempty"`
+}
+
+// benchJoinGoka runs a plain goka processor joining the same topics into
+// the same pairs until it has seen every record, and stops it.
+func benchJoinGoka(b *testing.B, addrs []string, ends map[string]map[int32]int64, records int) benchFold {
+	var processed, handled, failed, late, duplicates atomic.Int64
+	var streamTimes [benchPartitions]atomic.Int64 // see benchWindowsGoka
+	within, closeAfter := benchJoinWithin.Milliseconds(), (benchJoinWithin + benchJoinGrace).Milliseconds()
+	out := goka.Stream(benchGokaPaid.Name)
+	decode := func(ev codecs.Event, v any) error { return json.Unmarshal(ev.Data, v) }
+	join := func(isOrder bool) goka.ProcessCallback {
+		return func(ctx goka.Context, msg any) {
+			processed.Add(1)
+			defer handled.Add(1)
+			ev, ok := msg.(codecs.Event)
+			if !ok {
+				failed.Add(1)
+				return
+			}
+			t := ev.Time.UnixMilli()
+			st := &streamTimes[ctx.Partition()]
+			stream := max(st.Load(), t)
+			st.Store(stream)
+			if t+closeAfter <= stream {
+				late.Add(1)
+				return
+			}
+			var buf benchGokaJoinBuffer
+			if v, ok := ctx.Value().(benchGokaJoinBuffer); ok {
+				buf = v
+			}
+			own, other := &buf.Orders, &buf.Payments
+			if !isOrder {
+				own, other = &buf.Payments, &buf.Orders
+			}
+			if slices.ContainsFunc(*own, func(e codecs.Event) bool { return e.ID == ev.ID }) {
+				duplicates.Add(1)
+				return
+			}
+			for _, o := range *other {
+				ot := o.Time.UnixMilli()
+				if max(ot-t, t-ot) > within || ot+closeAfter <= stream {
+					continue
+				}
+				order, payment := ev, o
+				if !isOrder {
+					order, payment = o, ev
+				}
+				pair, err := benchPair(order, payment, decode)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				ctx.Emit(out, ctx.Key(), pair)
+			}
+			*own = append(*own, ev)
+			expired := func(e codecs.Event) bool { return e.Time.UnixMilli()+closeAfter <= stream }
+			buf.Orders = slices.DeleteFunc(buf.Orders, expired)
+			buf.Payments = slices.DeleteFunc(buf.Payments, expired)
+			if len(buf.Orders) == 0 && len(buf.Payments) == 0 {
+				ctx.Delete()
+				return
+			}
+			ctx.SetValue(buf)
+		}
+	}
+	graph := goka.DefineGroup(benchGokaJoinGroup,
+		goka.Input(goka.Stream(benchOrders.Name), plainJSON[codecs.Event]{}, join(true)),
+		goka.Input(goka.Stream(benchPayments.Name), plainJSON[codecs.Event]{}, join(false)),
+		goka.Output(out, plainJSON[benchPaidOrder]{}),
+		goka.Persist(plainJSON[benchGokaJoinBuffer]{}),
+	)
+	p := benchGokaProcessor(b, addrs, graph)
+	runtime.GC()
+	b.StartTimer()
+	start, cpu := time.Now(), benchProcessCPU()
+	run := benchStart(pprof.Labels("join", "goka"), p.Run)
+	defer run.stop()
+	result := benchAwaitFold(b, start, run, records, processed.Load, handled.Load)
+	result.cpu = benchProcessCPU() - cpu
+	b.StopTimer()
+
+	if n, l, d := failed.Load(), late.Load(), duplicates.Load(); n > 0 || l > 0 || d > 0 {
+		b.Errorf("goka join: %d of %d records failed, %d late, %d duplicates", n, records, l, d)
+	}
+	for topic, e := range ends {
+		result.committed = max(result.committed, benchAwaitCommitted(b, addrs, benchGokaJoinGroup, topic, e, run).Sub(start))
+	}
+	if err := run.stop(); err != nil {
+		b.Errorf("goka run: %v", err)
+	}
+	return result
+}
+
+// benchCheckPairs reads the join's output topic back: it must hold exactly
+// one pair per order, of the order with its own payment and amount.
+func benchCheckPairs(b *testing.B, who string, addrs []string, topic string, orders int) {
+	seen := make(map[string]bool, orders)
+	wrong := 0
+	n := benchReadTopic(b, addrs, topic, func(r *kgo.Record) {
+		var p benchPaidOrder
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			b.Errorf("%s: pair %s: %v", who, r.Value, err)
+			return
+		}
+		var i int
+		if _, err := fmt.Sscanf(p.Order, "order-%d", &i); err != nil || p.Order != string(r.Key) ||
+			p.Payment != benchPaymentID(i) || p.Amount != 10*(1+i%5) || seen[p.Order] {
+			wrong++
+			if wrong <= 5 {
+				b.Errorf("%s: pair %+v under key %s: not the order's own payment, or a second pair", who, p, r.Key)
+			}
+		}
+		seen[p.Order] = true
+	})
+	if n != int64(orders) || len(seen) != orders || wrong > 0 {
+		b.Errorf("%s: %d pairs for %d orders (%d orders paired, %d wrong), want one each", who, n, orders, len(seen), wrong)
+	}
+}
