@@ -75,7 +75,7 @@ var works = []work{
 		CPUSecondsOver: "STREAMFOLD_BENCH_RECORDS"},
 	{Name: "windowed sum", Bench: "BenchmarkWindowedSum", Pkg: "./bench/",
 		Env: map[string]map[string]string{
-			"small": {"STREAMFOLD_BENCH_WINDOW_EVENTS": "20000", "STREAMFOLD_BENCH_WINDOW_KEYS": "1000"},
+			"small": {"STREAMFOLD_BENCH_WINDOW_EVENTS": "10000", "STREAMFOLD_BENCH_WINDOW_KEYS": "1000"},
 			"full":  {"STREAMFOLD_BENCH_WINDOW_EVENTS": "1000000", "STREAMFOLD_BENCH_WINDOW_KEYS": "10000"},
 		},
 		Rate: "framework-ev/s", Baseline: "goka-ev/s", Ratio: "framework/goka", CPU: "framework-cpu-µs/ev", BaselineCPU: "goka-cpu-µs/ev"},
