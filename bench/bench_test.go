@@ -222,7 +222,7 @@ func benchFoldFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, en
 		c, err := view.Get(context.Background(), key)
 		return c, len(raw), err
 	})
-	fold.committed = benchAwaitCommitted(b, addrs, shop.CustomersGroup, ends, run).Sub(start)
+	fold.committed = benchAwaitCommitted(b, addrs, shop.CustomersGroup, shop.CustomerEvents.Name, ends, run).Sub(start)
 	if err := run.stop(); err != nil {
 		b.Errorf("framework run: %v", err)
 	}
@@ -266,21 +266,7 @@ func benchFoldGoka(b *testing.B, addrs []string, ends map[int32]int64, events in
 		goka.Input(goka.Stream(shop.CustomerEvents.Name), plainJSON[codecs.Event]{}, fold),
 		goka.Persist(plainJSON[shop.Customer]{}),
 	)
-	tmc := goka.NewTopicManagerConfig()
-	tmc.Table.Replication = 1
-	tmc.Stream.Replication = 1
-	p, err := goka.NewProcessor(addrs, graph,
-		goka.WithStorageBuilder(storage.DefaultBuilder(b.TempDir())),
-		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(benchGokaConfig(), tmc)),
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(benchGokaConfig())),
-		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(benchGokaConfig())),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(benchGokaConfig())),
-		goka.WithHasher(tables.NewHasher),
-		goka.WithLogger(log.New(io.Discard, "", 0)),
-	)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchGokaProcessor(b, addrs, graph)
 	runtime.GC()
 	b.StartTimer()
 	start, cpu, rss := time.Now(), benchProcessCPU(), rssMB(b, os.Getpid())
@@ -307,11 +293,32 @@ func benchFoldGoka(b *testing.B, addrs []string, ends map[int32]int64, events in
 		raw, err := codecs.JSON[shop.Customer]{}.Encode(c)
 		return c, len(raw), err
 	})
-	result.committed = benchAwaitCommitted(b, addrs, benchGokaGroup, ends, run).Sub(start)
+	result.committed = benchAwaitCommitted(b, addrs, benchGokaGroup, shop.CustomerEvents.Name, ends, run).Sub(start)
 	if err := run.stop(); err != nil {
 		b.Errorf("goka run: %v", err)
 	}
 	return result
+}
+
+// benchGokaProcessor is a plain goka processor of graph with goka's
+// defaults but for what the embedded broker needs (see benchFoldGoka).
+func benchGokaProcessor(b *testing.B, addrs []string, graph *goka.GroupGraph) *goka.Processor {
+	tmc := goka.NewTopicManagerConfig()
+	tmc.Table.Replication = 1
+	tmc.Stream.Replication = 1
+	p, err := goka.NewProcessor(addrs, graph,
+		goka.WithStorageBuilder(storage.DefaultBuilder(b.TempDir())),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(benchGokaConfig(), tmc)),
+		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(benchGokaConfig())),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(benchGokaConfig())),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(benchGokaConfig())),
+		goka.WithHasher(tables.NewHasher),
+		goka.WithLogger(log.New(io.Discard, "", 0)),
+	)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
 
 // benchGokaConfig is goka's default sarama config with what the embedded
@@ -351,10 +358,10 @@ func benchAwaitFold(b *testing.B, start time.Time, run *benchRunning, events int
 	}
 }
 
-// benchAwaitCommitted polls the group's committed offsets until they reach
-// ends, and returns when that was. sarama commits every second, so this is
+// benchAwaitCommitted polls the group's committed offsets of topic until
+// they reach ends, and returns when that was. sarama commits every second, so this is
 // a coarse figure.
-func benchAwaitCommitted(b *testing.B, addrs []string, group string, ends map[int32]int64, run *benchRunning) time.Time {
+func benchAwaitCommitted(b *testing.B, addrs []string, group, topic string, ends map[int32]int64, run *benchRunning) time.Time {
 	client, err := sarama.NewClient(addrs, benchSaramaConfig())
 	if err != nil {
 		b.Fatal(err)
@@ -368,7 +375,6 @@ func benchAwaitCommitted(b *testing.B, addrs []string, group string, ends map[in
 	for p := range ends {
 		parts = append(parts, p)
 	}
-	topic := shop.CustomerEvents.Name
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(benchPatience)

@@ -1,6 +1,8 @@
 // Package bench holds the framework-versus-baseline benchmarks of streamfold:
 // the shop's folds, command handling and HTTP API against plain goka and a
-// bare net/http + LevelDB server, each end to end on the embedded broker.
+// bare net/http + LevelDB server, and a windowed aggregation and a
+// stream–stream join against hand-written goka processors doing the same
+// work, each end to end on the embedded broker.
 // They are Benchmark functions in its test files, run one scenario per
 // invocation (-benchtime=1x), and are described, with their figures, in
 // docs/BENCHMARKS.md:

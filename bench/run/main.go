@@ -73,6 +73,18 @@ var works = []work{
 		Rate: "engine-restorer-rec/s", Baseline: "goka-default-rec/s", Ratio: "engine-restorer/goka-default", CPU: "engine-restorer-cpu-s", BaselineCPU: "goka-default-cpu-s",
 		RSS:            "engine-restorer-rss-growth-MB",
 		CPUSecondsOver: "STREAMFOLD_BENCH_RECORDS"},
+	{Name: "windowed sum", Bench: "BenchmarkWindowedSum", Pkg: "./bench/",
+		Env: map[string]map[string]string{
+			"small": {"STREAMFOLD_BENCH_WINDOW_EVENTS": "10000", "STREAMFOLD_BENCH_WINDOW_KEYS": "1000"},
+			"full":  {"STREAMFOLD_BENCH_WINDOW_EVENTS": "1000000", "STREAMFOLD_BENCH_WINDOW_KEYS": "10000"},
+		},
+		Rate: "framework-ev/s", Baseline: "goka-ev/s", Ratio: "framework/goka", CPU: "framework-cpu-µs/ev", BaselineCPU: "goka-cpu-µs/ev"},
+	{Name: "stream-stream join", Bench: "BenchmarkStreamJoin", Pkg: "./bench/",
+		Env: map[string]map[string]string{
+			"small": {"STREAMFOLD_BENCH_JOIN_ORDERS": "5000"},
+			"full":  {"STREAMFOLD_BENCH_JOIN_ORDERS": "500000"},
+		},
+		Rate: "framework-rec/s", Baseline: "goka-rec/s", Ratio: "framework/goka", CPU: "framework-cpu-µs/rec", BaselineCPU: "goka-cpu-µs/rec"},
 	{Name: "memory against the log", Bench: "BenchmarkMemoryVersusLog", Pkg: "./bench/",
 		Env: map[string]map[string]string{
 			"small": {"STREAMFOLD_BENCH_EVENTS": "20000", "STREAMFOLD_BENCH_ROUND": "5000"},

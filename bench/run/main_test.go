@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,4 +48,23 @@ func TestTable_GivenRows_ThenEachWorkWithItsFiguresAndDashesForNone(t *testing.T
 	assert.Len(t, lines, 3)
 	assert.Equal(t, []string{"GET", "by", "key", "9474", "19306", "0.49x", "71.5", "-", "2.9", "12.1", "8.0", "-"}, strings.Fields(lines[1]))
 	assert.Contains(t, lines[2], "failed: exit status 1")
+}
+
+func TestRow_GivenTheTimeBenchmarksOutput_ThenTheirRowsCarryBothRatesAndCPUPerItem(t *testing.T) {
+	out := []byte(`BenchmarkWindowedSum-2 1 8108871875 ns/op 177.0 framework-cpu-µs/ev 3344 framework-ev/s 0.3545 framework/goka 67.56 goka-cpu-µs/ev 9434 goka-ev/s
+BenchmarkStreamJoin-2 1 2705211047 ns/op 109.2 framework-cpu-µs/rec 5780 framework-rec/s 0.5607 framework/goka 60.5 goka-cpu-µs/rec 10309 goka-rec/s
+`)
+	for _, bench := range []string{"BenchmarkWindowedSum", "BenchmarkStreamJoin"} {
+		i := slices.IndexFunc(works, func(w work) bool { return w.Bench == bench })
+		assert.GreaterOrEqual(t, i, 0, bench)
+		rs := parseResults(out, bench)
+		assert.Len(t, rs, 1, bench)
+		r := works[i].row("small", rs[0])
+
+		assert.NotZero(t, r.Rate, bench)
+		assert.NotZero(t, r.Baseline, bench)
+		assert.NotZero(t, r.Ratio, bench)
+		assert.NotZero(t, r.CPU, bench)
+		assert.NotZero(t, r.BaselineCPU, bench)
+	}
 }
