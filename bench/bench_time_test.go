@@ -546,7 +546,7 @@ func benchJoinOnce(b *testing.B, orders int, grace time.Duration) (framework, pl
 	g := processors.NewGroup(benchJoinGroup)
 	processors.JoinStreams(g, processors.StreamJoin[codecs.Event, codecs.Event, benchPaidOrder]{
 		Left: benchOrders, Right: benchPayments,
-		Within: benchJoinWithin, Grace: grace, Kind: processors.InnerJoin,
+		Within: benchJoinWithin, Grace: grace,
 		Join: func(_ string, o codecs.Event, p *codecs.Event) (benchPaidOrder, error) {
 			return benchPair(o, *p, codecs.Event.DataAs)
 		},
