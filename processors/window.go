@@ -227,10 +227,12 @@ const rememberedWindowIDs = 32
 // <group>-late; a record read again after a crash (its offset applied
 // already) sends its windows' results again and changes nothing; a
 // CloudEvent re-sent by its producer (an id among the key's last 32) is
-// not added again. Windows
-// close on stream time: when a record moves it past their end and grace,
-// or when the runtime finds their timer due (see Policy.TimerInterval);
-// closing sends the final result with FinalOnly.
+// not added again. Windows close on stream time: when a record moves it
+// past their end and grace, or when the runtime finds their timer due (see
+// Policy.TimerInterval); closing sends the final result with FinalOnly.
+// A key's windows are kept together in its value: a few per key (the
+// default retention keeps a closed window for one more window length), not
+// days of them.
 func AggregateWindows[In, A any](g *Group, wa WindowedAggregation[In, A]) tables.Table[Windowed[A]] {
 	table := GroupTable[Windowed[A]](g.name)
 	table.Configs = map[string]string{
