@@ -139,8 +139,14 @@ func JoinTable[L, R, O any](g *Group, left tables.Stream[L], right tables.Table[
 		if err != nil {
 			return fail(ClassHandler, fmt.Errorf("encode joined value: %w", err))
 		}
-		r.gctx.Emit(goka.Stream(out.Name), key, b)
 		g.stats.applied.Add(1)
+		if !g.live(r) {
+			// A bootstrap group catching up on history: its outputs went
+			// out when the history was live.
+			g.stats.suppressed.Add(1)
+			return nil
+		}
+		r.gctx.Emit(goka.Stream(out.Name), key, b)
 		return nil
 	})
 }

@@ -236,3 +236,32 @@ func TestJoinForeign_GivenAnOrderReadAgainAfterACrashThatLostItsSubscription_The
 	require.True(t, ok)
 	assert.Equal(t, fkJoined{Qty: 1, Name: "Annie"}, got)
 }
+
+func TestJoinTable_GivenABootstrapGroupCatchingUp_ThenItsOutputsOfTheHistoryAreHeldBackAndLaterOnesSent(t *testing.T) {
+	clicks := tables.NewStream[codecs.Event]("clicks", codecs.CloudEvents{})
+	out := tables.NewStream[fkJoined]("joined", codecs.JSON[fkJoined]{})
+	g := NewGroup("late-joiner", WithBootstrap())
+	JoinTable(g, clicks, fkCustomers, func(_ string, _ codecs.Event, c *fkCustomer) (fkJoined, error) {
+		return fkJoined{Name: c.Name}, nil
+	}, out)
+	// The history: two clicks (offsets 0 and 1) before the group's first start.
+	gkt := run(t, []*Group{g}, withCatchUp(map[string]map[int32]int64{clicks.Name: {0: 2}}))
+	q := gkt.NewQueueTracker(out.Name)
+	gkt.SetTableValue(goka.Table(fkCustomers.Name), "c1", []byte(`{"name":"Ann"}`))
+	for range 3 {
+		ev, err := codecs.NewEvent("urn:test", "Clicked", "c1", nil)
+		require.NoError(t, err)
+		b, err := codecs.CloudEvents{}.Encode(ev)
+		require.NoError(t, err)
+		gkt.Consume(clicks.Name, "c1", b)
+	}
+	var sent int
+	for {
+		if _, _, ok := q.NextRaw(); !ok {
+			break
+		}
+		sent++
+	}
+	assert.Equal(t, 1, sent, "only the click after the history")
+	assert.Equal(t, int64(2), g.stats.snapshot().Suppressed)
+}

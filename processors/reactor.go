@@ -405,7 +405,10 @@ var errNotBootstrapped = errors.New("group is not in bootstrap mode")
 // history (no committed offsets and an empty table), folds its inputs up to the
 // end offsets taken at its first start without performing side effects, then
 // goes live. The targets are kept in Kafka by the runtime, so a restart during
-// the catch-up resumes it instead of going live early.
+// the catch-up resumes it instead of going live early. What is held back
+// while catching up: a reactor's emits (its loopbacks still go, they build
+// state), a JoinTable's and a JoinStreams' outputs and a windowed
+// aggregation's results; state is built as if live.
 func WithBootstrap() GroupOption { return func(g *Group) { g.bootstrap = true } }
 
 // catchUp holds the bootstrap targets: per input topic and partition, the

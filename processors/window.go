@@ -557,6 +557,10 @@ func (a *windowAgg[In, A]) resend(r *recordCtx, w *Windowed[A], m windowMeta) {
 }
 
 func (a *windowAgg[In, A]) emit(r *recordCtx, res WindowResult[A]) {
+	if !a.g.live(r) {
+		a.g.stats.suppressed.Add(1) // a bootstrap group catching up
+		return
+	}
 	b, err := a.wa.Results.Codec.Encode(res)
 	if err != nil {
 		a.g.log.Warn("window result: encode", "key", res.Key, "err", err)

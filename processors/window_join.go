@@ -295,6 +295,10 @@ func (s *streamJoin[L, R, O]) fire(r *recordCtx) error {
 }
 
 func (s *streamJoin[L, R, O]) send(r *recordCtx, emits [][]byte) {
+	if !s.g.live(r) {
+		s.g.stats.suppressed.Add(int64(len(emits))) // a bootstrap group catching up
+		return
+	}
 	for _, b := range emits {
 		r.gctx.Emit(goka.Stream(s.j.Out.Name), r.gctx.Key(), b)
 	}
