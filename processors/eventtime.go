@@ -1,8 +1,10 @@
 package processors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"strconv"
 	"time"
 
 	"github.com/streamfold/streamfold/codecs"
@@ -53,8 +55,8 @@ type timeMeta struct {
 // "s"+stream-time due, "w"+wall-clock due, each 16 hex digits so that terms
 // sort as the times they encode.
 var timeIndex = tables.Index{Name: "_time", Terms: func(_ string, v []byte) []string {
-	var tm timeMeta
-	if err := envelope.DecodeMeta(v, &tm); err != nil || tm == (timeMeta{}) {
+	tm := timeMetaOf(v)
+	if tm == (timeMeta{}) {
 		return nil
 	}
 	terms := make([]string, 0, 3)
@@ -69,6 +71,44 @@ var timeIndex = tables.Index{Name: "_time", Terms: func(_ string, v []byte) []st
 	}
 	return terms
 }}
+
+// timeMetaOf reads the timeMeta of a value's JSON bookkeeping from its
+// front: every bookkeeping that has one embeds it first, so encoding/json
+// writes its fields first, in order, each only when set. Reading no further
+// keeps the index from parsing the rest (a window's event ids, a reactor's
+// effects) on every write. A value whose bookkeeping does not open so has
+// none.
+func timeMetaOf(v []byte) timeMeta {
+	var tm timeMeta
+	meta, ok := envelope.JSONMeta(v)
+	if !ok || len(meta) == 0 || meta[0] != '{' {
+		return tm
+	}
+	rest := meta[1:]
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{`"streamTime":`, &tm.StreamTime}, {`"due":`, &tm.Due}, {`"wallDue":`, &tm.WallDue}} {
+		after, found := bytes.CutPrefix(rest, []byte(f.name))
+		if !found {
+			continue
+		}
+		end := bytes.IndexAny(after, ",}")
+		if end < 0 {
+			return timeMeta{}
+		}
+		n, err := strconv.ParseInt(string(after[:end]), 10, 64)
+		if err != nil {
+			return timeMeta{}
+		}
+		*f.dst = n
+		rest = after[end:]
+		if rest[0] == ',' {
+			rest = rest[1:]
+		}
+	}
+	return tm
+}
 
 func msTerm(kind byte, ms int64) string {
 	var b [8]byte

@@ -316,3 +316,21 @@ func isObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
 	return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}'
 }
+
+// JSONMeta returns a value's bookkeeping when it is JSON (any bookkeeping
+// other than a fold's or an aggregate's, in either form), undecoded; false
+// for a value without bookkeeping or with a binary one.
+func JSONMeta(value []byte) ([]byte, bool) {
+	if isFrame(value) {
+		f, err := parseFrame(value)
+		if err != nil || f.kind != kindJSON {
+			return nil, false
+		}
+		return f.meta, true
+	}
+	meta, err := jsonMetaOf(value)
+	if err != nil || meta == nil {
+		return nil, false
+	}
+	return bytes.TrimLeft(meta, " \t\r\n"), true
+}
