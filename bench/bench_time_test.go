@@ -216,13 +216,13 @@ func benchProduceReadings(b *testing.B, addrs []string, events, keys int) benchW
 	return want
 }
 
-// benchWindowsFramework runs the windowed aggregation until it has applied
-// every reading, checks its counters and stops the runtime.
-func benchWindowsFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[int32]int64, events int) benchFold {
+// benchRunTimeGroup runs rt (one group, label its pprof label) until the
+// group has handled items records, and checks that it applied every one:
+// none late, none dead-lettered. Duplicates are records read again (after a
+// rebalance, from the last commit), not new records. The caller stops run.
+func benchRunTimeGroup(b *testing.B, rt *streamfold.Runtime, group, label string, items int) (benchFold, time.Time, *benchRunning) {
 	handled := func() int64 {
-		s := rt.Stats()[benchWindowGroup]
-		// Duplicates are records read again (after a rebalance, from the
-		// last commit): they are not new records.
+		s := rt.Stats()[group]
 		n := s.Applied + s.Counters["late"]
 		for _, d := range s.DeadLetters {
 			n += d
@@ -232,18 +232,23 @@ func benchWindowsFramework(b *testing.B, rt *streamfold.Runtime, addrs []string,
 	runtime.GC()
 	b.StartTimer()
 	start, cpu := time.Now(), benchProcessCPU()
-	run := benchStart(pprof.Labels("windows", "framework"), rt.Run)
-	defer run.stop()
-	result := benchAwaitFold(b, start, run, events, func() int64 { return rt.Stats()[benchWindowGroup].Processed }, handled)
+	run := benchStart(pprof.Labels(label, "framework"), rt.Run)
+	result := benchAwaitFold(b, start, run, items, func() int64 { return rt.Stats()[group].Processed }, handled)
 	result.cpu = benchProcessCPU() - cpu
 	b.StopTimer()
-
-	s := rt.Stats()[benchWindowGroup]
-	if s.Applied != int64(events) || s.Counters["late"] != 0 || len(s.DeadLetters) != 0 {
-		b.Errorf("framework windows: applied %d of %d, late %d, dead letters %v", s.Applied, events, s.Counters["late"], s.DeadLetters)
+	if s := rt.Stats()[group]; s.Applied != int64(items) || s.Counters["late"] != 0 || len(s.DeadLetters) != 0 {
+		b.Errorf("framework %s: applied %d of %d, late %d, dead letters %v", label, s.Applied, items, s.Counters["late"], s.DeadLetters)
 	}
-	if s.Duplicates > 0 {
-		b.Logf("framework windows: %d records read again (a rebalance), not applied again", s.Duplicates)
+	return result, start, run
+}
+
+// benchWindowsFramework runs the windowed aggregation until it has applied
+// every reading, checks its counters and stops the runtime.
+func benchWindowsFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[int32]int64, events int) benchFold {
+	result, start, run := benchRunTimeGroup(b, rt, benchWindowGroup, "windows", events)
+	defer run.stop()
+	if d := rt.Stats()[benchWindowGroup].Duplicates; d > 0 {
+		b.Logf("framework windows: %d records read again (a rebalance), not applied again", d)
 	}
 	result.committed = benchAwaitCommitted(b, addrs, benchWindowGroup, benchReadings.Name, ends, run).Sub(start)
 	// The runtime sends its timer requests through the group's loop topic;
@@ -619,33 +624,12 @@ func benchProduceOrdersAndPayments(b *testing.B, addrs []string, n int) {
 // benchJoinFramework runs the join until it has handled every record,
 // checks its counters and stops the runtime.
 func benchJoinFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[string]map[int32]int64, records int) benchFold {
-	handled := func() int64 {
-		s := rt.Stats()[benchJoinGroup]
-		// Duplicates are records read again (after a rebalance, from the
-		// last commit): they are not new records.
-		n := s.Applied + s.Counters["late"]
-		for _, d := range s.DeadLetters {
-			n += d
-		}
-		return n
-	}
-	runtime.GC()
-	b.StartTimer()
-	start, cpu := time.Now(), benchProcessCPU()
-	run := benchStart(pprof.Labels("join", "framework"), rt.Run)
+	result, start, run := benchRunTimeGroup(b, rt, benchJoinGroup, "join", records)
 	defer run.stop()
-	result := benchAwaitFold(b, start, run, records, func() int64 { return rt.Stats()[benchJoinGroup].Processed }, handled)
-	result.cpu = benchProcessCPU() - cpu
-	b.StopTimer()
-
-	s := rt.Stats()[benchJoinGroup]
-	if s.Applied != int64(records) || s.Counters["late"] != 0 || len(s.DeadLetters) != 0 {
-		b.Errorf("framework join: applied %d of %d, late %d, dead letters %v", s.Applied, records, s.Counters["late"], s.DeadLetters)
-	}
-	if s.Duplicates > 0 {
+	if d := rt.Stats()[benchJoinGroup].Duplicates; d > 0 {
 		// A step read again sends its outputs again: its pairs may be in the
 		// output twice (at least once), never a different pair.
-		b.Logf("framework join: %d records read again (a rebalance), their pairs sent again", s.Duplicates)
+		b.Logf("framework join: %d records read again (a rebalance), their pairs sent again", d)
 	}
 	for topic, e := range ends {
 		result.committed = max(result.committed, benchAwaitCommitted(b, addrs, benchJoinGroup, topic, e, run).Sub(start))
