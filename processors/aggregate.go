@@ -209,19 +209,7 @@ func (dc *DecideContext) Key() string { return dc.gctx.Key() }
 // LookupValue reads key from a lookup table declared with Lookup; nil when
 // absent (or, in a group table, holding parked records only).
 func LookupValue[V any](dc *DecideContext, t tables.Table[V], key string) (*V, error) {
-	raw, _ := dc.gctx.Lookup(goka.Table(t.Name), key).([]byte)
-	if raw == nil || envelope.Absent(raw) {
-		return nil, nil
-	}
-	_, state, err := envelope.Split(raw)
-	if err != nil {
-		return nil, fmt.Errorf("lookup %s/%s: %w", t.Name, key, err)
-	}
-	v, err := t.Codec.Decode(state)
-	if err != nil {
-		return nil, fmt.Errorf("lookup %s/%s: %w", t.Name, key, err)
-	}
-	return &v, nil
+	return lookupValue(dc.gctx, t, key)
 }
 
 // HandleCommands makes g an aggregate's single writer: per command it loads the

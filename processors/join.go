@@ -225,6 +225,12 @@ func decodeInput[V any](c codecs.Codec[V], r *recordCtx) (V, error) {
 	return v, nil
 }
 
+// lookupValue reads key from a lookup table of the group in flight.
+func lookupValue[V any](gctx goka.Context, t tables.Table[V], key string) (*V, error) {
+	raw, _ := gctx.Lookup(goka.Table(t.Name), key).([]byte)
+	return tableValue(t, key, raw)
+}
+
 // tableValue decodes a table value as read from goka: nil (and a value of
 // bookkeeping only) is no value; a group table's bookkeeping is skipped.
 func tableValue[V any](t tables.Table[V], key string, raw []byte) (*V, error) {

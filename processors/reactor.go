@@ -140,8 +140,7 @@ func (rc *ReactContext) Key() string { return rc.r.gctx.Key() }
 // reactor's React or OnTimer; nil when absent (or, in a group table, holding
 // parked records only).
 func LookupFor[V any](rc *ReactContext, t tables.Table[V], key string) (*V, error) {
-	raw, _ := rc.r.gctx.Lookup(goka.Table(t.Name), key).([]byte)
-	return tableValue(t, key, raw)
+	return lookupValue(rc.r.gctx, t, key)
 }
 
 // Live is false while the group catches up in bootstrap mode: effects are then
@@ -211,19 +210,13 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 		if r.value == nil {
 			return nil
 		}
-		var in In
-		var err error
-		if _, isEvent := any(in).(codecs.Event); isEvent {
-			var ev codecs.Event
-			ev, err = codecs.DecodeEvent(r.value, r.headers)
-			if err == nil && !rt.Loop {
-				// Events on an input are keyed by their aggregate.
-				err = recordSubjectIsKey(r, &ev)
-			}
-			in = any(ev).(In)
-		} else {
-			in, err = rt.Input.Codec.Decode(r.value)
+		// Events on an input are keyed by their aggregate; on the loop, by
+		// whichever key they were sent to.
+		decode := decodeKeyedInput[In]
+		if rt.Loop {
+			decode = func(r *recordCtx, s tables.Stream[In]) (In, error) { return decodeInput(s.Codec, r) }
 		}
+		in, err := decode(r, rt.Input)
 		if err != nil {
 			return err
 		}
