@@ -18,41 +18,26 @@ import (
 // which for a parent that never comes is never.
 func (rt *Runtime) sweepLoop(ctx context.Context, running func(group string) bool) error {
 	var sweeping []groups.Hooks
+	interval := time.Minute
 	for _, g := range rt.topo.hooks() {
 		if g.Sweeps() && running(g.Name()) {
 			sweeping = append(sweeping, g)
+			interval = min(interval, max(g.MaxWait()/4, 100*time.Millisecond))
 		}
 	}
 	if len(sweeping) == 0 {
 		return nil
 	}
-	interval := time.Minute
-	for _, g := range sweeping {
-		interval = min(interval, max(g.MaxWait()/4, 100*time.Millisecond))
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	rt.everyTick(ctx, interval, func(time.Time) {
 		for _, g := range sweeping {
 			rt.sweepGroup(ctx, g)
 		}
-	}
+	})
+	return nil
 }
 
 func (rt *Runtime) sweepGroup(ctx context.Context, g groups.Hooks) {
-	spec, _, ok := g.Table()
-	if !ok {
-		return
-	}
-	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
-		if !s.Recovered() {
-			continue
-		}
+	for _, s := range rt.recoveredStores(g) {
 		keys, err := s.Lookup(g.ParkingIndex().Name, "1", "", 10000)
 		if err != nil {
 			rt.log.Warn("sweep: parked keys", "group", g.Name(), "err", err)
@@ -62,12 +47,49 @@ func (rt *Runtime) sweepGroup(ctx context.Context, g groups.Hooks) {
 			if !rt.expired(s, k, g.MaxWait()) {
 				continue
 			}
-			_, err := rt.produce(ctx, g.LoopTopic(), k, []byte("{}"), []codecs.Header{{Key: groups.HeaderControl, Value: []byte("sweep")}})
-			if err != nil {
+			if err := rt.requestControl(ctx, g, k, "sweep"); err != nil {
 				rt.log.Warn("sweep: request", "group", g.Name(), "key", k, "err", err)
 			}
 		}
 	}
+}
+
+// everyTick calls each every interval until ctx ends: the loop of the
+// runtime's sweeper and timers.
+func (rt *Runtime) everyTick(ctx context.Context, interval time.Duration, each func(now time.Time)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			each(now)
+		}
+	}
+}
+
+// recoveredStores are the stores of g's table this instance holds and has
+// restored.
+func (rt *Runtime) recoveredStores(g groups.Hooks) []*tables.Store {
+	spec, _, ok := g.Table()
+	if !ok {
+		return nil
+	}
+	var out []*tables.Store
+	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
+		if s.Recovered() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// requestControl asks g, through its loop topic, to do what kind names
+// (HeaderControl: "sweep", "timer") for key, on the key's partition.
+func (rt *Runtime) requestControl(ctx context.Context, g groups.Hooks, key, kind string) error {
+	_, err := rt.produce(ctx, g.LoopTopic(), key, []byte("{}"), []codecs.Header{{Key: groups.HeaderControl, Value: []byte(kind)}})
+	return err
 }
 
 // expired reports whether key has a parked record older than maxWait.

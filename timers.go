@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/groups"
 )
 
@@ -33,15 +32,7 @@ func (rt *Runtime) timerLoop(ctx context.Context, running func(group string) boo
 	// group's stream time was behind the store's.
 	sent := map[string]time.Time{}
 	resendAfter := max(60*interval, time.Minute)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		now := time.Now()
+	rt.everyTick(ctx, interval, func(now time.Time) {
 		for id, at := range sent {
 			if now.Sub(at) > resendAfter {
 				delete(sent, id)
@@ -50,18 +41,12 @@ func (rt *Runtime) timerLoop(ctx context.Context, running func(group string) boo
 		for _, g := range timed {
 			rt.fireDue(ctx, g, now, sent)
 		}
-	}
+	})
+	return nil
 }
 
 func (rt *Runtime) fireDue(ctx context.Context, g groups.Hooks, now time.Time, sent map[string]time.Time) {
-	spec, _, ok := g.Table()
-	if !ok {
-		return
-	}
-	for _, s := range rt.engines[g.Name()].Stores(spec.Name) {
-		if !s.Recovered() {
-			continue
-		}
+	for _, s := range rt.recoveredStores(g) {
 		due, err := g.DueTimers(s, now, 10000)
 		if err != nil {
 			rt.log.Warn("timers: due", "group", g.Name(), "partition", s.Partition(), "err", err)
@@ -73,8 +58,7 @@ func (rt *Runtime) fireDue(ctx context.Context, g groups.Hooks, now time.Time, s
 			if _, ok := sent[id]; ok {
 				continue
 			}
-			_, err := rt.produce(ctx, g.LoopTopic(), tk.Key, []byte("{}"), []codecs.Header{{Key: groups.HeaderControl, Value: []byte("timer")}})
-			if err != nil {
+			if err := rt.requestControl(ctx, g, tk.Key, "timer"); err != nil {
 				rt.log.Warn("timers: request", "group", g.Name(), "key", tk.Key, "err", err)
 				continue
 			}
