@@ -370,3 +370,30 @@ func TestWindows_GivenHoppingWindows_ThenARecordCountsInEachWindowThatHoldsIt(t 
 	}, wait, time.Millisecond, "windows: %v", got)
 	assert.Equal(t, []win{{"12:00", 1}, {"12:01", 3}, {"12:02", 2}}, got)
 }
+
+func TestWindows_GivenAnIdleKeyWhoseWindowsExpire_ThenTheyArePurgedFromTheStoreAndTheChangelog(t *testing.T) {
+	broker := startBroker(t)
+	rt, _ := startOn(t, broker, windowGroup(processors.Tumbling(time.Minute), false), t.TempDir())
+	produceAll(t, broker.Addrs(), numberAt(t, "k", 1, at(t, "10s")))
+	require.Eventually(t, func() bool { return len(windowsOf(t, rt, "k")) == 1 }, wait, time.Millisecond)
+
+	// Stream time moves on by another key: k's window closes and, past its
+	// retention (one window length), is purged by its timer.
+	produceAll(t, broker.Addrs(), numberAt(t, samePartition("k", 2), 1, at(t, "5m")))
+	require.Eventually(t, func() bool { return windowsOf(t, rt, "k") == nil }, wait, time.Millisecond, "purged from the store")
+	recs := consumeUntil(t, broker.Addrs(), "windows-table", func(recs []*kgo.Record) bool {
+		for _, r := range recs {
+			if string(r.Key) == "k" && r.Value == nil {
+				return true
+			}
+		}
+		return false
+	})
+	var last *kgo.Record
+	for _, r := range recs {
+		if string(r.Key) == "k" {
+			last = r
+		}
+	}
+	assert.Nil(t, last.Value, "k's last changelog record is a tombstone")
+}

@@ -106,6 +106,8 @@ func TestOrders_GivenStockAndACustomer_WhenOrdersArePlaced_ThenEachCheckDecidesA
 	r.expectProblem(t, http.MethodPost, "/orders", `{"customerId":"c1"}`, http.StatusBadRequest)
 	r.expectProblem(t, http.MethodGet, "/orders/nope", "", http.StatusNotFound)
 	r.expectProblem(t, http.MethodGet, "/orders/o-ok?wait=shipped", "", http.StatusBadRequest)
+	p := r.expectProblem(t, http.MethodGet, "/orders/never-placed?wait=validated&timeout=200ms", "", http.StatusGatewayTimeout)
+	assert.Contains(t, p.Detail, "not known within 200ms")
 	r.expectProblem(t, http.MethodPut, "/inventory/p1", `{"stock":-1}`, http.StatusBadRequest)
 }
 
