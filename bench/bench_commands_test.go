@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
@@ -19,13 +18,11 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
-	"github.com/streamfold/streamfold/tables"
 	"github.com/streamfold/streamfold/views"
 )
 
@@ -357,18 +354,7 @@ func benchCommandsGoka(b *testing.B, addrs []string, commands, carts int, produc
 		goka.Output(goka.Stream(benchGokaCartEvents), plainJSON[codecs.Event]{}),
 		goka.Output(goka.Stream(benchGokaCartReplies), plainJSON[processors.Reply]{}),
 	)
-	p, err := goka.NewProcessor(addrs, graph,
-		goka.WithStorageBuilder(storage.DefaultBuilder(b.TempDir())),
-		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(benchGokaConfig(), tmc)),
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(benchGokaConfig())),
-		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(benchGokaConfig())),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(benchGokaConfig())),
-		goka.WithHasher(tables.NewHasher),
-		goka.WithLogger(log.New(io.Discard, "", 0)),
-	)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := benchGokaProcessor(b, addrs, graph)
 	replied := func() int64 {
 		if n := handled.Load(); n < int64(commands) {
 			return n

@@ -242,6 +242,19 @@ func benchRunTimeGroup(b *testing.B, rt *streamfold.Runtime, group, label string
 	return result, start, run
 }
 
+// benchRunGoka runs the plain goka processor p (label its pprof label)
+// until handled counts items records.
+func benchRunGoka(b *testing.B, p *goka.Processor, label string, items int, processed, handled *atomic.Int64) (benchFold, time.Time, *benchRunning) {
+	runtime.GC()
+	b.StartTimer()
+	start, cpu := time.Now(), benchProcessCPU()
+	run := benchStart(pprof.Labels(label, "goka"), p.Run)
+	result := benchAwaitFold(b, start, run, items, processed.Load, handled.Load)
+	result.cpu = benchProcessCPU() - cpu
+	b.StopTimer()
+	return result, start, run
+}
+
 // benchWindowsFramework runs the windowed aggregation until it has applied
 // every reading, checks its counters and stops the runtime.
 func benchWindowsFramework(b *testing.B, rt *streamfold.Runtime, addrs []string, ends map[int32]int64, events int) benchFold {
@@ -355,14 +368,8 @@ func benchWindowsGoka(b *testing.B, addrs []string, ends map[int32]int64, events
 		goka.Persist(plainJSON[benchGokaWindows]{}),
 	)
 	p := benchGokaProcessor(b, addrs, graph)
-	runtime.GC()
-	b.StartTimer()
-	start, cpu := time.Now(), benchProcessCPU()
-	run := benchStart(pprof.Labels("windows", "goka"), p.Run)
+	result, start, run := benchRunGoka(b, p, "windows", events, &processed, &handled)
 	defer run.stop()
-	result := benchAwaitFold(b, start, run, events, processed.Load, handled.Load)
-	result.cpu = benchProcessCPU() - cpu
-	b.StopTimer()
 
 	if n, l := failed.Load(), late.Load(); n > 0 || l > 0 {
 		b.Errorf("goka windows: %d of %d readings failed, %d late", n, events, l)
@@ -722,14 +729,8 @@ func benchJoinGoka(b *testing.B, addrs []string, ends map[string]map[int32]int64
 		goka.Persist(plainJSON[benchGokaJoinBuffer]{}),
 	)
 	p := benchGokaProcessor(b, addrs, graph)
-	runtime.GC()
-	b.StartTimer()
-	start, cpu := time.Now(), benchProcessCPU()
-	run := benchStart(pprof.Labels("join", "goka"), p.Run)
+	result, start, run := benchRunGoka(b, p, "join", records, &processed, &handled)
 	defer run.stop()
-	result := benchAwaitFold(b, start, run, records, processed.Load, handled.Load)
-	result.cpu = benchProcessCPU() - cpu
-	b.StopTimer()
 
 	if n, l, d := failed.Load(), late.Load(), duplicates.Load(); n > 0 || l > 0 || d > 0 {
 		b.Errorf("goka join: %d of %d records failed, %d late, %d duplicates", n, records, l, d)
