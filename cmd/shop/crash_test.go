@@ -124,7 +124,7 @@ func runShopProcess(t testing.TB, args ...string) *shopProcess {
 		b, _ := io.ReadAll(resp.Body)
 		last = string(b)
 		return resp.StatusCode == http.StatusOK
-	}, wait, 20*time.Millisecond)
+	}, readyWait, 20*time.Millisecond)
 	if !ready {
 		logMu.Lock()
 		defer logMu.Unlock()

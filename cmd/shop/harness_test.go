@@ -46,6 +46,11 @@ const wait = 30 * time.Second
 // takes that long and still ends cleanly.
 const stopWait = 2 * wait
 
+// readyWait bounds how long a started shop takes to be ready: joining a
+// running cluster rebalances every group of the shop (26 with the order
+// flow), each waiting its turn on two shared cores.
+const readyWait = 2 * wait
+
 // syncBuffer collects log output from many goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -134,7 +139,7 @@ func startShop(t *testing.T, cfg Config) *shopRun {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, wait, 20*time.Millisecond, "shop never became ready")
+	}, readyWait, 20*time.Millisecond, "shop never became ready")
 	return r
 }
 
