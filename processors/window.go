@@ -207,14 +207,47 @@ type windowMeta struct {
 	// Offsets is the last input offset applied per topic (the loop's:
 	// the last timer request handled).
 	Offsets map[string]int64 `json:"offsets,omitempty"`
-	// Sent are the starts (unix ms) of the windows whose results the last
-	// step sent, Removed those of the sessions it merged away: a record read
-	// again after a crash sends them again.
-	Sent    []int64 `json:"sent,omitempty"`
-	Removed []int64 `json:"removed,omitempty"`
+	// Steps are what the key's last rememberedWindowSteps steps sent, as
+	// sent: a record read again after a crash sends its step's results
+	// again, byte for byte — not the windows' values now, which a later
+	// step of the key may have changed (a session's last order).
+	Steps []windowStep `json:"steps,omitempty"`
 	// IDs are the CloudEvents ids of the key's last rememberedWindowIDs
 	// records: a producer's re-send among them is not added twice.
 	IDs []string `json:"ids,omitempty"`
+}
+
+// windowStep is what one step of a key sent: the results of the record (or
+// timer request) at Topic/Offset.
+type windowStep struct {
+	Topic  string   `json:"topic"`
+	Offset int64    `json:"offset"`
+	Emits  [][]byte `json:"emits,omitempty"`
+}
+
+// rememberedWindowSteps bounds a windowed key's memory of what it sent.
+const rememberedWindowSteps = 16
+
+// record remembers what the step at topic/offset sent.
+func (m *windowMeta) record(topic string, offset int64, emits [][]byte) {
+	if m.Offsets == nil {
+		m.Offsets = map[string]int64{}
+	}
+	m.Offsets[topic] = offset
+	m.Steps = append(m.Steps, windowStep{Topic: topic, Offset: offset, Emits: emits})
+	if len(m.Steps) > rememberedWindowSteps {
+		m.Steps = slices.Delete(m.Steps, 0, len(m.Steps)-rememberedWindowSteps)
+	}
+}
+
+// sendAgain sends what the step at topic/offset sent, if the key still
+// remembers it.
+func (a *windowAgg[In, A]) sendAgain(r *recordCtx, m windowMeta, topic string, offset int64) {
+	for _, st := range m.Steps {
+		if st.Topic == topic && st.Offset == offset {
+			a.send(r, st.Emits)
+		}
+	}
 }
 
 // rememberedWindowIDs bounds a windowed key's memory of applied event ids.
@@ -285,7 +318,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
 		g.stats.duplicates.Add(1)
-		a.resend(r, state, m)
+		a.sendAgain(r, m, topic, offset)
 		if prevRaw != nil {
 			r.gctx.SetValue(prevRaw)
 		}
@@ -316,14 +349,11 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return a.g.sendLate(r, t, stream)
 	}
 	closed := a.closeDue(&next, stream)
-	m.Sent, m.Removed = sent, removed
 	if a.wa.FinalOnly {
-		m.Sent, m.Removed = closed, nil
+		sent, removed = closed, nil
 	}
-	if m.Offsets == nil {
-		m.Offsets = map[string]int64{}
-	}
-	m.Offsets[topic] = offset
+	emits := a.results(r, &next, sent, removed)
+	m.record(topic, offset, emits)
 	if id != "" {
 		m.IDs = append(m.IDs, id)
 		if len(m.IDs) > rememberedWindowIDs {
@@ -334,7 +364,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return err
 	}
 	g.stats.applied.Add(1)
-	a.resend(r, &next, m)
+	a.send(r, emits)
 	return nil
 }
 
@@ -508,7 +538,7 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
-		a.resend(r, state, m)
+		a.sendAgain(r, m, topic, offset)
 		r.gctx.SetValue(prevRaw)
 		return nil
 	}
@@ -519,54 +549,61 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 	if len(closed) == 0 && len(next.Windows) == len(state.Windows) {
 		return nil // not due (yet): a request sent twice, or stream time read ahead of the store
 	}
-	m.Sent, m.Removed = nil, nil
+	var finals []int64
 	if a.wa.FinalOnly {
-		m.Sent = closed
+		finals = closed
 	}
-	if m.Offsets == nil {
-		m.Offsets = map[string]int64{}
-	}
-	m.Offsets[topic] = offset
+	emits := a.results(r, &next, finals, nil)
+	m.record(topic, offset, emits)
 	if err := a.store(r, &next, &m, stream); err != nil {
 		return err
 	}
 	a.g.stats.count("windows-closed")
-	a.resend(r, &next, m)
+	a.send(r, emits)
 	return nil
 }
 
-// resend sends the results the step recorded in m: the current value of
-// each window in m.Sent (final once closed) and a removal for each merged
-// session. With FinalOnly only closed windows are sent.
-func (a *windowAgg[In, A]) resend(r *recordCtx, w *Windowed[A], m windowMeta) {
-	if a.wa.Results.Name == "" || w == nil {
-		return
+// results encodes the step's results: the value of each window started at
+// sent (with FinalOnly only closed ones, marked Final) and a removal for
+// each session merged away.
+func (a *windowAgg[In, A]) results(r *recordCtx, w *Windowed[A], sent, removed []int64) [][]byte {
+	if a.wa.Results.Name == "" {
+		return nil
 	}
 	key := r.gctx.Key()
-	for _, s := range m.Sent {
+	var out [][]byte
+	add := func(res WindowResult[A]) {
+		b, err := a.wa.Results.Codec.Encode(res)
+		if err != nil {
+			a.g.log.Warn("window result: encode", "key", key, "err", err)
+			return
+		}
+		out = append(out, b)
+	}
+	for _, s := range sent {
 		i, found := slices.BinarySearchFunc(w.Windows, s, func(x Window[A], s int64) int { return cmp.Compare(x.Start.UnixMilli(), s) })
 		if !found || (a.wa.FinalOnly && !w.Windows[i].Closed) {
 			continue
 		}
 		win := w.Windows[i]
-		a.emit(r, WindowResult[A]{Key: key, Start: win.Start, End: win.End, Value: win.Value, Final: win.Closed})
+		add(WindowResult[A]{Key: key, Start: win.Start, End: win.End, Value: win.Value, Final: win.Closed})
 	}
-	for _, s := range m.Removed {
-		a.emit(r, WindowResult[A]{Key: key, Start: time.UnixMilli(s).UTC(), Removed: true})
+	for _, s := range removed {
+		add(WindowResult[A]{Key: key, Start: time.UnixMilli(s).UTC(), Removed: true})
 	}
+	return out
 }
 
-func (a *windowAgg[In, A]) emit(r *recordCtx, res WindowResult[A]) {
+// send sends a step's results under the key (nothing while a bootstrap
+// group catches up).
+func (a *windowAgg[In, A]) send(r *recordCtx, emits [][]byte) {
 	if !a.g.live(r) {
-		a.g.stats.suppressed.Add(1) // a bootstrap group catching up
+		a.g.stats.suppressed.Add(int64(len(emits)))
 		return
 	}
-	b, err := a.wa.Results.Codec.Encode(res)
-	if err != nil {
-		a.g.log.Warn("window result: encode", "key", res.Key, "err", err)
-		return
+	for _, b := range emits {
+		r.gctx.Emit(goka.Stream(a.wa.Results.Name), r.gctx.Key(), b)
 	}
-	r.gctx.Emit(goka.Stream(a.wa.Results.Name), res.Key, b)
 }
 
 // Late records.
