@@ -29,10 +29,13 @@ var allowed = map[string][]string{
 	"":           {"processors", "views", "tables", "codecs", "internal"},
 	"embedded":   {},
 	// internal only through the framework (go list -deps is transitive)
-	"shop": {"", "processors", "views", "tables", "codecs", "internal"},
+	"shop": {"", "processors", "views", "tables", "codecs", "internal", "outbox"},
 
 	// reads and re-drives <group>-dlq; processors brings tables and codecs
 	"deadletters": {"processors", "tables", "codecs", "internal"},
+
+	// the transactional outbox (database/sql), its relays, SQL read-model sinks
+	"outbox": {"", "processors", "tables", "codecs", "internal"},
 
 	// serves a topology over HTTP across instances
 	"serve": {"", "views", "queryapi", "deadletters", "processors", "tables", "codecs", "internal"},
