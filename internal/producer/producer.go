@@ -81,6 +81,39 @@ func (s *Sender) Send(ctx context.Context, msg *sarama.ProducerMessage) (int32, 
 	}
 }
 
+// SendAll writes msgs in their order and waits for every outcome or for ctx
+// to end. It returns how many of msgs, counted from the first, were
+// acknowledged, and the first error (nil when all were).
+func (s *Sender) SendAll(ctx context.Context, msgs []*sarama.ProducerMessage) (int, error) {
+	results := make([]chan sent, len(msgs))
+	for i, msg := range msgs {
+		results[i] = make(chan sent, 1)
+		msg.Metadata = results[i]
+		select {
+		case s.p.Input() <- msg:
+		case <-ctx.Done():
+			// what was handed over may still be written; its outcome is unknown
+			return 0, fmt.Errorf("outcome unknown: %w", ctx.Err())
+		}
+	}
+	acked := 0
+	var first error
+	for _, r := range results {
+		select {
+		case res := <-r:
+			if res.err != nil && first == nil {
+				first = res.err
+			}
+			if first == nil {
+				acked++
+			}
+		case <-ctx.Done():
+			return acked, fmt.Errorf("outcome unknown: %w", ctx.Err())
+		}
+	}
+	return acked, first
+}
+
 // Close flushes what is buffered and waits for its outcomes.
 func (s *Sender) Close() {
 	s.p.AsyncClose()
