@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/streamfold/streamfold/embedded"
 	"github.com/streamfold/streamfold/internal/pgtest"
 	"github.com/streamfold/streamfold/outbox"
 )
@@ -39,4 +40,16 @@ func openDB(t *testing.T, dsn string) *outbox.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// startBroker starts an embedded Kafka broker (kfake over real sockets) with
+// its log in a temporary directory, and returns its addresses.
+func startBroker(t *testing.T) []string {
+	t.Helper()
+	b, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b.Addrs()
 }
