@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -19,9 +18,14 @@ import (
 
 // routes registers the shop's resources on srv: its views and commands.
 // The returned close releases the reply reader.
-func routes(srv *serve.Server, rt *streamfold.Runtime, replyTimeout time.Duration) (func() error, error) {
+func routes(srv *serve.Server, rt *streamfold.Runtime, cfg Config) (func() error, error) {
 	replies, err := streamfold.NewReplies(rt, shop.CartReplies)
 	if err != nil {
+		return nil, err
+	}
+	db, err := openDatabase(cfg)
+	if err != nil {
+		replies.Close()
 		return nil, err
 	}
 	customers := views.New(rt, shop.CustomersTable)
@@ -46,10 +50,11 @@ func routes(srv *serve.Server, rt *streamfold.Runtime, replyTimeout time.Duratio
 		history:  views.New(rt, shop.CartHistoryTable),
 		commands: streamfold.NewEmitter(rt, shop.CartCommands),
 		replies:  replies,
-		timeout:  replyTimeout,
+		timeout:  cfg.ReplyTimeout,
 	}.register(srv)
 	newOrdersHTTP(rt).register(srv)
-	return replies.Close, nil
+	paymentsHTTP{store: db.payments}.register(srv)
+	return func() error { return errors.Join(replies.Close(), db.close()) }, nil
 }
 
 type customerCommands struct {

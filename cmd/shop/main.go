@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -49,6 +50,18 @@ type Config struct {
 	ReplyTimeout time.Duration
 	// FraudSessionGap is the inactivity gap of the fraud check's sessions.
 	FraudSessionGap time.Duration
+	// Database is the shop's SQL database (payments, the outbox, the read
+	// models): a postgres:// URL, or a SQLite file; empty is
+	// <data-dir>/shop.db.
+	Database string
+}
+
+// DatabaseURL is the database to open: --database, or SQLite in the data directory.
+func (c Config) DatabaseURL() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return filepath.Join(c.DataDir, "shop.db")
 }
 
 // Validate reports every problem at once.
@@ -78,10 +91,12 @@ func shopApp(c *Config) cli.App {
 				"how long POST /carts/{id}/commands waits for the reply before 504 (SHOP_REPLY_TIMEOUT)")
 			fs.DurationVar(&c.FraudSessionGap, "fraud-session-gap", env.Duration("fraud-session-gap", shop.FraudSessionGap),
 				"the fraud check sums a customer's orders in sessions that end after this long without an order (SHOP_FRAUD_SESSION_GAP)")
+			fs.StringVar(&c.Database, "database", env.String("database", ""),
+				"the shop's SQL database for payments, the outbox and read models: postgres://... or a SQLite file (default <data-dir>/shop.db) (SHOP_DATABASE)")
 		},
 		Validate: func() error { return c.validateShop() },
 		Routes: func(srv *serve.Server, rt *streamfold.Runtime) (func() error, error) {
-			return routes(srv, rt, c.ReplyTimeout)
+			return routes(srv, rt, *c)
 		},
 	}
 }
