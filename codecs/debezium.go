@@ -493,7 +493,7 @@ func schemaPayload(b []byte) (json.RawMessage, bool) {
 //   - source: "/debezium/<connector>/<name>", as Debezium's own CloudEvents
 //     converter names it.
 //   - type: "<TypePrefix>.created", ".updated", ".deleted", ".read" (a
-//     snapshot) or ".truncated"; see Type.
+//     snapshot) or ".truncated"; see Type, and DebeziumOp to read it back.
 //   - subject: empty, so the fold takes the record key (the row's primary
 //     key as the key converter wrote it; see KeyString).
 //   - time: when the change was made in the database (source.ts_ms), or,
@@ -533,13 +533,25 @@ func (d DebeziumEvents) Type(op Op) string {
 	return prefix + "." + string(op)
 }
 
-// Op is the operation of an event this codec decoded, read back from its
-// type; false for any other type.
-func (d DebeziumEvents) Op(e Event) (Op, bool) {
-	for _, op := range []Op{OpCreate, OpUpdate, OpDelete, OpRead, OpTruncate} {
-		if e.Type == d.Type(op) {
-			return op, true
-		}
+// DebeziumOp is the operation of an event DebeziumEvents made, whatever its
+// TypePrefix, read back from the type's last part (created, updated,
+// deleted, read, truncated); false for any other type.
+func DebeziumOp(e Event) (Op, bool) {
+	i := strings.LastIndexByte(e.Type, '.')
+	if i < 0 {
+		return "", false
+	}
+	switch e.Type[i+1:] {
+	case "created":
+		return OpCreate, true
+	case "updated":
+		return OpUpdate, true
+	case "deleted":
+		return OpDelete, true
+	case "read":
+		return OpRead, true
+	case "truncated":
+		return OpTruncate, true
 	}
 	return "", false
 }

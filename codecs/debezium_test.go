@@ -255,8 +255,8 @@ func TestDebeziumEvents_GivenEveryOp_ThenTheCloudEventAFoldExpects(t *testing.T)
 			if got := string(compact(e.Data)); got != tt.data {
 				t.Errorf("data %s, want %s", got, tt.data)
 			}
-			if op, ok := d.Op(e); !ok || d.Type(op) != e.Type {
-				t.Errorf("Op(%s) = %q, %v", e.Type, op, ok)
+			if op, ok := codecs.DebeziumOp(e); !ok || d.Type(op) != e.Type {
+				t.Errorf("DebeziumOp(%s) = %q, %v", e.Type, op, ok)
 			}
 			// Then decoding the same record again (Debezium re-sends after a
 			// restart) gives the same id.
