@@ -267,8 +267,8 @@ func (env *envelope) readSource(raw json.RawMessage) error {
 	return nil
 }
 
-// scalarText is a JSON scalar as text: a string unquoted, a number or a
-// boolean as written; null and absent are "", false.
+// scalarText is a JSON value as text: a string unquoted, anything else as
+// written; null and absent are "", false.
 func scalarText(raw json.RawMessage) (string, bool) {
 	raw = nullToNil(raw)
 	if raw == nil {
@@ -280,9 +280,6 @@ func scalarText(raw json.RawMessage) (string, bool) {
 			return "", false
 		}
 		return s, true
-	}
-	if raw[0] == '{' || raw[0] == '[' {
-		return string(raw), true
 	}
 	return string(raw), true
 }

@@ -20,7 +20,10 @@ import (
 type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 
 // Project makes g fold a stream of CloudEvents into the group's table and
-// returns the table's handle. Per record it:
+// returns the table's handle. Records decode with the stream's codec when it
+// reads records (codecs.RecordDecoder: CloudEvents, DebeziumEvents for a
+// Debezium change-event topic, DebeziumOutbox), else as CloudEvents in either
+// content mode. Per record it:
 //   - treats a Kafka tombstone (null value) on the input as "remove the key";
 //   - dead-letters an undecodable event, an error or panic from apply, and an
 //     event whose subject is not the record's key (class key-mismatch; a
