@@ -44,8 +44,10 @@ type DebeziumOutbox struct {
 	IDHeader string
 	// TypeHeader names the header with the event type; "eventType" if empty.
 	TypeHeader string
-	// TimeHeader, if set, names a header with the event time: an RFC 3339
-	// time or milliseconds since the epoch.
+	// TimeHeader, if set, names a header with the event time (the outbox
+	// row's timestamp, placed with timestamp:header:<name>): an RFC 3339
+	// time (a timestamptz column) or epoch milli-, micro- or nanoseconds,
+	// told apart by magnitude.
 	TimeHeader string
 	// Source is the source of the events built; "/debezium/outbox" if
 	// empty.
@@ -181,8 +183,18 @@ func headerText(hs []Header, key string) string {
 }
 
 func parseOutboxTime(s string) (time.Time, error) {
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.UnixMilli(ms).UTC(), nil
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		// Debezium writes a timestamp column as epoch milliseconds
+		// (time.precision.mode=connect), microseconds (MicroTimestamp, the
+		// PostgreSQL default) or nanoseconds; for any time after 1973 the
+		// magnitude tells which.
+		switch {
+		case n >= 1e17 || n <= -1e17:
+			return time.Unix(0, n).UTC(), nil
+		case n >= 1e14 || n <= -1e14:
+			return time.UnixMicro(n).UTC(), nil
+		}
+		return time.UnixMilli(n).UTC(), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {

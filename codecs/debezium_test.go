@@ -357,6 +357,16 @@ func TestDebeziumOutbox_GivenRoutedRecords_ThenCloudEvents(t *testing.T) {
 		if err != nil || e.ID != "p1" || e.Type != "PaymentReceived" || e.Source != "/payments" || !e.Time.Equal(time.UnixMilli(1556890294344)) {
 			t.Errorf("got %+v, %v", e, err)
 		}
+		for ts, want := range map[string]time.Time{
+			"1556890294344123":            time.UnixMicro(1556890294344123),
+			"1556890294344123456":         time.Unix(0, 1556890294344123456),
+			"2019-05-03T13:31:34.344123Z": time.UnixMicro(1556890294344123),
+		} {
+			e, err := o.DecodeRecord(str, []codecs.Header{{Key: "eventId", Value: []byte("p1")}, {Key: "type", Value: []byte("T")}, {Key: "timestamp", Value: []byte(ts)}})
+			if err != nil || !e.Time.Equal(want) {
+				t.Errorf("timestamp %s: time %v (%v), want %v", ts, e.Time, err, want)
+			}
+		}
 	})
 	t.Run("a structured CloudEvent payload is taken as it is", func(t *testing.T) {
 		ce := mustEvent(t, "c1", customer{ID: "c1", Name: "Ada"})
