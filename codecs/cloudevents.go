@@ -307,3 +307,8 @@ func (CloudEvents) Encode(e Event) ([]byte, error) {
 
 // Decode reads a structured-mode envelope.
 func (CloudEvents) Decode(b []byte) (Event, error) { return decodeStructured(b) }
+
+// DecodeRecord implements RecordDecoder: DecodeEvent, both content modes.
+func (CloudEvents) DecodeRecord(value []byte, headers []Header) (Event, error) {
+	return DecodeEvent(value, headers)
+}

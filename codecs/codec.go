@@ -16,6 +16,14 @@ type Codec[T any] interface {
 	Decode([]byte) (T, error)
 }
 
+// RecordDecoder is implemented by codecs that need a record's headers as
+// well as its value to decode it (CloudEvents in binary mode, records routed
+// by Debezium's outbox event router). Readers that have the headers at hand
+// (processors.Project) prefer it to Decode.
+type RecordDecoder[T any] interface {
+	DecodeRecord(value []byte, headers []Header) (T, error)
+}
+
 // Sentinel errors. Decode and encode failures wrap them inside a *DecodeError
 // or *EncodeError; test for them with errors.Is.
 var (

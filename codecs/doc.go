@@ -12,6 +12,15 @@
 // from any standard CloudEvents producer are accepted. The event id is the
 // idempotency key downstream; [NewEvent] gives every event a fresh random one.
 //
+// Change events from databases arrive as Debezium envelopes. [DecodeChange]
+// reads one (with or without the JSON converter's schema wrapper; op c, u,
+// d, r or t) into a typed [Change], and [DecodeKey] its key. As a stream's
+// codec, [DebeziumEvents] maps each envelope to a CloudEvent whose id is the
+// change's position in the database's log, so a table folds a Debezium topic
+// like any event stream and drops what Debezium sends twice. Records routed
+// by Debezium's outbox event router decode with [DebeziumOutbox]. Codecs
+// that need a record's headers implement [RecordDecoder].
+//
 // Event schemas evolve. A [Registry] maps each current event type to the Go
 // type its data decodes into, and upcasters rewrite events of retired types
 // (or retired shapes) into current ones before decoding, so handlers only
@@ -21,7 +30,8 @@
 // encode failure an *[EncodeError], each wrapping its cause, so a caller can
 // dead-letter undecodable records with errors.As and tell the conditions
 // apart with errors.Is and the sentinels ([ErrNotCloudEvent],
-// [ErrInvalidEvent], [ErrWrongType], [ErrUnknownEventType], ...).
+// [ErrInvalidEvent], [ErrWrongType], [ErrUnknownEventType],
+// [ErrNotChangeEvent], [ErrTombstone], ...).
 //
 // Codecs are stateless values and safe for concurrent use.
 package codecs

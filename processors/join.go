@@ -207,10 +207,18 @@ func recordSubjectIsKey(r *recordCtx, ev *codecs.Event) error {
 	return subjectIsKey(ev, r.gctx.Key())
 }
 
-// decodeInput decodes the record in flight: a CloudEvent in either content
-// mode (its headers), anything else with the stream's codec.
+// decodeInput decodes the record in flight: with its headers when the
+// stream's codec reads them (codecs.RecordDecoder), a CloudEvent in either
+// content mode, anything else with the stream's codec.
 func decodeInput[V any](c codecs.Codec[V], r *recordCtx) (V, error) {
 	var v V
+	if rd, ok := c.(codecs.RecordDecoder[V]); ok {
+		v, err := rd.DecodeRecord(r.value, r.headers)
+		if err != nil {
+			return v, fail(ClassDecode, err)
+		}
+		return v, nil
+	}
 	if _, isEvent := any(v).(codecs.Event); isEvent {
 		ev, err := codecs.DecodeEvent(r.value, r.headers)
 		if err != nil {

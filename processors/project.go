@@ -20,7 +20,10 @@ import (
 type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 
 // Project makes g fold a stream of CloudEvents into the group's table and
-// returns the table's handle. Per record it:
+// returns the table's handle. Records decode with the stream's codec when it
+// reads records (codecs.RecordDecoder: CloudEvents, DebeziumEvents for a
+// Debezium change-event topic, DebeziumOutbox), else as CloudEvents in either
+// content mode. Per record it:
 //   - treats a Kafka tombstone (null value) on the input as "remove the key";
 //   - dead-letters an undecodable event, an error or panic from apply, and an
 //     event whose subject is not the record's key (class key-mismatch; a
@@ -49,7 +52,7 @@ type Apply[S any] func(state *S, ev codecs.Event) (*S, error)
 func Project[S any](g *Group, in tables.Stream[codecs.Event], apply Apply[S], opts ...TableOption) tables.Table[S] {
 	table := groupTable[S](g, opts)
 	g.dedup = true
-	p := projection[S]{g: g, table: table, apply: apply, seenTopic: goka.Stream(g.seenTopic())}
+	p := projection[S]{g: g, table: table, apply: apply, seenTopic: goka.Stream(g.seenTopic()), decode: eventDecoder(in.Codec)}
 	g.sweepers = append(g.sweepers, p.sweep)
 	g.addInput(in, p.handle)
 	return table
@@ -126,6 +129,19 @@ type projection[S any] struct {
 	apply Apply[S]
 	// seenTopic is <group>-seen, named once: sendSeen runs for every event.
 	seenTopic goka.Stream
+	// decode reads an input record (and a parked one) into its event.
+	decode func(value []byte, headers []codecs.Header) (codecs.Event, error)
+}
+
+// eventDecoder is how records of an event stream with codec c decode: with
+// the codec when it reads records (codecs.RecordDecoder: CloudEvents,
+// DebeziumEvents, DebeziumOutbox), else as CloudEvents in either content
+// mode, whatever the codec.
+func eventDecoder(c codecs.Codec[codecs.Event]) func([]byte, []codecs.Header) (codecs.Event, error) {
+	if rd, ok := c.(codecs.RecordDecoder[codecs.Event]); ok {
+		return rd.DecodeRecord
+	}
+	return codecs.DecodeEvent
 }
 
 func (p projection[S]) handle(r *recordCtx) error {
@@ -141,7 +157,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 		}
 		return nil
 	}
-	ev, err := codecs.DecodeEvent(r.value, r.headers)
+	ev, err := p.decode(r.value, r.headers)
 	if err != nil {
 		return err
 	}
@@ -298,7 +314,7 @@ func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
 	m = p.expire(r, m)
 	for len(m.Parked) > 0 {
 		pr := m.Parked[0]
-		ev, err := codecs.DecodeEvent(pr.Value, parkedHeaders(pr))
+		ev, err := p.decode(pr.Value, parkedHeaders(pr))
 		var next *S
 		if err == nil {
 			err = safely(func() (err error) { next, err = p.apply(s, ev); return err })
