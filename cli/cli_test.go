@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/cli"
+	"github.com/streamfold/streamfold/embedded"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
@@ -132,6 +134,13 @@ func TestMain_GivenEachCommand_ThenItsExitCodeAndOutput(t *testing.T) {
 	code, out, _ = run("dlq", "-h")
 	assert.Equal(t, 0, code)
 	assert.Contains(t, out, "--brokers (MY_ORDERS_BROKERS;")
+	assert.Contains(t, out, "at --kafka-listen, MY_ORDERS_KAFKA_LISTEN")
+
+	code, _, errOut = run("--help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, errOut, "topology", "--help names the commands, not only run's flags")
+	assert.Contains(t, errOut, "dlq ")
+	assert.Contains(t, errOut, "-greeting", "and run's flags")
 	code, _, errOut = run("dlq", "list")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "my-orders dlq list: --group is required")
@@ -178,4 +187,38 @@ func TestStart_GivenAnAppWithRoutes_WhenRunEnds_ThenEverythingIsClosed(t *testin
 	}
 	assert.True(t, closed, "the routes' close was not called")
 	assert.Contains(t, logs.String(), "stopped cleanly")
+}
+
+// Without --brokers, "dlq" reads the embedded broker of a running service
+// where --kafka-listen (or its variable) put it, not 127.0.0.1:9092.
+func TestMain_GivenDLQWithoutBrokers_ThenItDialsTheKafkaListenAddress(t *testing.T) {
+	b, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Partitions: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	admin, err := sarama.NewClusterAdmin(b.Addrs(), kafkaConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { admin.Close() })
+	require.NoError(t, admin.CreateTopic("customers-dlq", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false))
+	var greeting string
+	for name, setup := range map[string]func() []string{
+		"flag": func() []string {
+			t.Setenv("MY_ORDERS_KAFKA_LISTEN", "")
+			return []string{"--kafka-listen", b.Addrs()[0]}
+		},
+		"variable": func() []string { t.Setenv("MY_ORDERS_KAFKA_LISTEN", b.Addrs()[0]); return nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("MY_ORDERS_BROKERS", "")
+			args := append([]string{"dlq", "list", "--group", "customers", "--timeout", "20s"}, setup()...)
+			var out, errb bytes.Buffer
+			code := cli.Main(context.Background(), testApp(&greeting), args, &out, &errb)
+			assert.Equal(t, 0, code, "stderr: %s", errb.String())
+		})
+	}
+}
+
+func kafkaConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = sarama.V3_6_0_0
+	return c
 }

@@ -242,6 +242,13 @@ func parseGroups(s string) []string {
 func ParseRunFlags(app App, args []string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet(app.Name+" run", flag.ContinueOnError)
 	fs.SetOutput(out)
+	// -h shows the commands too: run is the default, so "<name> --help"
+	// lands here.
+	fs.Usage = func() {
+		fmt.Fprintf(out, usage, app.Name)
+		fmt.Fprint(out, "\nflags of run:\n")
+		fs.PrintDefaults()
+	}
 	var cfg Config
 	groups := app.groupNames()
 	raw := app.bindFlags(fs, &cfg, groups)

@@ -36,14 +36,14 @@ commands:
             yet. The group refuses a stale record unless forced, and never lets
             a tombstone or a deletion erase a newer write.
 
-Every command takes --brokers (%[2]s; default 127.0.0.1:9092, the embedded
-broker of a running %[1]s) and --timeout. Run '%[1]s dlq <command> -h' for its flags.
+Every command takes --brokers (%[2]s; default: the embedded broker of a
+running %[1]s, at --kafka-listen, %[3]s, or 127.0.0.1:9092) and --timeout. Run '%[1]s dlq <command> -h' for its flags.
 `
 
 // dlqCommand is '<name> dlq list|show|redrive'.
 func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.Writer) error {
 	env := app.env()
-	usage := fmt.Sprintf(dlqUsage, app.Name, env.Name("brokers"))
+	usage := fmt.Sprintf(dlqUsage, app.Name, env.Name("brokers"), env.Name("kafka-listen"))
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ErrUsage
@@ -61,11 +61,10 @@ func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.W
 
 	fs := flag.NewFlagSet(app.Name+" dlq "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defBrokers := "127.0.0.1:9092"
-	if v := env.String("brokers", ""); strings.TrimSpace(v) != "" {
-		defBrokers = v
-	}
-	brokers := fs.String("brokers", defBrokers, fmt.Sprintf("comma-separated Kafka bootstrap servers (%s)", env.Name("brokers")))
+	// Without --brokers, the embedded broker of a running service: where
+	// its --kafka-listen (or the variable) put it, as the run command does.
+	brokers := fs.String("brokers", env.String("brokers", ""), fmt.Sprintf("comma-separated Kafka bootstrap servers (%s); default: the embedded broker at --kafka-listen", env.Name("brokers")))
+	listen := fs.String("kafka-listen", env.String("kafka-listen", "127.0.0.1:9092"), fmt.Sprintf("the embedded broker's address, used without --brokers (%s)", env.Name("kafka-listen")))
 	group := fs.String("group", "", "the processor group whose <group>-dlq to read (required)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	format := fs.String("format", "text", "output: text or json")
@@ -148,6 +147,9 @@ func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.W
 		}
 	}
 
+	if strings.TrimSpace(*brokers) == "" {
+		*brokers = *listen
+	}
 	var list []string
 	for b := range strings.SplitSeq(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -200,6 +202,8 @@ func dlqCommand(ctx context.Context, app App, args []string, stdout, stderr io.W
 			again := fmt.Sprintf("%s dlq list --group %s --limit %d --cursor %s", app.Name, *group, limit, page.Next)
 			if set["brokers"] {
 				again += " --brokers " + *brokers
+			} else if set["kafka-listen"] {
+				again += " --kafka-listen " + *listen
 			}
 			fmt.Fprintf(stderr, "more: %s\n", again)
 		}
