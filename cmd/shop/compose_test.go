@@ -35,6 +35,8 @@ func TestCompose_GivenTheComposeFile_ThenEveryShopCommandParsesWithTheBinarysFla
 		require.NoError(t, err, "command %s", m[1])
 		assert.False(t, cfg.Embedded(), "a compose instance must run against Kafka: %s", m[1])
 		assert.Equal(t, "/var/lib/shop", cfg.DataDir, "the image's volume")
+		assert.True(t, strings.HasPrefix(cfg.Database, "postgres://shop:shop@postgres:5432/"),
+			"every instance shares the compose file's PostgreSQL (payments, outbox, read models): %s", m[1])
 		if cfg.Groups != nil && len(cfg.Groups) == 0 {
 			queryOnly++
 			assert.False(t, cfg.NoQuery)
