@@ -62,7 +62,9 @@ func pollSaramaConfig() *sarama.Config {
 	return c
 }
 
-func pollCreateTopic(t *testing.T, addrs []string) {
+func pollCreateTopic(t *testing.T, addrs []string) { pollCreateTopicTB(t, addrs) }
+
+func pollCreateTopicTB(t testing.TB, addrs []string) {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(addrs, pollSaramaConfig())
 	if err != nil {
