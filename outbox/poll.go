@@ -306,6 +306,7 @@ type pollRun struct {
 
 	leaseUntil time.Time // SQLite: the lease is ours until then
 	maxBytes   int       // the producer's largest record
+	oneByOne   bool      // the broker refused a batch: find the record it refuses
 }
 
 // pollError says which side failed, for logging state changes.
@@ -553,7 +554,7 @@ func (p *pollRun) roundPostgres(ctx, dbctx context.Context) (bool, error) {
 		return false, perr
 	}
 	// a batch cut short by another relay's rows: wait for it, don't spin
-	return full && len(held) == len(rows), nil
+	return full && len(held) == len(rows) || p.oneByOne, nil
 }
 
 // pollInOrder keeps the rows of batch (in seq order) that no earlier row of
@@ -635,7 +636,7 @@ func (p *pollRun) roundSQLite(ctx, dbctx context.Context) (bool, error) {
 	if perr != nil {
 		return false, perr
 	}
-	return len(rows) == p.cfg.batch, nil
+	return len(rows) == p.cfg.batch || p.oneByOne, nil
 }
 
 // pollDead is a row that cannot be published, and why.
@@ -684,29 +685,60 @@ func (p *pollRun) publish(ctx context.Context, rows []pollRow) ([]Row, []pollDea
 	}
 	pctx, cancel := context.WithTimeout(ctx, pollRoundTimeout)
 	defer cancel()
+	if p.oneByOne {
+		return p.publishOneByOne(pctx, good, msgs, dead)
+	}
 	acked, err := p.pub.sender.SendAll(pctx, msgs)
 	if acked > 0 {
 		if h := p.relay.hooks.afterAck; h != nil {
 			h(good[:acked])
 		}
 	}
-	if err != nil {
-		if pollRefused(err) {
-			// the broker will never take this record: it is dead, the rest
-			// goes on in the next round
-			dead = append(dead, pollDead{good[acked].Seq, good[acked].ID, err})
-			return good[:acked], dead, nil
-		}
-		return good[:acked], dead, pollKafka(fmt.Errorf("outbox: publish: %w", err))
+	switch {
+	case err == nil:
+		return good, dead, nil
+	case pollRefused(err) && acked == len(good)-1:
+		// the last record, alone in the batch the broker refused: dead
+		return good[:acked], append(dead, pollDead{good[acked].Seq, good[acked].ID, err}), nil
+	case pollRefused(err):
+		// The broker refuses a whole record batch for one record (too
+		// large for the topic's max.message.bytes): find it by sending the
+		// rest one by one, next round, rather than blame the first.
+		p.oneByOne = true
+		p.cfg.log.Warn("the broker refused a batch of records; sending the next rows one by one to find the one it refuses", "error", err)
+		return good[:acked], dead, nil
 	}
-	return good, dead, nil
+	return good[:acked], dead, pollKafka(fmt.Errorf("outbox: publish: %w", err))
 }
 
-// pollRefused says the broker refuses a record for what it is, so sending
-// it again cannot succeed.
+// publishOneByOne sends each record by itself, so that a refusal names its
+// record.
+func (p *pollRun) publishOneByOne(ctx context.Context, good []Row, msgs []*sarama.ProducerMessage, dead []pollDead) ([]Row, []pollDead, error) {
+	sent := make([]Row, 0, len(good))
+	defer func() {
+		if h := p.relay.hooks.afterAck; h != nil && len(sent) > 0 {
+			h(sent)
+		}
+	}()
+	for i := range msgs {
+		_, err := p.pub.sender.SendAll(ctx, msgs[i:i+1])
+		switch {
+		case err == nil:
+			sent = append(sent, good[i])
+		case pollRefused(err):
+			dead = append(dead, pollDead{good[i].Seq, good[i].ID, err})
+		default:
+			return sent, dead, pollKafka(fmt.Errorf("outbox: publish: %w", err))
+		}
+	}
+	p.oneByOne = false
+	return sent, dead, nil
+}
+
+// pollRefused says the broker refuses a record batch for what it holds, so
+// sending it again cannot succeed.
 func pollRefused(err error) bool {
-	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidMessage) ||
-		errors.Is(err, sarama.ErrInvalidMessageSize)
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidRecord)
 }
 
 // finish deletes the acknowledged rows and moves the dead ones, in tx.

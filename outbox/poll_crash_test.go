@@ -242,4 +242,3 @@ func TestPollingRelay_GivenTwoRelaysOnSQLite_ThenOnlyTheLeaseHolderPublishesAndT
 		t.Errorf("%d duplicates without a crash", dups)
 	}
 }
-

@@ -64,14 +64,18 @@ func pollSaramaConfig() *sarama.Config {
 
 func pollCreateTopic(t *testing.T, addrs []string) { pollCreateTopicTB(t, addrs) }
 
-func pollCreateTopicTB(t testing.TB, addrs []string) {
+func pollCreateTopicTB(t testing.TB, addrs []string, configs ...string) {
 	t.Helper()
+	entries := map[string]*string{}
+	for i := 0; i+1 < len(configs); i += 2 {
+		entries[configs[i]] = &configs[i+1]
+	}
 	admin, err := sarama.NewClusterAdmin(addrs, pollSaramaConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.CreateTopic(pollTopic, &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false); err != nil {
+	if err := admin.CreateTopic(pollTopic, &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1, ConfigEntries: entries}, false); err != nil {
 		t.Fatalf("create topic %s: %v", pollTopic, err)
 	}
 }
@@ -539,6 +543,55 @@ func TestPollingRelay_GivenRowsThatCannotBePublished_ThenTheyMoveToTheDeadTableA
 		}
 		if s := r.Stats(); s.DeadLettered != 2 {
 			t.Errorf("stats = %+v, want 2 dead-lettered", s)
+		}
+	})
+}
+
+func TestPollingRelay_GivenTheBrokerRefusesARecordInABatch_ThenOnlyThatRowIsDeadAndTheOthersArePublished(t *testing.T) {
+	databases(t, func(t *testing.T, db *outbox.DB) {
+		addrs := startBroker(t)
+		// the topic takes record batches of at most 2 kB; the relay's
+		// producer would send up to 1 MB
+		pollCreateTopicTB(t, addrs, "max.message.bytes", "2048")
+		ctx := context.Background()
+		var want []codecs.Event
+		want = append(want, pollWrite(t, db, true, "x", "y", "z")...)
+		big, err := codecs.NewEvent("urn:test", "PaymentReceived", "y", map[string]string{"note": string(bytes.Repeat([]byte("x"), 3000))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outbox.Write(ctx, tx, pollTopic, big); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, pollWrite(t, db, true, "y", "x", "z", "y")...)
+
+		r := pollRelay(t, db, addrs, "")
+		pollStart(t, r)
+		pollDrained(t, db)
+		dups := pollCheck(t, pollRead(t, addrs), want)
+		t.Logf("%d duplicates (records acknowledged in the refused produce request, sent again one by one)", dups)
+		var dead []string
+		rows, err := db.QueryContext(ctx, `SELECT id FROM outbox_dead`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			dead = append(dead, id)
+		}
+		if !slices.Equal(dead, []string{big.ID}) {
+			t.Errorf("dead rows %v, want only the oversized one %s", dead, big.ID)
 		}
 	})
 }
