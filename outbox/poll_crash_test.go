@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,4 +244,116 @@ func TestPollingRelay_GivenTwoRelaysOnSQLite_ThenOnlyTheLeaseHolderPublishesAndT
 	if dups := pollCheck(t, pollRead(t, addrs), want); dups != 0 {
 		t.Errorf("%d duplicates without a crash", dups)
 	}
+}
+
+func TestPollingRelay_GivenItsDatabaseGoesAwayForAWhileWhileRelaying_ThenRowsWaitAndItResumes(t *testing.T) {
+	dsn := pgtest.Database(t)
+	db := openDB(t, dsn)
+	addrs := pollBroker(t)
+	var want []codecs.Event
+	for i := range 20 {
+		want = append(want, pollWrite(t, db, true, fmt.Sprintf("p%d", i%4), "p9", fmt.Sprintf("p%d", i%3), "p0", "p9")...)
+	}
+
+	// The relay reaches the server through a proxy that the test takes
+	// down — open connections cut, new ones refused, as while a server
+	// restarts — right after the broker acknowledged the third batch.
+	proxy := pollStartProxy(t, dsn)
+	r := pollRelay(t, openDB(t, proxy.dsn), addrs, "")
+	r.Batch = 5
+	wentDown := make(chan struct{})
+	batches := 0
+	outbox.PollSetHooks(r, nil, func([]outbox.Row) {
+		if batches++; batches == 3 {
+			proxy.down()
+			close(wentDown)
+		}
+	})
+	pollStart(t, r)
+	select {
+	case <-wentDown:
+	case <-time.After(pollWait):
+		t.Fatal("the relay did not publish three batches")
+	}
+	pollEventually(t, "the relay failed a few times", func() bool { return r.Stats().Failures >= 3 })
+	left := count(t, db)
+	if left != len(want)-2*5 {
+		t.Errorf("outbox holds %d rows while the database is away, want %d (the third batch not deleted)", left, len(want)-2*5)
+	}
+	s := r.Stats()
+	t.Logf("database away: %d failed rounds, last error: %v", s.Failures, s.LastError)
+
+	proxy.up(t)
+	pollDrained(t, db)
+	recs := pollRead(t, addrs)
+	dups := pollCheck(t, recs, want)
+	t.Logf("%d rows, %d records, %d duplicates (the batch acknowledged as the database went away)", len(want), len(recs), dups)
+}
+
+// pollProxy forwards TCP connections to a PostgreSQL server until down.
+type pollProxy struct {
+	dsn    string // the database's URL through the proxy
+	addr   string
+	target string
+	mu     sync.Mutex
+	l      net.Listener
+	conns  []net.Conn
+}
+
+func pollStartProxy(t *testing.T, dsn string) *pollProxy {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pollProxy{addr: pollFreeAddr(t), target: u.Host}
+	u.Host = p.addr
+	p.dsn = u.String()
+	p.up(t)
+	t.Cleanup(p.down)
+	return p
+}
+
+// up listens (again) on the proxy's address.
+func (p *pollProxy) up(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+			go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
+		}
+	}()
+}
+
+// down stops listening and cuts every connection.
+func (p *pollProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l != nil {
+		p.l.Close()
+		p.l = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
