@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -224,7 +223,7 @@ func (r *PollingRelay) config() (pollConfig, error) {
 		c.instance = pollInstance()
 	}
 	if c.log == nil {
-		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("table", table, "instance", c.instance)
 	return c, nil
@@ -361,7 +360,7 @@ func (p *pollRun) failed(err error) {
 		// once per state change, not per attempt: a broker down for an
 		// hour is one line, not thirty-six thousand
 		p.cfg.log.Warn("outbox relay cannot publish; keeping the rows and retrying with backoff",
-			"unreachable", side, "error", err, "max_backoff", p.cfg.maxBackoff)
+			"failing", side, "error", err, "max_backoff", p.cfg.maxBackoff)
 		p.failing, p.failSince, p.attempts = side, now, 1
 	}
 	if side == "kafka" && p.pub != nil {
@@ -376,7 +375,7 @@ func (p *pollRun) recovered() {
 	if p.failing == "" {
 		return
 	}
-	p.cfg.log.Info("outbox relay recovered", "was_unreachable", p.failing,
+	p.cfg.log.Info("outbox relay recovered", "was_failing", p.failing,
 		"down_for", time.Since(p.failSince).Round(time.Millisecond), "attempts", p.attempts)
 	p.failing = ""
 	p.relay.mu.Lock()
