@@ -135,6 +135,10 @@ func New(rt Runtime, opts Options) (*Server, error) {
 // Addr is the address the Server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Logger is the server's logger (Options.Logger), for what an application
+// runs beside its routes.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
 // Reader is a queryapi.Reader over one table: a *views.View is one.
 type Reader interface {
 	queryapi.Reader

@@ -27,6 +27,8 @@ type problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
+	// Fields names the broken fields of a 422.
+	Fields map[string]any `json:"fields,omitempty"`
 }
 
 func ids(cs []shop.Customer) []string {

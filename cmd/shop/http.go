@@ -23,7 +23,7 @@ func routes(srv *serve.Server, rt *streamfold.Runtime, cfg Config) (func() error
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDatabase(cfg)
+	db, err := openDatabase(cfg, rt, srv.Logger())
 	if err != nil {
 		replies.Close()
 		return nil, err

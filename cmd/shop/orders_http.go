@@ -133,6 +133,9 @@ func (o ordersHTTP) get(r *http.Request) (int, any, error) {
 			return http.StatusOK, v, nil
 		case err == nil:
 			last = v
+		case ctx.Err() != nil && r.Context().Err() == nil:
+			// the wait ran out during the read: the same answer as between reads
+			return 0, nil, waitedInVain(id, timeout, last)
 		case !errors.Is(err, views.ErrNotFound) && !errors.Is(err, views.ErrNotReady):
 			return 0, nil, err
 		}
@@ -141,14 +144,20 @@ func (o ordersHTTP) get(r *http.Request) (int, any, error) {
 			if r.Context().Err() != nil {
 				return 0, nil, r.Context().Err()
 			}
-			detail := fmt.Sprintf("order %s is not validated or failed within %s", id, timeout)
-			if last.ID == "" {
-				detail = fmt.Sprintf("order %s is not known within %s", id, timeout)
-			}
-			return 0, nil, queryapi.NewProblem(http.StatusGatewayTimeout, detail)
+			return 0, nil, waitedInVain(id, timeout, last)
 		case <-tick.C:
 		}
 	}
+}
+
+// waitedInVain is the 504 of a wait for an order's decision that ran out;
+// last is the order as last read (zero: never found).
+func waitedInVain(id string, timeout time.Duration, last shop.EnrichedOrder) error {
+	detail := fmt.Sprintf("order %s is not validated or failed within %s", id, timeout)
+	if last.ID == "" {
+		detail = fmt.Sprintf("order %s is not known within %s", id, timeout)
+	}
+	return queryapi.NewProblem(http.StatusGatewayTimeout, detail)
 }
 
 // setStock writes the product's stock level to warehouse-inventory.

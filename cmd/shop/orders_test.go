@@ -87,10 +87,32 @@ func TestOrders_GivenStockAndACustomer_WhenOrdersArePlaced_ThenEachCheckDecidesA
 	r.awaitStock(t, "p2", stockAnswer{Stock: 100})
 	r.awaitStock(t, "p1", stockAnswer{Stock: 5, Reserved: 2})
 
-	// The validated order's payment, sent twice, and a second payment:
-	// one confirmation e-mail.
+	// The validated order's payment through the payments service (its row
+	// and its event in one transaction, relayed from the outbox), the POST
+	// retried, and a second payment from any producer: one confirmation
+	// e-mail.
+	var paid shop.Payment
+	resp = r.do(http.MethodPost, "/payments", `{"id":"pay-1","orderId":"o-ok","amount":200,"currency":"EUR"}`, &paid)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	assert.Equal(t, "/payments/pay-1", resp.Header.Get("Location"))
+	resp = r.do(http.MethodPost, "/payments", `{"id":"pay-1","orderId":"o-ok","amount":200,"currency":"EUR"}`, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a retried POST answers the recorded payment")
 	cl := kafkaClient(t, r.brokers())
-	produce(t, cl, paymentRecord(t, "pay-1", "o-ok", 200), paymentRecord(t, "pay-1", "o-ok", 200), paymentRecord(t, "pay-2", "o-ok", 200))
+	produce(t, cl, paymentRecord(t, "pay-2", "o-ok", 200))
+	relayed := consumeAll(t, r.brokers(), shop.Payments.Name, 2)
+	var fromOutbox []codecs.Event
+	for _, rec := range relayed {
+		ev, err := codecs.DecodeEvent(rec.Value, nil)
+		require.NoError(t, err)
+		if ev.ID == "payment-pay-1" {
+			assert.Equal(t, "o-ok", string(rec.Key), "keyed by the order id")
+			fromOutbox = append(fromOutbox, ev)
+		}
+	}
+	require.Len(t, fromOutbox, 1, "the payment's event, relayed once: %d records on payments", len(relayed))
+	var data shop.PaymentReceived
+	require.NoError(t, fromOutbox[0].DataAs(&data))
+	assert.Equal(t, shop.PaymentReceived{OrderID: "o-ok", Amount: 200, Currency: "EUR"}, data)
 	stats := r.app.Runtime().Stats
 	require.Eventually(t, func() bool { return stats()[shop.EmailerGroup].Applied == 2 }, wait, 10*time.Millisecond, "the e-mailer sees both payments' pairs")
 	emails := consumeAll(t, r.brokers(), shop.Emails.Name, 1)
@@ -109,6 +131,17 @@ func TestOrders_GivenStockAndACustomer_WhenOrdersArePlaced_ThenEachCheckDecidesA
 	p := r.expectProblem(t, http.MethodGet, "/orders/never-placed?wait=validated&timeout=200ms", "", http.StatusGatewayTimeout)
 	assert.Contains(t, p.Detail, "not known within 200ms")
 	r.expectProblem(t, http.MethodPut, "/inventory/p1", `{"stock":-1}`, http.StatusBadRequest)
+
+	// The payment is read from the database; the same id with another
+	// payment is a 409, a bad payment a 422 naming its fields.
+	var got shop.Payment
+	require.Equal(t, http.StatusOK, r.do(http.MethodGet, "/payments/pay-1", "", &got).StatusCode)
+	assert.Equal(t, paid, got)
+	r.expectProblem(t, http.MethodPost, "/payments", `{"id":"pay-1","orderId":"o-ok","amount":300,"currency":"EUR"}`, http.StatusConflict)
+	bad := r.expectProblem(t, http.MethodPost, "/payments", `{"orderId":"o-ok","amount":-5,"currency":"euro"}`, http.StatusUnprocessableEntity)
+	assert.Contains(t, bad.Fields, "amount")
+	assert.Contains(t, bad.Fields, "currency")
+	r.expectProblem(t, http.MethodGet, "/payments/nope", "", http.StatusNotFound)
 }
 
 func itoa(n int) string     { return strconv.Itoa(n) }
