@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
@@ -662,13 +663,20 @@ func sinkSafely(fn func() error) (err error) {
 func sinkMigrate(ctx context.Context, db interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }) error {
-	_, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+SinkOffsetsTable+` (
+	ddl := `CREATE TABLE IF NOT EXISTS ` + SinkOffsetsTable + ` (
 	sink text NOT NULL,
 	topic text NOT NULL,
 	partition integer NOT NULL,
 	next_offset bigint NOT NULL,
 	PRIMARY KEY (sink, topic, partition)
-)`)
+)`
+	_, err := db.ExecContext(ctx, ddl)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07" || pe.Code == "42710") {
+		// Two sinks created it at once: PostgreSQL's IF NOT EXISTS does not
+		// cover the race (a duplicate in its catalogue). Now it exists.
+		_, err = db.ExecContext(ctx, ddl)
+	}
 	if err != nil {
 		return fmt.Errorf("outbox: create table %s: %w", SinkOffsetsTable, err)
 	}

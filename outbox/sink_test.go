@@ -639,3 +639,26 @@ func sinkFind(t testing.TB, brokers []string, topic, key string) *sarama.Consume
 	t.Fatalf("no record with key %s in %s", key, topic)
 	return nil
 }
+
+func TestSink_GivenTwoInstancesOfOneSink_WhenBothRun_ThenNoRecordIsAppliedTwice(t *testing.T) {
+	brokers := startBroker(t)
+	databases(t, func(t *testing.T, db *outbox.DB) {
+		tbl := sinkTable(t, brokers, "twice-"+string(db.Dialect))
+		records, fold := sinkHistory(30, 4)
+		end := sinkProduce(t, brokers, tbl.Name, records)
+		sinkSchema(t, db, "customers")
+		for range 2 {
+			sinkRunning(t, &outbox.Sink[sinkCustomer]{
+				Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
+				Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 5,
+			})
+		}
+		sinkEventually(t, "the sinks reached the end", func() bool { return sinkCaughtUp(t, db, "customers-sql", end) })
+		total, doubled := sinkAuditCounts(t, db, "customers")
+		t.Logf("two instances: %d records applied, %d twice", total, doubled)
+		if total != len(records) || doubled != 0 {
+			t.Errorf("applied %d records (%d twice), want each of %d once", total, doubled, len(records))
+		}
+		sameContent(t, sinkContent(t, db, "customers"), fold)
+	})
+}
