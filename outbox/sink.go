@@ -521,6 +521,7 @@ func (r *sinkRun[V]) try(ctx context.Context, batch []sinkRecord[V]) (SinkCommit
 		return commit, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after a commit it does nothing
+	ctx = context.WithValue(ctx, sinkStmtsKey{}, &sinkStmts{tx: tx, stmts: map[string]*sql.Stmt{}})
 	for i := range batch {
 		rec := &batch[i]
 		m := rec.msg

@@ -50,7 +50,7 @@ func (r Rows[V]) Apply(ctx context.Context, tx *sql.Tx, c Change[V]) error {
 		cols = r.Columns(*c.Value)
 	}
 	if cols == nil {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+r.Table+` WHERE `+r.Key+` = $1`, c.Key); err != nil {
+		if _, err := sinkExec(ctx, tx, `DELETE FROM `+r.Table+` WHERE `+r.Key+` = $1`, c.Key); err != nil {
 			return fmt.Errorf("outbox: delete %s %q: %w", r.Table, c.Key, err)
 		}
 		return nil
@@ -89,7 +89,7 @@ func (r Rows[V]) Apply(ctx context.Context, tx *sql.Tx, c Change[V]) error {
 			b.WriteString(n + " = excluded." + n)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+	if _, err := sinkExec(ctx, tx, b.String(), args...); err != nil {
 		return fmt.Errorf("outbox: upsert %s %q: %w", r.Table, c.Key, err)
 	}
 	return nil
@@ -107,4 +107,33 @@ func (r Rows[V]) check() error {
 		return fmt.Errorf("%w: rows of %s: no Columns", ErrSinkSQL, r.Table)
 	}
 	return nil
+}
+
+// sinkStmts are the statements prepared in a sink's transaction, by text:
+// a batch runs the same few statements hundreds of times, and SQLite would
+// parse each one every time. The sink puts them in Apply's context; they
+// close with the transaction.
+type sinkStmts struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+type sinkStmtsKey struct{}
+
+// sinkExec runs query in tx, through the transaction's prepared statement
+// when the sink keeps them.
+func sinkExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, _ := ctx.Value(sinkStmtsKey{}).(*sinkStmts)
+	if st == nil || st.tx != tx {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	stmt := st.stmts[query]
+	if stmt == nil {
+		var err error
+		if stmt, err = tx.PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		st.stmts[query] = stmt
+	}
+	return stmt.ExecContext(ctx, args...)
 }
