@@ -361,6 +361,9 @@ func (r *sinkRun[V]) epoch(ctx context.Context) error {
 	for _, p := range r.parts {
 		pc, err := r.consumer.ConsumePartition(r.topic, p, next[p])
 		if err != nil {
+			if errors.Is(err, sarama.ErrOffsetOutOfRange) {
+				return fmt.Errorf("outbox: sink %s: stored offset %d of %s/%d is not in the log (topic recreated or truncated? ResetSink rebuilds the read model): %w", s.Name, next[p], r.topic, p, err)
+			}
 			return fmt.Errorf("outbox: sink %s: consume %s/%d from %d: %w", s.Name, r.topic, p, next[p], err)
 		}
 		wg.Add(1)
@@ -539,6 +542,9 @@ func (r *sinkRun[V]) try(ctx context.Context, batch []sinkRecord[V]) (SinkCommit
 			case sinkRetry:
 				return commit, err
 			case sinkFatal:
+				if errors.Is(err, ErrSinkSQL) {
+					return commit, fmt.Errorf("sink %s, %s/%d@%d: %w", s.Name, m.Topic, m.Partition, m.Offset, err)
+				}
 				return commit, fmt.Errorf("%w: sink %s, %s/%d@%d: %w", ErrSinkSQL, s.Name, m.Topic, m.Partition, m.Offset, err)
 			}
 			var poison *sinkPoison

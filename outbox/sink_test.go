@@ -16,6 +16,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/outbox"
@@ -77,15 +78,21 @@ func sinkParkedOnly(t testing.TB) []byte {
 func sinkTable(t testing.TB, brokers []string, group string) tables.Table[sinkCustomer] {
 	t.Helper()
 	tbl := processors.GroupTable[sinkCustomer](group)
+	sinkCreateTopic(t, brokers, tbl.Name)
+	return tbl
+}
+
+// sinkCreateTopic creates a topic of 4 partitions.
+func sinkCreateTopic(t testing.TB, brokers []string, topic string) {
+	t.Helper()
 	admin, err := sarama.NewClusterAdmin(brokers, kafkaconf.Sarama("sink-test-admin", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.CreateTopic(tbl.Name, &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false); err != nil {
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false); err != nil {
 		t.Fatal(err)
 	}
-	return tbl
 }
 
 // sinkProduce writes records to topic in order (keys partitioned with
@@ -660,5 +667,35 @@ func TestSink_GivenTwoInstancesOfOneSink_WhenBothRun_ThenNoRecordIsAppliedTwice(
 			t.Errorf("applied %d records (%d twice), want each of %d once", total, doubled, len(records))
 		}
 		sameContent(t, sinkContent(t, db, "customers"), fold)
+	})
+}
+
+func TestSink_GivenAStreamOfPlainJSONWithTombstones_WhenSunk_ThenEachKeysLastValueIsItsRow(t *testing.T) {
+	brokers := startBroker(t)
+	databases(t, func(t *testing.T, db *outbox.DB) {
+		stream := tables.NewStream[sinkCustomer]("customer-states-"+string(db.Dialect), codecs.JSON[sinkCustomer]{})
+		sinkCreateTopic(t, brokers, stream.Name)
+		var records []sinkRecord
+		want := map[string]sinkCustomer{}
+		for i := range 12 {
+			c := sinkCustomer{ID: fmt.Sprintf("s%d", i%4), Name: fmt.Sprintf("n%d", i), State: "active", Version: int64(i)}
+			b, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			records = append(records, sinkRecord{key: c.ID, raw: b})
+			want[c.ID] = c
+		}
+		records = append(records, sinkRecord{key: "s2"})
+		delete(want, "s2")
+		end := sinkProduce(t, brokers, stream.Name, records)
+		sinkSchema(t, db, "customers")
+		sink := &outbox.Sink[sinkCustomer]{
+			Name: "states-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
+			Source: outbox.StreamSource(stream), Apply: sinkRows("customers").Apply,
+		}
+		sinkRunning(t, sink)
+		sinkEventually(t, "the sink reached the end", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
+		sameContent(t, sinkContent(t, db, "customers"), want)
 	})
 }
