@@ -145,8 +145,9 @@ func TestSink_GivenASinkKilledRightAfterItsSQLCommit_WhenRestarted_ThenEveryReco
 			Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
 			Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 16,
 		}
-		sinkRunning(t, sink)
+		stop := sinkRunning(t, sink)
 		sinkEventually(t, "the restarted sink reached the end", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
+		stop() // Stats are final once Run returned
 
 		total, doubled := sinkAuditCounts(t, db, "customers")
 		t.Logf("after two SIGKILLs and a restart: %d records applied, %d twice (want %d and 0)", total, doubled, len(records))

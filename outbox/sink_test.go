@@ -354,8 +354,9 @@ func TestSink_GivenAGroupTablesChangelogWithUpdatesAndTombstones_WhenSunk_ThenTh
 			Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
 			Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 10,
 		}
-		sinkRunning(t, sink)
+		stop := sinkRunning(t, sink)
 		sinkEventually(t, "the sink reached the end of the changelog", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
+		stop() // Stats are final once Run returned
 
 		sameContent(t, sinkContent(t, db, "customers"), fold)
 		total, doubled := sinkAuditCounts(t, db, "customers")
@@ -413,8 +414,9 @@ func TestSink_GivenABuiltReadModel_WhenItsTablesAreEmptiedAndTheSinkReset_ThenIt
 		}
 
 		again := newSink()
-		sinkRunning(t, again)
+		stop = sinkRunning(t, again)
 		sinkEventually(t, "the rebuild reached the end", func() bool { return sinkCaughtUp(t, db, "customers-sql", end) })
+		stop() // Stats are final once Run returned
 		sameContent(t, sinkContent(t, db, "customers"), built)
 		if st := again.Stats(); st.Applied != int64(len(records)) {
 			t.Errorf("the rebuild applied %d records, want the whole changelog's %d", st.Applied, len(records))
@@ -441,8 +443,9 @@ func TestSink_GivenPoisonRecords_WhenSunk_ThenEachIsDeadLetteredWithItsCoordinat
 			Name: "customers-sql-" + string(db.Dialect), DB: db, Kafka: outbox.Kafka{Brokers: brokers},
 			Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 7,
 		}
-		sinkRunning(t, sink)
+		stop := sinkRunning(t, sink)
 		sinkEventually(t, "the sink went past the poison records to the end", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
+		stop() // Stats are final once Run returned
 		sameContent(t, sinkContent(t, db, "customers"), fold)
 		if total, doubled := sinkAuditCounts(t, db, "customers"); total != len(records)-2 || doubled != 0 {
 			t.Errorf("applied %d records (%d twice), want each of the %d good ones once", total, doubled, len(records)-2)
@@ -513,8 +516,9 @@ func TestSink_GivenATransientDatabaseError_WhenApplying_ThenTheBatchIsRetriedWit
 				return nil
 			},
 		}
-		sinkRunning(t, sink)
+		stop := sinkRunning(t, sink)
 		sinkEventually(t, "the sink reached the end", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
+		stop() // Stats are final once Run returned
 		sameContent(t, sinkContent(t, db, "customers"), fold)
 		if total, doubled := sinkAuditCounts(t, db, "customers"); total != len(records) || doubled != 0 {
 			t.Errorf("applied %d records (%d twice), want each of %d once", total, doubled, len(records))
