@@ -19,6 +19,7 @@ import (
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
+	"github.com/streamfold/streamfold/internal/pgtest"
 	"github.com/streamfold/streamfold/outbox"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/tables"
@@ -702,4 +703,51 @@ func TestSink_GivenAStreamOfPlainJSONWithTombstones_WhenSunk_ThenEachKeysLastVal
 		sinkEventually(t, "the sink reached the end", func() bool { return sinkCaughtUp(t, db, sink.Name, end) })
 		sameContent(t, sinkContent(t, db, "customers"), want)
 	})
+}
+
+func TestSink_GivenPostgreSQLConnectionsKilledWhileSinking_ThenNothingIsDeadLetteredLostOrAppliedTwice(t *testing.T) {
+	brokers := startBroker(t)
+	db := openDB(t, pgtest.Database(t))
+	tbl := sinkTable(t, brokers, "terminated")
+	records, fold := sinkHistory(40, 10)
+	end := sinkProduce(t, brokers, tbl.Name, records)
+	sinkSchema(t, db, "customers")
+	sink := &outbox.Sink[sinkCustomer]{
+		Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
+		Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 8,
+		Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+	}
+	// The test's own queries go through a connection of their own, so that
+	// terminating every other backend hits only the sink's.
+	admin, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	stop := sinkRunning(t, sink)
+	kills, last := 0, 0
+	sinkEventually(t, "the sink reached the end through the kills", func() bool {
+		var applied int
+		if err := admin.QueryRowContext(context.Background(), `SELECT count(*) FROM customers_audit`).Scan(&applied); err != nil {
+			t.Fatal(err)
+		}
+		if applied-last >= 40 && kills < 6 {
+			if _, err := admin.ExecContext(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+				t.Fatal(err)
+			}
+			kills, last = kills+1, applied
+		}
+		return kills == 6 && sinkCaughtUp(t, db, sink.Name, end)
+	})
+	stop()
+	st := sink.Stats()
+	total, doubled := sinkAuditCounts(t, db, "customers")
+	t.Logf("%d backend terminations: %d retries, %d records applied, %d twice, %d dead-lettered", kills, st.Retries, total, doubled, st.DeadLettered)
+	if st.DeadLettered != 0 {
+		t.Errorf("%d records dead-lettered for a lost connection", st.DeadLettered)
+	}
+	if total != len(records) || doubled != 0 {
+		t.Errorf("applied %d records (%d twice), want each of %d once", total, doubled, len(records))
+	}
+	sameContent(t, sinkContent(t, db, "customers"), fold)
 }
