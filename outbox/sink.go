@@ -124,7 +124,9 @@ type Sink[V any] struct {
 	Source Source[V]
 	// Apply writes one record's effect inside tx; a nil c.Value deletes
 	// c.Key. It must not commit or roll back tx. Rows[V].Apply is the
-	// common case. Records of one partition come in order.
+	// common case. Records of one partition come in order. A record's
+	// effect counts once, but Apply may see it again in a transaction that
+	// is then rolled back (a retry, a crash): write only through tx.
 	Apply func(ctx context.Context, tx *sql.Tx, c Change[V]) error
 	// Batch is the most records applied in one transaction; 500 when 0.
 	Batch int
