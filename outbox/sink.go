@@ -136,8 +136,8 @@ type Sink[V any] struct {
 	// OnCommit, if set, is called after each transaction commits, on Run's
 	// goroutine (a slow OnCommit slows the sink).
 	OnCommit func(SinkCommit)
-	// Log receives the sink's warnings; nil discards them.
-	Log *slog.Logger
+	// Logger receives the sink's warnings; nil discards them.
+	Logger *slog.Logger
 
 	mu    sync.Mutex
 	stats SinkStats
@@ -246,7 +246,7 @@ func (s *Sink[V]) saramaConfig() *sarama.Config {
 
 // Run creates SinkOffsetsTable and the dead-letter topic if they are
 // missing, then reads and applies the source until ctx ends (it then
-// returns ctx's error) or a fatal error: a Kafka client that cannot start,
+// returns nil, like PollingRelay.Run) or a fatal error: a Kafka client that cannot start,
 // an offset no longer in the log, ErrSinkSQL. Transient database errors
 // are retried, not returned.
 func (s *Sink[V]) Run(ctx context.Context) error {
@@ -285,6 +285,9 @@ func (s *Sink[V]) Run(ctx context.Context) error {
 	r := &sinkRun[V]{sink: s, topic: topic, parts: parts, consumer: consumer, dead: dead}
 	for {
 		err := r.epoch(ctx)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil // stopped: what is committed stays, the rest is read again
+		}
 		if !errors.Is(err, errOffsetsMoved) {
 			return err
 		}
@@ -293,10 +296,10 @@ func (s *Sink[V]) Run(ctx context.Context) error {
 }
 
 func (s *Sink[V]) log() *slog.Logger {
-	if s.Log == nil {
+	if s.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return s.Log
+	return s.Logger
 }
 
 func (s *Sink[V]) batch() int {

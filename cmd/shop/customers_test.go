@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamfold/streamfold/outbox"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 	"github.com/streamfold/streamfold/tables"
@@ -40,7 +44,8 @@ func ids(cs []shop.Customer) []string {
 }
 
 func TestCustomers_GivenHTTPCommands_ThenTableViewsAndStateIndexFollow(t *testing.T) {
-	s := startShop(t, testConfig(t.TempDir()))
+	dir := t.TempDir()
+	s := startShop(t, testConfig(dir))
 
 	// When customers are registered, updated, soft-deleted and erased over HTTP.
 	var acc accepted
@@ -108,7 +113,34 @@ func TestCustomers_GivenHTTPCommands_ThenTableViewsAndStateIndexFollow(t *testin
 		})
 		return found
 	}, wait, 10*time.Millisecond, "no tombstone for cy in customers-table")
+
+	// And the SQL read model in the shop's database (SQLite by default)
+	// holds the same customers, the erased one gone.
+	db, err := outbox.Open(context.Background(), filepath.Join(dir, "shop.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	want := []string{"ada Ada Lovelace active 2", "bob bob deleted 2", generated + " Nameless active 1"}
+	var got []string
+	require.Eventually(t, func() bool {
+		rows, err := db.Query(`SELECT id, name, state, version FROM customers ORDER BY id`)
+		if err != nil {
+			return false
+		}
+		defer rows.Close()
+		got = got[:0]
+		for rows.Next() {
+			var id, name, state string
+			var version int64
+			if rows.Scan(&id, &name, &state, &version) != nil {
+				return false
+			}
+			got = append(got, fmt.Sprintf("%s %s %s %d", id, name, state, version))
+		}
+		return rows.Err() == nil && assert.ObjectsAreEqual(sorted(want), got)
+	}, wait, 20*time.Millisecond, "customers in SQL: %q, want %q", got, want)
 }
+
+func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 
 func TestCustomers_GivenBadRequests_ThenProblemsAndNothingWritten(t *testing.T) {
 	s := startShop(t, testConfig(t.TempDir()))

@@ -16,13 +16,17 @@ import (
 )
 
 // shopDB is the shop's SQL database and what runs on it: the payments
-// service's rows and the relay that publishes their outbox to Kafka.
+// service's rows, the relay that publishes their outbox to Kafka, and the
+// sinks that keep the SQL read models.
 type shopDB struct {
-	db       *outbox.DB
-	payments shop.PaymentStore
-	relay    *outbox.PollingRelay
-	stop     context.CancelFunc
-	done     chan error
+	db        *outbox.DB
+	payments  shop.PaymentStore
+	relay     *outbox.PollingRelay
+	customers *outbox.Sink[shop.Customer]
+	orders    *outbox.Sink[shop.EnrichedOrder]
+	stop      context.CancelFunc
+	done      chan error
+	running   int
 }
 
 // openDatabase opens and migrates the shop's database (SQLite in the data
@@ -41,8 +45,8 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 	if err != nil {
 		return nil, err
 	}
-	s := &shopDB{db: db, payments: shop.PaymentStore{DB: db}, done: make(chan error, 1)}
-	if err := s.payments.Migrate(ctx); err != nil {
+	s := &shopDB{db: db, payments: shop.PaymentStore{DB: db}}
+	if err := errors.Join(s.payments.Migrate(ctx), shop.MigrateReadModels(ctx, db)); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -51,18 +55,38 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 		Kafka:  outbox.KafkaOf(rt, "shop-outbox-relay"),
 		Logger: log.With("component", "outbox-relay"),
 	}
+	s.customers = shop.CustomersSink(db, outbox.KafkaOf(rt, "shop-"+shop.CustomersSinkName))
+	s.customers.Logger = log.With("component", "sink", "sink", shop.CustomersSinkName)
+	s.orders = shop.OrdersSink(db, outbox.KafkaOf(rt, "shop-"+shop.OrdersSinkName))
+	s.orders.Logger = log.With("component", "sink", "sink", shop.OrdersSinkName)
 	runCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go func() { s.done <- s.relay.Run(runCtx) }()
-	log.Info("database", "dialect", db.Dialect, "url", redactDSN(dsn), "outbox relay", "polling")
+	runs := []func(context.Context) error{s.relay.Run, s.customers.Run, s.orders.Run}
+	s.done, s.running = make(chan error, len(runs)), len(runs)
+	for _, run := range runs {
+		go func() {
+			err := run(runCtx)
+			if err != nil {
+				log.Error("database service stopped", "err", err)
+			}
+			s.done <- err
+		}()
+	}
+	log.Info("database", "dialect", db.Dialect, "url", redactDSN(dsn), "outbox relay", "polling",
+		"read models", shop.CustomersSinkName+","+shop.OrdersSinkName)
 	return s, nil
 }
 
 // close stops the relay (rows it did not publish wait for the next start)
-// and closes the database.
+// and the sinks (they resume from the offsets in the database), and closes
+// the database.
 func (s *shopDB) close() error {
 	s.stop()
-	return errors.Join(<-s.done, s.db.Close())
+	var errs []error
+	for range s.running {
+		errs = append(errs, <-s.done)
+	}
+	return errors.Join(append(errs, s.db.Close())...)
 }
 
 // redactDSN hides a URL's password for the log.
