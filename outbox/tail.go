@@ -276,7 +276,7 @@ func tailFatal(err error) bool {
 		return true
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
+	if errors.As(err, &pe) && len(pe.Code) >= 2 {
 		switch pe.Code[:2] {
 		case "42", "28", "3D":
 			return true

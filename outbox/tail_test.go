@@ -475,6 +475,39 @@ func TestLogRelay_GivenItsReplicationConnectionTerminated_ThenItReconnectsAndCon
 	}
 }
 
+func TestLogRelay_GivenTwoRelaysOnOneSlot_ThenOneStreams_AndTheOtherTakesOverWhenItStops(t *testing.T) {
+	dsn, db, slot := tailDB(t)
+	brokers := tailBroker(t)
+	a, b := tailRelay(t, dsn, slot, brokers), tailRelay(t, dsn, slot, brokers)
+	stops := map[*outbox.LogRelay]func() error{a: tailRun(t, a), b: tailRun(t, b)}
+	var committed []codecs.Event
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			e := tailEvent(t, fmt.Sprintf("o%d", i%3), i)
+			tailTx(t, db, outbox.Writer{Transient: true}, true, e)
+			committed = append(committed, e)
+		}
+	}
+	write(0, 5)
+	tailEventually(t, "5 published", func() bool { return a.Stats().Published+b.Stats().Published == 5 })
+	active, standby := a, b
+	if b.Stats().Streaming {
+		active, standby = b, a
+	}
+	if !active.Stats().Streaming || standby.Stats().Streaming || standby.Stats().Published != 0 {
+		t.Fatalf("streaming: %v and %v, want exactly one relay on the slot", a.Stats(), b.Stats())
+	}
+	if err := stops[active](); err != nil {
+		t.Fatal(err)
+	}
+	write(5, 10)
+	tailEventually(t, "the standby to publish the next 5", func() bool { return standby.Stats().Published == 5 })
+	recs := tailRecords(t, brokers, "payments")
+	if dups := tailCheck(t, recs, committed); dups != 0 || len(recs) != 10 {
+		t.Errorf("%d records, %d duplicates; want the 10 events once each", len(recs), dups)
+	}
+}
+
 func TestLogRelay_GivenPoisonRows_ThenTheyAreDeadLetteredAndTheRowsAroundThemFlow(t *testing.T) {
 	dsn, db, slot := tailDB(t)
 	brokers := tailBroker(t)
