@@ -431,8 +431,8 @@ func (t *tailConn) loop(ctx context.Context) error {
 	nextStatus := time.Now().Add(t.c.status)
 	for {
 		now := time.Now()
-		if t.pending.waiting() && (len(t.pending.rows) >= t.c.batch || !now.Before(t.flushAt)) {
-			if err := t.flush(ctx); err != nil {
+		if upTo, due := t.due(now); due {
+			if err := t.flush(ctx, upTo); err != nil {
 				return err
 			}
 			nextStatus = time.Now().Add(t.c.status)
@@ -445,7 +445,7 @@ func (t *tailConn) loop(ctx context.Context) error {
 			nextStatus = now.Add(t.c.status)
 		}
 		deadline := nextStatus
-		if t.pending.waiting() && t.flushAt.Before(deadline) {
+		if len(t.pending.commits) > 0 && t.flushAt.Before(deadline) {
 			deadline = t.flushAt
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
@@ -536,12 +536,28 @@ func (t *tailConn) sendStatus() error {
 	return nil
 }
 
-// flush publishes every pending row, in order, and confirms the
+// due tells whether to publish now, and how many rows: a full batch at
+// once, even from a transaction whose end has not arrived yet (rows arrive
+// only once their transaction committed: a large one need not sit in
+// memory); otherwise, once the first waited tailLinger, the rows of the
+// transactions whose end arrived, so that what is acknowledged can be
+// confirmed at once.
+func (t *tailConn) due(now time.Time) (upTo int, ok bool) {
+	if n := len(t.pending.rows); n >= t.c.batch {
+		return n, true
+	}
+	if n := len(t.pending.commits); n > 0 && !now.Before(t.flushAt) {
+		return t.pending.commits[n-1].end, true
+	}
+	return 0, false
+}
+
+// flush publishes the first upTo pending rows, in order, and confirms the
 // transactions whose rows are all acknowledged. While Kafka fails it backs
 // off without reading more, keeping the connection alive.
-func (t *tailConn) flush(ctx context.Context) error {
+func (t *tailConn) flush(ctx context.Context, upTo int) error {
 	b := tailBackoff{min: t.c.backoff, max: t.c.maxBackoff}
-	for len(t.pending.rows) > 0 {
+	for upTo > 0 {
 		if t.pub == nil {
 			p, err := newPublisher(t.relay.Kafka)
 			if err != nil {
@@ -552,7 +568,7 @@ func (t *tailConn) flush(ctx context.Context) error {
 			}
 			t.pub = p
 		}
-		batch := t.pending.rows[:min(len(t.pending.rows), t.c.batch)]
+		batch := t.pending.rows[:min(upTo, t.c.batch)]
 		msgs := make([]*sarama.ProducerMessage, len(batch))
 		for i := range batch {
 			msgs[i] = t.message(&batch[i])
@@ -576,6 +592,7 @@ func (t *tailConn) flush(ctx context.Context) error {
 			if lsn, ok := t.pending.ack(acked); ok {
 				t.confirm(lsn)
 			}
+			upTo -= acked
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
