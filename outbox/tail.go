@@ -101,7 +101,9 @@ type LogRelayStats struct {
 	// pg_replication_slots.confirmed_flush_lsn shows it): every transaction
 	// committed before it is on Kafka. Empty before Run reached the slot.
 	ConfirmedLSN string
-	// Streaming is true while the replication connection is up.
+	// Streaming is true while the replication connection is up. A relay
+	// standing by while another streams from the slot is not streaming
+	// and reports no error.
 	Streaming bool
 	// Reconnects counts replication connections opened after the first.
 	Reconnects int64
@@ -336,8 +338,12 @@ func (r *LogRelay) Run(ctx context.Context) error {
 		if tailFatal(err) && !progressed {
 			return err
 		}
-		s.fail(err)
-		c.log.Warn("outbox log relay: replication stopped; reconnecting", "slot", c.slot, "err", err)
+		if tailIsCode(err, "55006") { // object_in_use: another relay streams from the slot
+			c.log.Debug("outbox log relay: the slot is in use; standing by", "slot", c.slot)
+		} else {
+			s.fail(err)
+			c.log.Warn("outbox log relay: replication stopped; reconnecting", "slot", c.slot, "err", err)
+		}
 		if !tailSleep(ctx, b.next()) {
 			return nil
 		}
