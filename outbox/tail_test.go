@@ -415,7 +415,7 @@ func TestLogRelay_GivenKafkaUnreachable_ThenRowsWaitWithTheSlotInPlace_AndDrainI
 	tailEventually(t, "a failed publish", func() bool { return r.Stats().LastError != nil })
 	held := tailSlotLSN(t, db, slot)
 	failedAt := r.Stats().LastErrorAt
-	for range 3 {
+	for range 2 {
 		tailEventually(t, "another attempt", func() bool { return r.Stats().LastErrorAt.After(failedAt) })
 		failedAt = r.Stats().LastErrorAt
 		if now := tailSlotLSN(t, db, slot); now != held {
