@@ -378,6 +378,7 @@ type tailConn struct {
 	pending tailPending
 	flushAt time.Time // when rows that arrived first are published at the latest
 	broken  error     // the connection failed while the relay was waiting for Kafka
+	probe   bool      // after a failed publish, send one row alone until one is acknowledged
 }
 
 // tailLinger is how long the first row received waits for others to be
@@ -567,6 +568,7 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 		if t.pub == nil {
 			p, err := newPublisher(t.relay.Kafka)
 			if err != nil {
+				t.probe = true
 				if err := t.retryLater(ctx, fmt.Errorf("outbox: log relay: %w", err), &b); err != nil {
 					return err
 				}
@@ -574,7 +576,16 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 			}
 			t.pub = p
 		}
-		batch := t.pending.rows[:min(upTo, t.c.batch)]
+		// Coming back from a failure, one row goes alone first: in a batch
+		// sent while Kafka recovers (a topic being created, a leader being
+		// elected) a row could fail and a later one of its partition get
+		// through, and sending the rest again from the failed one would put
+		// that later row before it.
+		size := t.c.batch
+		if t.probe {
+			size = 1
+		}
+		batch := t.pending.rows[:min(upTo, size)]
 		msgs := make([]*sarama.ProducerMessage, len(batch))
 		for i := range batch {
 			msgs[i] = t.message(&batch[i])
@@ -605,8 +616,10 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 		}
 		if err == nil {
 			b.reset()
+			t.probe = false
 			continue
 		}
+		t.probe = true
 		if first := &t.pending.rows[0]; first.dead == nil && tailRefused(err) {
 			// The broker will never take this row: dead-letter it rather
 			// than stall every row behind it.

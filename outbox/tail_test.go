@@ -19,6 +19,7 @@ import (
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/embedded"
+	"github.com/streamfold/streamfold/internal/kafkaconf"
 	"github.com/streamfold/streamfold/internal/pgtest"
 	"github.com/streamfold/streamfold/outbox"
 	"github.com/streamfold/streamfold/processors"
@@ -403,6 +404,8 @@ func TestLogRelay_GivenKafkaUnreachable_ThenRowsWaitWithTheSlotInPlace_AndDrainI
 	addr := l.Addr().String()
 	l.Close()
 	r := tailRelay(t, dsn, slot, []string{addr})
+	r.Kafka.Config = kafkaconf.Sarama("outbox-relay", 0)
+	r.Kafka.Config.Metadata.Retry.Max = 0 // each attempt fails at once: the test need not wait out the client's own retries
 	tailRun(t, r)
 	tailEventually(t, "the relay to stream", func() bool { return r.Stats().Streaming })
 	var committed []codecs.Event
