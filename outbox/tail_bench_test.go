@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -51,6 +52,56 @@ func TestLogRelay_Throughput(t *testing.T) {
 	elapsed, cpu := time.Since(start), tailCPU(t)-cpu0
 	t.Logf("log relay: %d rows in %v: %.0f rows/s, %.1f µs CPU per row (relay + embedded broker)",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), float64(cpu.Microseconds())/float64(n))
+}
+
+// TestLogRelay_Latency measures commit-to-acknowledgement latency: one
+// transaction of one row at a time, written while the relay runs, timed
+// from the writer's commit to the broker's acknowledgement of its row.
+//
+//	STREAMFOLD_TAIL_BENCH_ROWS=300 go test -run TestLogRelay_Latency -v ./outbox/
+func TestLogRelay_Latency(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("STREAMFOLD_TAIL_BENCH_ROWS"))
+	if n <= 0 {
+		t.Skip("set STREAMFOLD_TAIL_BENCH_ROWS to measure")
+	}
+	n = min(n, 300)
+	dsn, db, slot := tailDB(t)
+	brokers := tailBroker(t)
+	r := tailRelay(t, dsn, slot, brokers)
+	acked := make(chan time.Time, n)
+	outbox.TailSetAfterAck(r, func(int) { acked <- time.Now() })
+	tailRun(t, r)
+	tailEventually(t, "the relay to stream", func() bool { return r.Stats().Streaming })
+	lat := make([]time.Duration, 0, n)
+	ctx := context.Background()
+	for i := range n {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The test server runs with synchronous_commit=off, where a commit's
+		// WAL reaches the walsender only at the WAL writer's next round
+		// (wal_writer_delay, 200 ms): measure as a production server commits.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+			t.Fatal(err)
+		}
+		if err := (outbox.Writer{Transient: true}).Write(ctx, tx, "payments", tailEvent(t, "o1", i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		committed := time.Now()
+		select {
+		case at := <-acked:
+			lat = append(lat, at.Sub(committed))
+		case <-time.After(tailWait):
+			t.Fatalf("row %d not acknowledged", i)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("log relay: commit to acknowledgement over %d single-row transactions: p50 %v, p99 %v, max %v",
+		n, lat[n/2].Round(10*time.Microsecond), lat[n*99/100].Round(10*time.Microsecond), lat[n-1].Round(10*time.Microsecond))
 }
 
 func tailCPU(t *testing.T) time.Duration {
