@@ -1,0 +1,117 @@
+package outbox_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamfold/streamfold/codecs"
+	"github.com/streamfold/streamfold/outbox"
+)
+
+// tailCrashEnv carries "<url> <slot> <brokers,…>" to the child process the
+// crash test kills.
+const tailCrashEnv = "STREAMFOLD_TAIL_CRASH_CHILD"
+
+// TestLogRelay_CrashChild is the process the crash test kills: a relay that,
+// once it has 16 rows acknowledged, says how many the last acknowledgement
+// covered and blocks before confirming them to PostgreSQL.
+func TestLogRelay_CrashChild(t *testing.T) {
+	args := strings.Fields(os.Getenv(tailCrashEnv))
+	if len(args) != 3 {
+		t.Skip("run by TestLogRelay_GivenAKillBetweenTheAcknowledgementAndTheConfirmation_ThenNothingIsLost")
+	}
+	r := tailRelay(t, args[0], args[1], strings.Split(args[2], ","))
+	r.BatchSize = 8
+	total := 0
+	outbox.TailSetAfterAck(r, func(acked int) {
+		total += acked
+		if total >= 16 {
+			fmt.Printf("acked %d\n", acked)
+			select {} // until killed: the position is never confirmed
+		}
+	})
+	if err := r.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogRelay_GivenAKillBetweenTheAcknowledgementAndTheConfirmation_ThenNothingIsLost(t *testing.T) {
+	dsn, db, slot := tailDB(t)
+	brokers := tailBroker(t)
+	r := tailRelay(t, dsn, slot, brokers)
+	if err := r.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var committed []codecs.Event
+	for i := range 12 {
+		es := make([]codecs.Event, 5)
+		for j := range es {
+			es[j] = tailEvent(t, fmt.Sprintf("o%d", (i+j)%4), i*5+j)
+		}
+		tailTx(t, db, outbox.Writer{Transient: i%2 == 0}, true, es...)
+		committed = append(committed, es...)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLogRelay_CrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), tailCrashEnv+"="+dsn+" "+slot+" "+strings.Join(brokers, ","))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan int, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			if n, ok := strings.CutPrefix(s.Text(), "acked "); ok {
+				v, _ := strconv.Atoi(n)
+				acked <- v
+				return
+			}
+		}
+		acked <- -1
+	}()
+	var unconfirmed int
+	select {
+	case unconfirmed = <-acked:
+	case <-time.After(tailWait):
+		unconfirmed = -1
+	}
+	_ = cmd.Process.Kill() // SIGKILL: no status update, no clean close
+	_ = cmd.Wait()
+	if unconfirmed <= 0 {
+		t.Fatalf("the child did not reach the acknowledgement; stderr:\n%s", stderr.String())
+	}
+
+	after := tailRelay(t, dsn, slot, brokers)
+	tailRun(t, after)
+	tailEventually(t, "every event on the topic", func() bool {
+		seen := map[string]bool{}
+		for _, e := range tailEvents(t, tailRecords(t, brokers, "payments")) {
+			seen[e.ID] = true
+		}
+		return len(seen) == len(committed)
+	})
+	tailEventually(t, "the new relay to confirm what it published", func() bool {
+		return tailSlotLSN(t, db, slot).String() == after.Stats().ConfirmedLSN && after.Stats().Published > 0
+	})
+	recs := tailRecords(t, brokers, "payments")
+	dups := tailCheck(t, recs, committed)
+	t.Logf("killed with %d rows acknowledged and not confirmed: %d records for %d events, %d duplicates (same ids, same bytes), 0 lost",
+		unconfirmed, len(recs), len(committed), dups)
+	if dups < unconfirmed {
+		t.Errorf("%d duplicates, want at least the %d rows acknowledged but not confirmed before the kill", dups, unconfirmed)
+	}
+}
