@@ -5,6 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamfold/streamfold/embedded"
 	"github.com/streamfold/streamfold/internal/pgtest"
@@ -52,4 +56,67 @@ func startBroker(t *testing.T) []string {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b.Addrs()
+}
+
+// markerHeader marks the records readCommitted writes to find a partition's
+// end; it leaves them out of what it returns.
+const markerHeader = "streamfold-test-end-marker"
+
+// readCommitted reads every committed record of topic written so far, per
+// partition in offset order, as a consumer that reads committed records
+// does (the relays publish in transactions: an aborted batch is never
+// seen). A partition's end is where a marker record readCommitted writes to
+// it lands — its high watermark alone is not, as the last offsets of a
+// transactional partition are commit markers no consumer receives.
+func readCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pr, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	sc, err := sarama.NewClient(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	parts, err := sc.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	ends := map[int32]int64{}
+	for _, p := range parts {
+		rec := &kgo.Record{Topic: topic, Partition: p, Headers: []kgo.RecordHeader{{Key: markerHeader}}}
+		if err := pr.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatalf("marker to %s/%d: %v", topic, p, err)
+		}
+		ends[p] = rec.Offset
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for len(ends) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%s: partitions %v not read to their markers", topic, ends)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := ends[r.Partition]; ok && r.Offset >= end {
+				delete(ends, r.Partition)
+			}
+			for _, h := range r.Headers {
+				if h.Key == markerHeader {
+					return
+				}
+			}
+			recs = append(recs, r)
+		})
+	}
+	return recs
 }

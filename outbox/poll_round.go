@@ -214,7 +214,7 @@ func (p *pollRun) publish(ctx context.Context, rows []pollRow) ([]Row, []pollDea
 	if p.oneByOne {
 		return p.publishOneByOne(pctx, good, msgs, dead)
 	}
-	acked, err := p.pub.sender.SendAll(pctx, msgs)
+	acked, err := p.pub.send(pctx, msgs)
 	if acked > 0 {
 		if h := p.relay.hooks.afterAck; h != nil {
 			h(good[:acked])
@@ -223,9 +223,9 @@ func (p *pollRun) publish(ctx context.Context, rows []pollRow) ([]Row, []pollDea
 	switch {
 	case err == nil:
 		return good, dead, nil
-	case pollRefused(err) && acked == len(good)-1:
-		// the last record, alone in the batch the broker refused: dead
-		return good[:acked], append(dead, pollDead{good[acked].Seq, good[acked].ID, err}), nil
+	case pollRefused(err) && len(good) == 1:
+		// the record alone in the batch the broker refused: dead
+		return nil, append(dead, pollDead{good[0].Seq, good[0].ID, err}), nil
 	case pollRefused(err):
 		// The broker refuses a whole record batch for one record (too
 		// large for the topic's max.message.bytes): find it by sending the
@@ -247,7 +247,7 @@ func (p *pollRun) publishOneByOne(ctx context.Context, good []Row, msgs []*saram
 		}
 	}()
 	for i := range msgs {
-		_, err := p.pub.sender.SendAll(ctx, msgs[i:i+1])
+		_, err := p.pub.send(ctx, msgs[i:i+1])
 		switch {
 		case err == nil:
 			sent = append(sent, good[i])

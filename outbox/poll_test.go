@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,57 +187,27 @@ type pollRecord struct {
 	event       codecs.Event
 }
 
-// pollRead reads every record of the payments topic up to the partitions'
-// high watermarks, in partition and offset order.
+// pollRead reads every committed record of the payments topic written so
+// far, in partition and offset order.
 func pollRead(t *testing.T, addrs []string) []pollRecord {
 	t.Helper()
-	client, err := sarama.NewClient(addrs, pollSaramaConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
-	partitions, err := client.Partitions(pollTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var recs []pollRecord
-	for _, p := range partitions {
-		hwm, err := client.GetOffset(pollTopic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hwm == 0 {
-			continue
-		}
-		pc, err := consumer.ConsumePartition(pollTopic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for last := int64(-1); last < hwm-1; {
-			select {
-			case m := <-pc.Messages():
-				last = m.Offset
-				r := pollRecord{key: string(m.Key), partition: p, offset: m.Offset, value: m.Value}
-				for _, h := range m.Headers {
-					if string(h.Key) == codecs.ContentTypeHeader {
-						r.contentType = string(h.Value)
-					}
-				}
-				if r.event, err = (codecs.CloudEvents{}).Decode(m.Value); err != nil {
-					t.Fatalf("record %d/%d is not a CloudEvent: %v", p, m.Offset, err)
-				}
-				recs = append(recs, r)
-			case <-time.After(pollWait):
-				t.Fatalf("partition %d: read up to offset %d of %d", p, last, hwm)
+	for _, m := range readCommitted(t, addrs, pollTopic) {
+		r := pollRecord{key: string(m.Key), partition: m.Partition, offset: m.Offset, value: m.Value}
+		for _, h := range m.Headers {
+			if h.Key == codecs.ContentTypeHeader {
+				r.contentType = string(h.Value)
 			}
 		}
-		pc.Close()
+		var err error
+		if r.event, err = (codecs.CloudEvents{}).Decode(m.Value); err != nil {
+			t.Fatalf("record %d/%d is not a CloudEvent: %v", m.Partition, m.Offset, err)
+		}
+		recs = append(recs, r)
 	}
+	slices.SortFunc(recs, func(a, b pollRecord) int {
+		return cmp.Or(cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+	})
 	return recs
 }
 

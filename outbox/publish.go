@@ -50,6 +50,14 @@ func newPublisher(k Kafka) (*publisher, error) {
 		c = kafkaconf.Sarama(id, 0)
 		c.Producer.Flush.Frequency = time.Millisecond // a relay sends batches: no need to wait long
 	}
+	// Each batch is a transaction (see send). A publisher's own id, so two
+	// relays never fence each other; a crashed relay's open transaction is
+	// aborted by the broker after Timeout, and until then holds back
+	// read-committed consumers of its partitions.
+	c.Producer.Idempotent, c.Net.MaxOpenRequests, c.Producer.RequiredAcks = true, 1, sarama.WaitForAll
+	c.Producer.Transaction.ID = id + "-" + codecs.NewID()
+	c.Producer.Transaction.Timeout = publishTxnTimeout
+	c.Producer.Transaction.Retry.Max, c.Producer.Transaction.Retry.Backoff = 5, 100*time.Millisecond
 	s, err := producer.New(k.Brokers, c)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: producer: %w", err)
@@ -82,23 +90,24 @@ func (p *publisher) message(r Row) (*sarama.ProducerMessage, error) {
 	}, nil
 }
 
-// publish writes rows in order and waits for the broker. It returns how
-// many rows, from the first, are acknowledged — only those may be marked
-// as relayed — and the first error.
-func (p *publisher) publish(ctx context.Context, rows []Row) (int, error) {
-	msgs := make([]*sarama.ProducerMessage, len(rows))
-	for i, r := range rows {
-		m, err := p.message(r)
-		if err != nil {
-			return 0, err
-		}
-		msgs[i] = m
+// send writes one batch of records in a Kafka transaction and waits for it
+// to commit: all of them count (it returns len(msgs)), or none does (0 and
+// the error) and the transaction is aborted, so a consumer reading
+// committed records (every streamfold group does) never sees a later record
+// of an aggregate without an earlier one that failed — which a plain batch
+// could show when one record fails and the next gets through. Kafka
+// Connect's exactly-once source connectors publish the same way. The rows of
+// an aborted batch are sent again, in order.
+func (p *publisher) send(ctx context.Context, msgs []*sarama.ProducerMessage) (int, error) {
+	if err := p.sender.SendTxn(ctx, msgs); err != nil {
+		return 0, err
 	}
-	n, err := p.sender.SendAll(ctx, msgs)
-	if err != nil {
-		return n, fmt.Errorf("outbox: publish: %w", err)
-	}
-	return n, nil
+	return len(msgs), nil
 }
 
 func (p *publisher) close() { p.sender.Close() }
+
+// publishTxnTimeout is how long the broker lets a relay's transaction stay
+// open: a batch commits in well under it, and it bounds how long a crashed
+// relay holds back consumers.
+const publishTxnTimeout = 10 * time.Second

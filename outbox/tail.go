@@ -576,11 +576,10 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 			}
 			t.pub = p
 		}
-		// Coming back from a failure, one row goes alone first: in a batch
-		// sent while Kafka recovers (a topic being created, a leader being
-		// elected) a row could fail and a later one of its partition get
-		// through, and sending the rest again from the failed one would put
-		// that later row before it.
+		// Coming back from a failure, one row goes alone first: a batch is
+		// one transaction, committed or aborted as a whole (so order holds
+		// whatever fails), and a batch the broker refused does not say which
+		// row it refuses; a row sent alone does.
 		size := t.c.batch
 		if t.probe {
 			size = 1
@@ -592,7 +591,7 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 		}
 		var acked int
 		var err error
-		t.keepAlive(func() { acked, err = t.pub.sender.SendAll(ctx, msgs) })
+		t.keepAlive(func() { acked, err = t.pub.send(ctx, msgs) })
 		if acked > 0 {
 			var published, dead int64
 			for _, r := range batch[:acked] {
@@ -620,7 +619,7 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 			continue
 		}
 		t.probe = true
-		if first := &t.pending.rows[0]; first.dead == nil && tailRefused(err) {
+		if first := &t.pending.rows[0]; len(batch) == 1 && first.dead == nil && tailRefused(err) {
 			// The broker will never take this row: dead-letter it rather
 			// than stall every row behind it.
 			first.dead = fmt.Errorf("refused by Kafka: %w", err)

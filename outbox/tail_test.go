@@ -161,43 +161,11 @@ func tailTx(t *testing.T, db *outbox.DB, w outbox.Writer, commit bool, events ..
 	}
 }
 
-// tailRecords reads every record of topic, up to its end offsets now, in
+// tailRecords reads every committed record of topic written so far, in
 // offset order per partition.
 func tailRecords(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	sc, err := sarama.NewClient(brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	parts, err := sc.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	want := int64(0)
-	for _, p := range parts {
-		end, err := sc.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want += end
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), tailWait)
-	defer cancel()
-	var recs []*kgo.Record
-	for int64(len(recs)) < want {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records of %s", len(recs), want, topic)
-		}
-		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
-	}
-	return recs
+	return readCommitted(t, brokers, topic)
 }
 
 // tailIDs are the CloudEvent ids of records, decoded.

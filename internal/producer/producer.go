@@ -114,6 +114,44 @@ func (s *Sender) SendAll(ctx context.Context, msgs []*sarama.ProducerMessage) (i
 	return acked, first
 }
 
+// SendTxn writes msgs in one Kafka transaction (the Sender must be made
+// with a transactional config: Producer.Transaction.ID set): either every
+// record is committed, or the transaction is aborted and consumers that read
+// committed records see none of them — never a later record without an
+// earlier one. It gives up when ctx ends, also while the transaction is
+// being committed or aborted (the outcome is then unknown, and an open
+// transaction is aborted by the broker after its timeout). After an error
+// the Sender's transactional state may be unusable: close it and make a new
+// one.
+func (s *Sender) SendTxn(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	if err := s.p.BeginTxn(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if _, err := s.SendAll(ctx, msgs); err != nil {
+		if aerr := s.endTxn(ctx, s.p.AbortTxn); aerr != nil {
+			return fmt.Errorf("%w (abort: %v)", err, aerr)
+		}
+		return err
+	}
+	if err := s.endTxn(ctx, s.p.CommitTxn); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// endTxn commits or aborts, or gives up when ctx ends first (sarama retries
+// EndTxn on its own schedule, not the caller's).
+func (s *Sender) endTxn(ctx context.Context, end func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- end() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("outcome unknown: %w", ctx.Err())
+	}
+}
+
 // Close flushes what is buffered and waits for its outcomes.
 func (s *Sender) Close() {
 	s.p.AsyncClose()
