@@ -36,6 +36,12 @@ func (h hooks) BindStores(stores func(string, int32) (*tables.Store, bool)) {
 	h.g.bindStores(stores)
 }
 func (h hooks) Seen() (string, tables.Seen, bool) { return h.g.seenIDs() }
+func (h hooks) Parts() (string, tables.Parts, bool) {
+	if h.g.parts == nil || h.g.table == nil {
+		return "", tables.Parts{}, false
+	}
+	return h.g.table.Spec().Name, *h.g.parts, true
+}
 func (h hooks) Stats() groups.Counts              { return groups.Counts(h.g.stats.snapshot()) }
 func (h hooks) Sweeps() bool                      { return h.g.sweeps() }
 func (h hooks) ParkingIndex() tables.Index        { return parkingIndex }

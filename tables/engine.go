@@ -109,6 +109,7 @@ type engineOptions struct {
 	restorer         Restorer
 	indexes          map[string][]Index
 	seen             map[string]*Seen
+	parts            map[string]*Parts
 	batchSize        int
 	progressInterval time.Duration
 	memory           storeMemory
@@ -287,6 +288,11 @@ func NewEngine(dir string, opts ...EngineOption) (*Engine, error) {
 			o.errs = append(o.errs, fmt.Errorf("seen ids of topic %s: the ids topic %s needs a restorer (WithRestorer)", topic, sn.Topic))
 		}
 	}
+	for topic, p := range o.parts {
+		if p.Topic != "" && o.restorer == nil {
+			o.errs = append(o.errs, fmt.Errorf("parts of topic %s: the parts topic %s needs a restorer (WithRestorer)", topic, p.Topic))
+		}
+	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, fmt.Errorf("new storage engine: %w", err)
 	}
@@ -325,6 +331,7 @@ func (e *Engine) newStore(topic string, partition int32) (*Store, error) {
 		path:      filepath.Join(e.dir, fmt.Sprintf("%s.%d", topic, partition)),
 		indexes:   e.opts.indexes[topic],
 		seen:      e.opts.seen[topic],
+		parts:     e.opts.parts[topic],
 		log:       e.opts.logger.With("topic", topic, "partition", partition),
 	}, nil
 }
