@@ -552,14 +552,14 @@ func (a *windowAgg[In, A]) nextDue(index []windowRef) int64 {
 // tombstone for each removed one.
 func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, stream int64) error {
 	key := r.gctx.Key()
-	st := windowState{Key: key, Index: ws.index, Removed: ws.removed}
+	st := windowState{Key: key, Index: flatIndex(ws.index), Removed: ws.removed}
 	var sent []windowPart
 	for _, s := range ws.changedStarts() {
 		b, err := encodeWindow(ws.values[s])
 		if err != nil {
 			return err
 		}
-		sent = append(sent, windowPart{Start: s, Window: b})
+		sent = append(sent, windowPart{Start: s, Value: b})
 	}
 	st.Changed = sent
 	if !ws.parted {
@@ -571,7 +571,7 @@ func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, 
 			if err != nil {
 				return err
 			}
-			st.Changed = append(st.Changed, windowPart{Start: ref.Start, Window: b})
+			st.Changed = append(st.Changed, windowPart{Start: ref.Start, Value: b})
 		}
 	}
 	if len(ws.index) == 0 {
@@ -587,7 +587,7 @@ func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, 
 		r.gctx.SetValue(b)
 	}
 	for _, p := range sent {
-		a.emitPart(r, key, p.Start, p.Window)
+		a.emitPart(r, key, p.Start, p.Value)
 	}
 	for _, s := range ws.removed {
 		a.emitPart(r, key, s, nil)

@@ -23,8 +23,10 @@ import (
 // Readers get the whole Windowed[A] from the store (Store.Read, joined by
 // windowAgg.join).
 type windowState struct {
-	Key   string      `json:"key"`
-	Index windowIndex `json:"index"`
+	Key string `json:"key"`
+	// Index lists the windows, three numbers each: start, end (unix ms)
+	// and 1 if closed, else 0: 30-odd bytes a window, whatever its value.
+	Index []int64 `json:"index"`
 	// Changed are the windows the write changed (without a store that
 	// keeps them, goka's tester: all of them); Removed the starts of those
 	// it removed (purged, or sessions merged away).
@@ -33,6 +35,8 @@ type windowState struct {
 	// Windows is a value of the earlier layout, all windows in the value
 	// (and what Join gives readers): read as Index and Changed.
 	Windows []json.RawMessage `json:"windows,omitempty"`
+
+	list []windowRef // Index, read
 }
 
 // windowRef is a window in a key's list: its start and end (unix ms) and
@@ -42,46 +46,43 @@ type windowRef struct {
 	Closed     bool
 }
 
-// windowIndex is written as one flat array, start, end, closed (0 or 1)
-// per window: 30-odd bytes a window, whatever its value holds.
-type windowIndex []windowRef
+// refs reads the list of windows.
+func (st *windowState) refs() ([]windowRef, error) {
+	if len(st.Index)%3 != 0 {
+		return nil, fmt.Errorf("window list of %d numbers, not triples", len(st.Index))
+	}
+	out := make([]windowRef, 0, len(st.Index)/3)
+	for i := 0; i < len(st.Index); i += 3 {
+		out = append(out, windowRef{Start: st.Index[i], End: st.Index[i+1], Closed: st.Index[i+2] != 0})
+	}
+	return out, nil
+}
 
-func (x windowIndex) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 2+len(x)*32)
-	b = append(b, '[')
-	for i, r := range x {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		closed := 0
+// flatIndex writes a list of windows as windowState.Index.
+func flatIndex(refs []windowRef) []int64 {
+	out := make([]int64, 0, 3*len(refs))
+	for _, r := range refs {
+		closed := int64(0)
 		if r.Closed {
 			closed = 1
 		}
-		b = fmt.Appendf(b, "%d,%d,%d", r.Start, r.End, closed)
+		out = append(out, r.Start, r.End, closed)
 	}
-	return append(b, ']'), nil
+	return out
 }
 
-func (x *windowIndex) UnmarshalJSON(b []byte) error {
-	var flat []int64
-	if err := json.Unmarshal(b, &flat); err != nil {
-		return err
-	}
-	if len(flat)%3 != 0 {
-		return fmt.Errorf("window index of %d numbers, not triples", len(flat))
-	}
-	out := make(windowIndex, 0, len(flat)/3)
-	for i := 0; i < len(flat); i += 3 {
-		out = append(out, windowRef{Start: flat[i], End: flat[i+1], Closed: flat[i+2] != 0})
-	}
-	*x = out
-	return nil
-}
-
-// windowPart is a window's value as a part: Window[A] as JSON.
+// windowPart is a window as a part of its key's value: the window's value
+// (A, as JSON); its start, end and state are in the key's list.
 type windowPart struct {
-	Start  int64           `json:"start"`
-	Window json.RawMessage `json:"window"`
+	Start int64           `json:"s"`
+	Value json.RawMessage `json:"v"`
+}
+
+// windowDelta is what a store reads of a value: its changes.
+type windowDelta struct {
+	Changed []windowPart      `json:"changed"`
+	Removed []int64           `json:"removed"`
+	Windows []json.RawMessage `json:"windows"`
 }
 
 var windowStateCodec = codecs.JSON[windowState]{}
@@ -92,7 +93,11 @@ func decodeWindowState(b []byte) (*windowState, windowMeta, error) {
 	if err != nil || st == nil {
 		return st, m, err
 	}
-	return st, m, st.normalize()
+	if err := st.normalize(); err != nil {
+		return nil, m, err
+	}
+	st.list, err = st.refs()
+	return st, m, err
 }
 
 // normalize reads a value of the earlier layout (all windows in Windows) as
@@ -101,19 +106,22 @@ func (st *windowState) normalize() error {
 	if st.Index != nil || len(st.Windows) == 0 {
 		return nil
 	}
+	var refs []windowRef
 	for _, raw := range st.Windows {
 		var w struct {
 			Start, End time.Time
+			Value      json.RawMessage
 			Closed     bool
 		}
 		if err := json.Unmarshal(raw, &w); err != nil {
 			return fmt.Errorf("window: %w", err)
 		}
-		st.Index = append(st.Index, windowRef{Start: w.Start.UnixMilli(), End: w.End.UnixMilli(), Closed: w.Closed})
-		st.Changed = append(st.Changed, windowPart{Start: w.Start.UnixMilli(), Window: raw})
+		refs = append(refs, windowRef{Start: w.Start.UnixMilli(), End: w.End.UnixMilli(), Closed: w.Closed})
+		st.Changed = append(st.Changed, windowPart{Start: w.Start.UnixMilli(), Value: w.Value})
 	}
 	st.Windows = nil
-	slices.SortFunc(st.Index, func(x, y windowRef) int { return cmp.Compare(x.Start, y.Start) })
+	slices.SortFunc(refs, func(x, y windowRef) int { return cmp.Compare(x.Start, y.Start) })
+	st.Index = flatIndex(refs)
 	return nil
 }
 
@@ -137,15 +145,22 @@ func windowChanges(_ string, value []byte) (puts []tables.Part, dels [][]byte) {
 	if err != nil {
 		return nil, nil
 	}
-	var st windowState
-	if json.Unmarshal(state, &st) != nil || st.normalize() != nil {
+	var d windowDelta
+	if json.Unmarshal(state, &d) != nil {
 		return nil, nil
 	}
-	for _, s := range st.Removed {
+	if len(d.Windows) > 0 {
+		st := windowState{Windows: d.Windows}
+		if st.normalize() != nil {
+			return nil, nil
+		}
+		d.Changed = st.Changed
+	}
+	for _, s := range d.Removed {
 		dels = append(dels, windowSub(s))
 	}
-	for _, c := range st.Changed {
-		puts = append(puts, tables.Part{Sub: windowSub(c.Start), Value: c.Window})
+	for _, c := range d.Changed {
+		puts = append(puts, tables.Part{Sub: windowSub(c.Start), Value: c.Value})
 	}
 	return puts, dels
 }
@@ -173,10 +188,14 @@ func (a *windowAgg[In, A]) join(_ string, value []byte, parts []tables.Part) ([]
 		}
 	}
 	for _, c := range st.Changed {
-		raw[c.Start] = c.Window
+		raw[c.Start] = c.Value
 	}
-	w := Windowed[A]{Key: st.Key, Windows: make([]Window[A], 0, len(st.Index))}
-	for _, ref := range st.Index {
+	refs, err := st.refs()
+	if err != nil {
+		return nil, err
+	}
+	w := Windowed[A]{Key: st.Key, Windows: make([]Window[A], 0, len(refs))}
+	for _, ref := range refs {
 		b := raw[ref.Start]
 		if b == nil {
 			continue
@@ -198,7 +217,7 @@ func (a *windowAgg[In, A]) join(_ string, value []byte, parts []tables.Part) ([]
 }
 
 func encodeWindow[A any](w Window[A]) ([]byte, error) {
-	b, err := json.Marshal(w)
+	b, err := json.Marshal(w.Value)
 	if err != nil {
 		return nil, fail(ClassHandler, fmt.Errorf("encode window: %w", err))
 	}
@@ -208,11 +227,10 @@ func encodeWindow[A any](w Window[A]) ([]byte, error) {
 // decodeWindow reads a window's part; its start, end and state are the
 // list's.
 func decodeWindow[A any](b []byte, ref windowRef) (Window[A], error) {
-	var w Window[A]
-	if err := json.Unmarshal(b, &w); err != nil {
+	w := Window[A]{Start: time.UnixMilli(ref.Start).UTC(), End: time.UnixMilli(ref.End).UTC(), Closed: ref.Closed}
+	if err := json.Unmarshal(b, &w.Value); err != nil {
 		return w, fmt.Errorf("window at %d: %w", ref.Start, err)
 	}
-	w.Start, w.End, w.Closed = time.UnixMilli(ref.Start).UTC(), time.UnixMilli(ref.End).UTC(), ref.Closed
 	return w, nil
 }
 
@@ -221,7 +239,7 @@ func decodeWindow[A any](b []byte, ref windowRef) (Window[A], error) {
 // step needs it: from the previous value's changes, else from the store.
 type windowSet[A any] struct {
 	key     string
-	index   windowIndex
+	index   []windowRef
 	prev    map[int64][]byte // the previous value's changed windows
 	store   *tables.Store    // where the other windows are; nil: in the value
 	parted  bool
@@ -238,10 +256,10 @@ func (a *windowAgg[In, A]) windows(r *recordCtx, key string, st *windowState) *w
 		ws.store, ws.parted = s, true
 	}
 	if st != nil {
-		ws.index = slices.Clone(st.Index)
+		ws.index = st.list
 		ws.prev = make(map[int64][]byte, len(st.Changed))
 		for _, c := range st.Changed {
-			ws.prev[c.Start] = c.Window
+			ws.prev[c.Start] = c.Value
 		}
 	}
 	return ws
