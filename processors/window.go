@@ -141,7 +141,8 @@ type Window[A any] struct {
 	Closed bool `json:"closed,omitempty"`
 }
 
-// Windowed is the value of a windowed table: a key's windows, in start order.
+// Windowed is the value of a windowed table as readers get it (views,
+// tables.Store.Read): a key's windows, in start order.
 type Windowed[A any] struct {
 	Key     string      `json:"key"`
 	Windows []Window[A] `json:"windows"`
@@ -265,9 +266,10 @@ const rememberedWindowIDs = 32
 //
 // Each window is an entry of its own, keyed by (key, window start): in the
 // table's stores a part of the key's value (tables.Parts), and in Kafka a
-// record of <group>-windows keyed by key, NUL, start (8 bytes, big endian),
-// compacted and deleted after the table's retention, in the partition of
-// its key. The key's value in <group>-table holds the bookkeeping, the list
+// record of <group>-windows whose value is the window's value (A as JSON),
+// keyed by key, NUL, start (unix ms, 8 bytes big endian, sign bit flipped:
+// tables.PartRecordKey), compacted and deleted after the table's retention,
+// in the partition of its key. The key's value in <group>-table holds the bookkeeping, the list
 // of its windows (start, end, closed) and the windows its step changed or
 // removed: a step writes what it changed, however many windows the key
 // keeps (see windowState).

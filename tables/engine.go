@@ -233,7 +233,9 @@ func WithProgressInterval(d time.Duration) EngineOption {
 // watermark, and leaves goka's recovery only what arrived since. During
 // processing a record costs one LevelDB write, which carries the latest
 // acknowledged changelog offset. With WithSeen a table's stores also keep
-// the event ids its writes applied, for a horizon (see Seen).
+// the event ids its writes applied, for a horizon (see Seen); with
+// WithParts its values are kept in parts, each value saying what it
+// changed (see Parts).
 //
 // All methods of Engine are safe for concurrent use. Stores are keyed by
 // topic and partition, so one engine can serve several goka components as

@@ -134,6 +134,7 @@ type Progress struct {
 //   - SetOffset may be called from any goroutine, concurrently with the
 //     writer (goka calls it from the producer's callback goroutine).
 //   - Get, Has, GetOffset, Iterator, IteratorWithRange, Scan, Lookup, Count,
+//     Part, PartsOf, Read, PartCount,
 //     Topic, Partition, Recovered, Progress, Fault and Broken may be called
 //     by any number of goroutines at any time, concurrently with the writer.
 //
