@@ -36,7 +36,8 @@ type windowState struct {
 	// (and what Join gives readers): read as Index and Changed.
 	Windows []json.RawMessage `json:"windows,omitempty"`
 
-	list []windowRef // Index, read
+	list   []windowRef // Index, read
+	legacy bool        // read from Windows
 }
 
 // windowRef is a window in a key's list: its start and end (unix ms) and
@@ -119,7 +120,7 @@ func (st *windowState) normalize() error {
 		refs = append(refs, windowRef{Start: w.Start.UnixMilli(), End: w.End.UnixMilli(), Closed: w.Closed})
 		st.Changed = append(st.Changed, windowPart{Start: w.Start.UnixMilli(), Value: w.Value})
 	}
-	st.Windows = nil
+	st.Windows, st.legacy = nil, true
 	slices.SortFunc(refs, func(x, y windowRef) int { return cmp.Compare(x.Start, y.Start) })
 	st.Index = flatIndex(refs)
 	return nil
@@ -260,6 +261,15 @@ func (a *windowAgg[In, A]) windows(r *recordCtx, key string, st *windowState) *w
 		ws.prev = make(map[int64][]byte, len(st.Changed))
 		for _, c := range st.Changed {
 			ws.prev[c.Start] = c.Value
+		}
+		if st.legacy {
+			// A value of the earlier layout: its windows are in no part
+			// record yet. The step's write sends them all.
+			for _, ref := range ws.index {
+				if w, err := ws.load(ref.Start); err == nil {
+					ws.put(w)
+				}
+			}
 		}
 	}
 	return ws
