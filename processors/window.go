@@ -3,6 +3,7 @@ package processors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -550,8 +551,17 @@ func (a *windowAgg[In, A]) nextDue(index []windowRef) int64 {
 
 // store writes the key's value — its bookkeeping, its list of windows and
 // the windows the step changed or removed — or a tombstone when no window
-// is left, and sends each changed window to <group>-windows and a
-// tombstone for each removed one.
+// is left.
+//
+// <group>-windows gets the windows the previous step changed and this one
+// did not, with the value the key's value no longer carries, and a
+// tombstone for each window removed. A window the step changed is in the
+// key's value, which compaction keeps (the key's last): it is sent once a
+// later step leaves it, so a window its key updates many times in a row
+// costs one record, not one per update (Kafka Streams' record cache does
+// the like). A store restoring from both topics gets each window from the
+// key's last value or, if that value did not change it, from
+// <group>-windows.
 func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, stream int64) error {
 	key := r.gctx.Key()
 	st := windowState{Key: key, Index: flatIndex(ws.index), Removed: ws.removed}
@@ -588,7 +598,16 @@ func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, 
 		}
 		r.gctx.SetValue(b)
 	}
-	for _, p := range sent {
+	flush := sent
+	if ws.parted {
+		flush = nil
+		for _, s := range slices.Sorted(maps.Keys(ws.prev)) {
+			if _, found := ws.find(s); found && !ws.changed[s] {
+				flush = append(flush, windowPart{Start: s, Value: ws.prev[s]})
+			}
+		}
+	}
+	for _, p := range flush {
 		a.emitPart(r, key, p.Start, p.Value)
 	}
 	for _, s := range ws.removed {

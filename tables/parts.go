@@ -26,13 +26,14 @@ import (
 // every part of the key.
 //
 // The changelog is compacted: the values it keeps say only what their own
-// writes changed. So the writer also sends every change to Topic (records
-// keyed by PartRecordKey, a tombstone for a deleted part; cleanup.policy
-// compact,delete, partitioned by the table key: header
-// HeaderPartitionKey), and a store that opens without its parts (new,
-// wiped, rebuilt) reads its partition of Topic first, one record per live
-// part after compaction, and then the changelog, whose changes are applied
-// on top.
+// writes changed. So the writer also sends parts to Topic (records keyed by
+// PartRecordKey, a tombstone for a deleted part; cleanup.policy
+// compact,delete, partitioned by the table key: header HeaderPartitionKey),
+// each part's value at the latest once its key's last value no longer
+// carries it, and a store that opens without its parts (new, wiped,
+// rebuilt) reads its partition of Topic first, one record per live part
+// after compaction, and then the changelog, whose changes are applied on
+// top.
 type Parts struct {
 	// Changes returns the parts a value written under key puts and the subs
 	// of those it deletes. It is called by the store's writer for every
