@@ -270,10 +270,12 @@ const rememberedWindowIDs = 32
 // record of <group>-windows whose value is the window's value (A as JSON),
 // keyed by key, NUL, start (unix ms, 8 bytes big endian, sign bit flipped:
 // tables.PartRecordKey), compacted and deleted after the table's retention,
-// in the partition of its key. The key's value in <group>-table holds the bookkeeping, the list
-// of its windows (start, end, closed) and the windows its step changed or
-// removed: a step writes what it changed, however many windows the key
-// keeps (see windowState).
+// in the partition of its key. The key's value in <group>-table holds the
+// bookkeeping, the list of its windows (start, end, closed) and the windows
+// its step changed or removed: a step writes what it changed, however many
+// windows the key keeps (see windowState), and a window is sent to
+// <group>-windows once a later step of its key no longer changes it (see
+// store).
 func AggregateWindows[In, A any](g *Group, wa WindowedAggregation[In, A]) tables.Table[Windowed[A]] {
 	table := GroupTable[Windowed[A]](g.name)
 	retention := strconv.FormatInt(wa.Windows.changelogRetention().Milliseconds(), 10)
