@@ -2,9 +2,9 @@ package streamfold_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
