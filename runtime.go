@@ -204,6 +204,9 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			if g.Timers() {
 				opts = append(opts, tables.WithIndex(spec.Name, g.TimeIndex()))
 			}
+			if topic, parts, ok := g.Parts(); ok {
+				opts = append(opts, tables.WithParts(topic, parts))
+			}
 		}
 	}
 	if cfg.StoreMemory == 0 {

@@ -129,7 +129,7 @@ func (t *Topology) Topics() []TopicInfo {
 				addUniq(&ti.Readers, g.Name())
 			case groups.RoleTable, groups.RoleOutput, groups.RoleDLQ:
 				addUniq(&ti.Writers, g.Name())
-			case groups.RoleLoop, groups.RoleRetry, groups.RoleSeen:
+			case groups.RoleLoop, groups.RoleRetry, groups.RoleSeen, groups.RoleParts:
 				addUniq(&ti.Writers, g.Name())
 				addUniq(&ti.Readers, g.Name())
 			}
@@ -197,7 +197,7 @@ func (t *Topology) validate(actual map[string]int) error {
 		for _, e := range g.Edges() {
 			check(e.Spec)
 			switch e.Role {
-			case groups.RoleInput, groups.RoleTable, groups.RoleLoop, groups.RoleRetry, groups.RoleSeen, groups.RoleJoin:
+			case groups.RoleInput, groups.RoleTable, groups.RoleLoop, groups.RoleRetry, groups.RoleSeen, groups.RoleParts, groups.RoleJoin:
 				n := partitionsOf(e.Spec)
 				counts[n] = true
 				copart = append(copart, fmt.Sprintf("%s=%d", e.Spec.Name, n))

@@ -78,7 +78,8 @@ func startOn(t *testing.T, broker *embedded.Broker, g *processors.Group, dir str
 	return startJoins(t, broker, streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test"), dir)
 }
 
-// windowsOf reads key's windows from the local store.
+// windowsOf reads key's windows from the local store, the key's value
+// joined with its windows.
 func windowsOf(t *testing.T, rt *streamfold.Runtime, key string) []processors.Window[int] {
 	t.Helper()
 	table := "windows-table"
@@ -86,7 +87,7 @@ func windowsOf(t *testing.T, rt *streamfold.Runtime, key string) []processors.Wi
 	if !ok {
 		return nil
 	}
-	b, err := s.Get(key)
+	b, err := s.Read(key)
 	require.NoError(t, err)
 	if b == nil {
 		return nil

@@ -29,6 +29,8 @@ import (
 //
 //	STREAMFOLD_BENCH_WINDOW_EVENTS  readings summed by BenchmarkWindowedSum (1,000,000)
 //	STREAMFOLD_BENCH_WINDOW_KEYS    sensors they come from (10,000)
+//	STREAMFOLD_BENCH_WINDOW_RETAIN  how long the framework keeps a closed window, a Go duration (its size);
+//	                                an hour keeps every window of the hour: many windows per key
 //	STREAMFOLD_BENCH_JOIN_ORDERS    orders, and as many payments, joined by BenchmarkStreamJoin (500,000)
 //	STREAMFOLD_BENCH_JOIN_GRACE     the join's grace, a Go duration (1h, see benchJoinGrace)
 //
@@ -108,11 +110,19 @@ type benchWindowResult struct {
 func BenchmarkWindowedSum(b *testing.B) {
 	events := benchEnvInt(b, "STREAMFOLD_BENCH_WINDOW_EVENTS", 1_000_000)
 	keys := min(benchEnvInt(b, "STREAMFOLD_BENCH_WINDOW_KEYS", 10_000), events)
+	windows := processors.Tumbling(benchWindowSize).Grace(benchWindowGrace)
+	if v := os.Getenv("STREAMFOLD_BENCH_WINDOW_RETAIN"); v != "" {
+		retain, err := time.ParseDuration(v)
+		if err != nil || retain < 0 {
+			b.Fatalf("STREAMFOLD_BENCH_WINDOW_RETAIN=%q: want a duration, not negative", v)
+		}
+		windows = windows.Retain(retain)
+	}
 	var framework, plain benchFold
 	var fwResults, gokaResults int64
 	b.StopTimer()
 	for range b.N {
-		f, g, fr, gr := benchWindowsOnce(b, events, keys)
+		f, g, fr, gr := benchWindowsOnce(b, events, keys, windows)
 		framework.add(f, b.N)
 		plain.add(g, b.N)
 		fwResults, gokaResults = fr, gr
@@ -130,7 +140,7 @@ func BenchmarkWindowedSum(b *testing.B) {
 // sensor, by window start (unix ms).
 type benchWindowSumsByKey map[string]map[int64]int
 
-func benchWindowsOnce(b *testing.B, events, keys int) (framework, plain benchFold, fwResults, gokaResults int64) {
+func benchWindowsOnce(b *testing.B, events, keys int, windows processors.Windows) (framework, plain benchFold, fwResults, gokaResults int64) {
 	broker := benchBroker(b)
 	defer broker.Close() // each run gets its own broker; -benchtime=Nx must not keep N of them
 	addrs := broker.Addrs()
@@ -139,7 +149,7 @@ func benchWindowsOnce(b *testing.B, events, keys int) (framework, plain benchFol
 	g := processors.NewGroup(benchWindowGroup)
 	processors.AggregateWindows(g, processors.WindowedAggregation[codecs.Event, int]{
 		Input:   benchReadings,
-		Windows: processors.Tumbling(benchWindowSize).Grace(benchWindowGrace),
+		Windows: windows,
 		Add: func(_ string, sum int, ev codecs.Event) (int, error) {
 			var r benchReading
 			if err := ev.DataAs(&r); err != nil {

@@ -40,7 +40,10 @@
 // time, the greatest event time seen on it, is kept with the state (each
 // write records it, an internal index finds the greatest). AggregateWindows
 // folds records into tumbling, hopping or session windows per key, closed
-// on stream time after a grace period; JoinStreams pairs two streams' records
+// on stream time after a grace period, each window an entry of its own
+// keyed by (key, start): a part of the key's value in the stores
+// (tables.Parts, window_parts.go) and a record of <group>-windows;
+// JoinStreams pairs two streams' records
 // within a time window. Both keep timers in their keys' bookkeeping, as do
 // reactors that set their own (SetTimer, SetStreamTimer, OnTimer); the
 // runtime finds due timers through the index and sends each key a request

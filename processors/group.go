@@ -55,6 +55,10 @@ type Group struct {
 	timers []func(*recordCtx) error // fire a key's due timers (windows, sessions, users' timers)
 	times  map[int32]*partitionTime // stream time per partition, guarded by mu
 	late   bool                     // a block sends records later than their grace to <group>-late
+	// parts, when set, keeps the table's values in parts (a windowed
+	// aggregation's windows), sent to partsTopic too.
+	parts      *tables.Parts
+	partsTopic tables.Stream[[]byte]
 
 	needs []*Group // groups that run wherever this one runs (an aggregate's relay)
 }
@@ -217,6 +221,9 @@ func (g *Group) edges() []groups.Edge {
 	if g.late {
 		es = append(es, groups.Edge{Role: groups.RoleOutput, Spec: g.lateStream().Spec()})
 	}
+	if g.parts != nil {
+		es = append(es, groups.Edge{Role: groups.RoleParts, Spec: g.partsTopic.Spec()})
+	}
 	return es
 }
 
@@ -323,6 +330,9 @@ func (g *Group) graph() (*goka.GroupGraph, error) {
 	}
 	if g.late {
 		edges = append(edges, goka.Output(goka.Stream(g.LateTopic()), raw))
+	}
+	if g.parts != nil {
+		edges = append(edges, goka.Output(goka.Stream(g.partsTopic.Name), raw))
 	}
 	edges = append(edges, goka.Output(goka.Stream(g.DLQTopic()), raw), goka.Output(goka.Stream(RedriveStates(g.name).Name), raw))
 	gg := goka.DefineGroup(goka.Group(g.name), edges...)

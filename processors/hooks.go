@@ -36,14 +36,20 @@ func (h hooks) BindStores(stores func(string, int32) (*tables.Store, bool)) {
 	h.g.bindStores(stores)
 }
 func (h hooks) Seen() (string, tables.Seen, bool) { return h.g.seenIDs() }
-func (h hooks) Stats() groups.Counts              { return groups.Counts(h.g.stats.snapshot()) }
-func (h hooks) Sweeps() bool                      { return h.g.sweeps() }
-func (h hooks) ParkingIndex() tables.Index        { return parkingIndex }
-func (h hooks) MaxWait() time.Duration            { return h.g.policy.MaxWait }
-func (h hooks) LoopTopic() string                 { return h.g.loopTopic() }
-func (h hooks) Timers() bool                      { return len(h.g.timers) > 0 }
-func (h hooks) TimeIndex() tables.Index           { return timeIndex }
-func (h hooks) TimerInterval() time.Duration      { return h.g.timerInterval() }
+func (h hooks) Parts() (string, tables.Parts, bool) {
+	if h.g.parts == nil || h.g.table == nil {
+		return "", tables.Parts{}, false
+	}
+	return h.g.table.Spec().Name, *h.g.parts, true
+}
+func (h hooks) Stats() groups.Counts         { return groups.Counts(h.g.stats.snapshot()) }
+func (h hooks) Sweeps() bool                 { return h.g.sweeps() }
+func (h hooks) ParkingIndex() tables.Index   { return parkingIndex }
+func (h hooks) MaxWait() time.Duration       { return h.g.policy.MaxWait }
+func (h hooks) LoopTopic() string            { return h.g.loopTopic() }
+func (h hooks) Timers() bool                 { return len(h.g.timers) > 0 }
+func (h hooks) TimeIndex() tables.Index      { return timeIndex }
+func (h hooks) TimerInterval() time.Duration { return h.g.timerInterval() }
 func (h hooks) DueTimers(s *tables.Store, now time.Time, limit int) ([]tables.TermKey, error) {
 	return dueTimers(s, now, limit)
 }

@@ -1,9 +1,9 @@
 package processors
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -142,7 +142,8 @@ type Window[A any] struct {
 	Closed bool `json:"closed,omitempty"`
 }
 
-// Windowed is the value of a windowed table: a key's windows, in start order.
+// Windowed is the value of a windowed table as readers get it (views,
+// tables.Store.Read): a key's windows, in start order.
 type Windowed[A any] struct {
 	Key     string      `json:"key"`
 	Windows []Window[A] `json:"windows"`
@@ -254,24 +255,31 @@ func (a *windowAgg[In, A]) sendAgain(r *recordCtx, m windowMeta, topic string, o
 const rememberedWindowIDs = 32
 
 // AggregateWindows makes g aggregate its input per key and window into the
-// group's table, <group>-table, whose value per key is a Windowed[A]
-// (readable with views, restored from its changelog without running Add).
+// group's table, <group>-table, whose value per key reads as a Windowed[A]
+// (through views; restored from the changelogs without running Add).
 // Per record: its event time picks its windows; a late record goes to
 // <group>-late; a record read again after a crash (its offset applied
-// already) sends its windows' results again and changes nothing; a
-// CloudEvent re-sent by its producer (an id among the key's last 32) is
-// not added again. Windows close on stream time: when a record moves it
-// past their end and grace, or when the runtime finds their timer due (see
-// Policy.TimerInterval); closing sends the final result with FinalOnly.
-// A key's windows are kept together in its value: a few per key (the
-// default retention keeps a closed window for one more window length), not
-// days of them.
+// already) sends its step's results and the key's windows again and changes
+// nothing; a CloudEvent re-sent by its producer (an id among the key's last
+// 32) is not added again. Windows close on stream time: when a record moves
+// it past their end and grace, or when the runtime finds their timer due
+// (see Policy.TimerInterval); closing sends the final result with FinalOnly.
+//
+// Each window is an entry of its own, keyed by (key, window start): in the
+// table's stores a part of the key's value (tables.Parts), and in Kafka a
+// record of <group>-windows whose value is the window's value (A as JSON),
+// keyed by key, NUL, start (unix ms, 8 bytes big endian, sign bit flipped:
+// tables.PartRecordKey), compacted and deleted after the table's retention,
+// in the partition of its key. The key's value in <group>-table holds the
+// bookkeeping, the list of its windows (start, end, closed) and the windows
+// its step changed or removed: a step writes what it changed, however many
+// windows the key keeps (see windowState), and a window is sent to
+// <group>-windows once a later step of its key no longer changes it (see
+// store).
 func AggregateWindows[In, A any](g *Group, wa WindowedAggregation[In, A]) tables.Table[Windowed[A]] {
 	table := GroupTable[Windowed[A]](g.name)
-	table.Configs = map[string]string{
-		"cleanup.policy": "compact,delete",
-		"retention.ms":   strconv.FormatInt(wa.Windows.changelogRetention().Milliseconds(), 10),
-	}
+	retention := strconv.FormatInt(wa.Windows.changelogRetention().Milliseconds(), 10)
+	table.Configs = map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention}
 	if err := wa.Windows.validate(); err != nil {
 		g.errs = append(g.errs, fmt.Errorf("group %s: %w", g.name, err))
 	}
@@ -287,10 +295,18 @@ func AggregateWindows[In, A any](g *Group, wa WindowedAggregation[In, A]) tables
 		Output(g, wa.Results)
 	}
 	agg := &windowAgg[In, A]{g: g, wa: wa, table: table}
+	g.partsTopic = tables.Stream[[]byte]{Name: g.WindowsTopic(), Codec: codecs.Bytes{}, Partitions: g.declaredPartitions(),
+		Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention}}
+	g.parts = &tables.Parts{Changes: windowChanges, Join: agg.join, Topic: g.WindowsTopic()}
 	g.addInput(wa.Input, agg.handle)
 	g.timers = append(g.timers, agg.fire)
 	return table
 }
+
+// WindowsTopic is the topic of a windowed aggregation's windows,
+// <group>-windows: one record per key and window, a tombstone once the
+// window is purged.
+func (g *Group) WindowsTopic() string { return g.name + "-windows" }
 
 type windowAgg[In, A any] struct {
 	g     *Group
@@ -311,18 +327,14 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 		return nil
 	}
 	prevRaw, _ := r.gctx.Value().([]byte)
-	state, m, err := decodeWithMeta[Windowed[A], windowMeta](a.table.Codec, prevRaw)
+	state, m, err := decodeWindowState(prevRaw)
 	if err != nil {
 		return fail(ClassDecode, fmt.Errorf("stored windows of %q: %w", key, err))
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
 		g.stats.duplicates.Add(1)
-		a.sendAgain(r, m, topic, offset)
-		if prevRaw != nil {
-			r.gctx.SetValue(prevRaw)
-		}
-		return nil
+		return a.again(r, state, prevRaw, m, topic, offset)
 	}
 	id := idOf(in)
 	if id != "" && slices.Contains(m.IDs, id) {
@@ -331,16 +343,12 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	}
 	t := eventTime(a.wa.Time, in, r.gctx.Timestamp()).UnixMilli()
 	stream := g.streamTime(r.gctx.Partition(), time.UnixMilli(t))
-	if state == nil {
-		state = &Windowed[A]{Key: key}
-	}
-	next := *state
-	next.Windows = slices.Clone(state.Windows)
+	ws := a.windows(r, key, state)
 	var sent, removed []int64
 	if a.wa.Windows.kind == windowSession {
-		sent, removed, err = a.addSession(&next, key, in, t, stream)
+		sent, removed, err = a.addSession(ws, key, in, t, stream)
 	} else {
-		sent, err = a.addFixed(&next, key, in, t, stream)
+		sent, err = a.addFixed(ws, key, in, t, stream)
 	}
 	if err != nil {
 		return err
@@ -348,11 +356,14 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	if len(sent) == 0 {
 		return a.g.sendLate(r, t, stream)
 	}
-	closed := a.closeDue(&next, stream)
+	closed := a.closeDue(ws, stream)
 	if a.wa.FinalOnly {
 		sent, removed = closed, nil
 	}
-	emits := a.results(r, &next, sent, removed)
+	emits, err := a.results(r, ws, sent, removed)
+	if err != nil {
+		return err
+	}
 	m.record(topic, offset, emits)
 	if id != "" {
 		m.IDs = append(m.IDs, id)
@@ -360,7 +371,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 			m.IDs = slices.Delete(m.IDs, 0, len(m.IDs)-rememberedWindowIDs)
 		}
 	}
-	if err := a.store(r, &next, &m, stream); err != nil {
+	if err := a.store(r, ws, &m, stream); err != nil {
 		return err
 	}
 	g.stats.applied.Add(1)
@@ -368,27 +379,63 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	return nil
 }
 
+// again handles a record (or timer request) read again after a crash: its
+// step's results are sent again as sent, the key's value is written again
+// and so are its windows, every one of them (and the removals of its last
+// step): whatever of the step's records the crash lost is in Kafka again,
+// and a window a lost record of an earlier step had changed too.
+func (a *windowAgg[In, A]) again(r *recordCtx, state *windowState, prevRaw []byte, m windowMeta, topic string, offset int64) error {
+	a.sendAgain(r, m, topic, offset)
+	if prevRaw == nil {
+		return nil
+	}
+	r.gctx.SetValue(prevRaw)
+	key := r.gctx.Key()
+	ws := a.windows(r, key, state)
+	for _, ref := range ws.index {
+		b, err := ws.raw(ref.Start)
+		if err != nil {
+			return err
+		}
+		if b != nil {
+			a.emitPart(r, key, ref.Start, b)
+		}
+	}
+	for _, s := range state.Removed {
+		a.emitPart(r, key, s, nil)
+	}
+	return nil
+}
+
 // addFixed applies in to the tumbling or hopping windows that contain t and
 // are still open, and returns their starts (none: the record is late).
-func (a *windowAgg[In, A]) addFixed(w *Windowed[A], key string, in In, t, stream int64) ([]int64, error) {
+func (a *windowAgg[In, A]) addFixed(ws *windowSet[A], key string, in In, t, stream int64) ([]int64, error) {
 	var sent []int64
 	size := a.wa.Windows.size.Milliseconds()
 	for _, s := range a.wa.Windows.starts(t) {
 		if s+size+a.wa.Windows.closeAfter() <= stream {
 			continue // closed: late for this window
 		}
-		i, found := slices.BinarySearchFunc(w.Windows, s, func(x Window[A], s int64) int { return cmp.Compare(x.Start.UnixMilli(), s) })
-		if found && w.Windows[i].Closed {
+		i, found := ws.find(s)
+		if found && ws.index[i].Closed {
 			continue
 		}
-		if !found {
-			w.Windows = slices.Insert(w.Windows, i, Window[A]{Start: time.UnixMilli(s).UTC(), End: time.UnixMilli(s + size).UTC(), Value: a.init(key)})
+		var win Window[A]
+		if found {
+			var err error
+			if win, err = ws.load(s); err != nil {
+				return nil, err
+			}
+		} else {
+			ws.index = slices.Insert(ws.index, i, windowRef{Start: s, End: s + size})
+			win = Window[A]{Start: time.UnixMilli(s).UTC(), End: time.UnixMilli(s + size).UTC(), Value: a.init(key)}
 		}
-		v, err := a.add(key, w.Windows[i].Value, in)
+		v, err := a.add(key, win.Value, in)
 		if err != nil {
 			return nil, err
 		}
-		w.Windows[i].Value = v
+		win.Value = v
+		ws.put(win)
 		sent = append(sent, s)
 	}
 	return sent, nil
@@ -397,53 +444,51 @@ func (a *windowAgg[In, A]) addFixed(w *Windowed[A], key string, in In, t, stream
 // addSession applies in to its session: a new one, or the open sessions
 // within gap of t merged into one. It returns the session's start and the
 // starts of the sessions merged away (none sent: the record is late).
-func (a *windowAgg[In, A]) addSession(w *Windowed[A], key string, in In, t, stream int64) (sent, removed []int64, err error) {
+func (a *windowAgg[In, A]) addSession(ws *windowSet[A], key string, in In, t, stream int64) (sent, removed []int64, err error) {
 	gap := a.wa.Windows.gap.Milliseconds()
-	merged := Window[A]{Start: time.UnixMilli(t).UTC(), End: time.UnixMilli(t).UTC()}
-	var parts []Window[A]
-	kept := w.Windows[:0]
-	for _, win := range w.Windows {
-		if !win.Closed && win.Start.UnixMilli()-gap <= t && t <= win.End.UnixMilli()+gap {
-			parts = append(parts, win)
-			continue
-		}
-		kept = append(kept, win)
-	}
-	for _, p := range parts {
-		if p.Start.Before(merged.Start) {
-			merged.Start = p.Start
-		}
-		if p.End.After(merged.End) {
-			merged.End = p.End
+	merged := windowRef{Start: t, End: t}
+	var parts []windowRef
+	for _, ref := range ws.index {
+		if !ref.Closed && ref.Start-gap <= t && t <= ref.End+gap {
+			parts = append(parts, ref)
+			merged.Start, merged.End = min(merged.Start, ref.Start), max(merged.End, ref.End)
 		}
 	}
-	if merged.End.UnixMilli()+a.wa.Windows.closeAfter() <= stream {
-		w.Windows = append(kept, parts...) // untouched: the record is late
-		slices.SortFunc(w.Windows, func(x, y Window[A]) int { return x.Start.Compare(y.Start) })
-		return nil, nil, nil
+	if merged.End+a.wa.Windows.closeAfter() <= stream {
+		return nil, nil, nil // untouched: the record is late
 	}
 	value := a.init(key)
 	for i, p := range parts {
+		win, err := ws.load(p.Start)
+		if err != nil {
+			return nil, nil, err
+		}
 		if i == 0 {
-			value = p.Value
+			value = win.Value
 			continue
 		}
-		err := safely(func() (err error) { value, err = a.wa.Merge(key, value, p.Value); return err })
+		err = safely(func() (err error) { value, err = a.wa.Merge(key, value, win.Value); return err })
 		if err != nil {
 			return nil, nil, err
 		}
 	}
-	if merged.Value, err = a.add(key, value, in); err != nil {
+	if value, err = a.add(key, value, in); err != nil {
 		return nil, nil, err
 	}
 	for _, p := range parts {
-		if !p.Start.Equal(merged.Start) {
-			removed = append(removed, p.Start.UnixMilli())
+		if p.Start != merged.Start {
+			ws.remove(p.Start)
+			removed = append(removed, p.Start)
 		}
 	}
-	w.Windows = append(kept, merged)
-	slices.SortFunc(w.Windows, func(x, y Window[A]) int { return x.Start.Compare(y.Start) })
-	return []int64{merged.Start.UnixMilli()}, removed, nil
+	i, found := ws.find(merged.Start)
+	if found {
+		ws.index[i] = merged
+	} else {
+		ws.index = slices.Insert(ws.index, i, merged)
+	}
+	ws.put(Window[A]{Start: time.UnixMilli(merged.Start).UTC(), End: time.UnixMilli(merged.End).UTC(), Value: value})
+	return []int64{merged.Start}, removed, nil
 }
 
 func (a *windowAgg[In, A]) init(key string) A {
@@ -465,23 +510,22 @@ func (a *windowAgg[In, A]) add(key string, agg A, in In) (A, error) {
 // windows it closed. With FinalOnly a window is never closed and purged in
 // the same step, so the step that sends its final result leaves it readable
 // (and a request read again after a crash can send it again); without, a
-// close sends nothing and the two may come together.
-func (a *windowAgg[In, A]) closeDue(w *Windowed[A], stream int64) (closed []int64) {
-	ws := a.wa.Windows
-	kept := w.Windows[:0]
-	for _, win := range w.Windows {
-		closeAt := win.End.UnixMilli() + ws.closeAfter()
-		purgeAt := closeAt + ws.keepAfter()
+// close sends nothing and the two may come together. Neither reads a
+// window's value: closing marks the key's list of windows.
+func (a *windowAgg[In, A]) closeDue(ws *windowSet[A], stream int64) (closed []int64) {
+	w := a.wa.Windows
+	for _, ref := range slices.Clone(ws.index) {
+		closeAt := ref.End + w.closeAfter()
+		purgeAt := closeAt + w.keepAfter()
 		switch {
-		case purgeAt <= stream && (win.Closed || !a.wa.FinalOnly):
-			continue // purged
-		case !win.Closed && closeAt <= stream:
-			win.Closed = true
-			closed = append(closed, win.Start.UnixMilli())
+		case purgeAt <= stream && (ref.Closed || !a.wa.FinalOnly):
+			ws.remove(ref.Start)
+		case !ref.Closed && closeAt <= stream:
+			i, _ := ws.find(ref.Start)
+			ws.index[i].Closed = true
+			closed = append(closed, ref.Start)
 		}
-		kept = append(kept, win)
 	}
-	w.Windows = kept
 	return closed
 }
 
@@ -491,13 +535,13 @@ func (a *windowAgg[In, A]) closeDue(w *Windowed[A], stream int64) (closed []int6
 // only the last purge, when the key's windows are all past their retention
 // — closing and purging on the way happen on the key's next records, so an
 // idle key costs one timer, not one per window.
-func (a *windowAgg[In, A]) nextDue(w *Windowed[A]) int64 {
-	ws := a.wa.Windows
+func (a *windowAgg[In, A]) nextDue(index []windowRef) int64 {
+	w := a.wa.Windows
 	var firstClose, lastPurge int64
-	for _, win := range w.Windows {
-		closeAt := win.End.UnixMilli() + ws.closeAfter()
-		lastPurge = max(lastPurge, closeAt+ws.keepAfter())
-		if !win.Closed && (firstClose == 0 || closeAt < firstClose) {
+	for _, ref := range index {
+		closeAt := ref.End + w.closeAfter()
+		lastPurge = max(lastPurge, closeAt+w.keepAfter())
+		if !ref.Closed && (firstClose == 0 || closeAt < firstClose) {
 			firstClose = closeAt
 		}
 	}
@@ -507,22 +551,83 @@ func (a *windowAgg[In, A]) nextDue(w *Windowed[A]) int64 {
 	return lastPurge
 }
 
-// store writes the key's windows with their bookkeeping, or a tombstone
-// when none is left.
-func (a *windowAgg[In, A]) store(r *recordCtx, w *Windowed[A], m *windowMeta, stream int64) error {
-	if len(w.Windows) == 0 {
+// store writes the key's value — its bookkeeping, its list of windows and
+// the windows the step changed or removed — or a tombstone when no window
+// is left.
+//
+// <group>-windows gets the windows the previous step changed and this one
+// did not, with the value the key's value no longer carries, and a
+// tombstone for each window removed. A window the step changed is in the
+// key's value, which compaction keeps (the key's last): it is sent once a
+// later step leaves it, so a window its key updates many times in a row
+// costs one record, not one per update (Kafka Streams' record cache does
+// the like). A store restoring from both topics gets each window from the
+// key's last value or, if that value did not change it, from
+// <group>-windows.
+func (a *windowAgg[In, A]) store(r *recordCtx, ws *windowSet[A], m *windowMeta, stream int64) error {
+	key := r.gctx.Key()
+	st := windowState{Key: key, Index: flatIndex(ws.index), Removed: ws.removed}
+	var sent []windowPart
+	for _, s := range ws.changedStarts() {
+		b, err := encodeWindow(ws.values[s])
+		if err != nil {
+			return err
+		}
+		sent = append(sent, windowPart{Start: s, Value: b})
+	}
+	st.Changed = sent
+	if !ws.parted {
+		// No store keeps the windows (goka's tester): the value carries
+		// all of them.
+		st.Changed = nil
+		for _, ref := range ws.index {
+			b, err := ws.raw(ref.Start)
+			if err != nil {
+				return err
+			}
+			st.Changed = append(st.Changed, windowPart{Start: ref.Start, Value: b})
+		}
+	}
+	if len(ws.index) == 0 {
 		if prev, _ := r.gctx.Value().([]byte); prev != nil {
 			r.gctx.Delete()
 		}
-		return nil
+	} else {
+		m.StreamTime, m.Due = stream, a.nextDue(ws.index)
+		b, err := encodeWithMeta(windowStateCodec, st, m)
+		if err != nil {
+			return err
+		}
+		r.gctx.SetValue(b)
 	}
-	m.StreamTime, m.Due = stream, a.nextDue(w)
-	b, err := encodeWithMeta(a.table.Codec, *w, m)
-	if err != nil {
-		return err
+	flush := sent
+	if ws.parted {
+		flush = nil
+		for _, s := range slices.Sorted(maps.Keys(ws.prev)) {
+			if _, found := ws.find(s); found && !ws.changed[s] {
+				flush = append(flush, windowPart{Start: s, Value: ws.prev[s]})
+			}
+		}
 	}
-	r.gctx.SetValue(b)
+	for _, p := range flush {
+		a.emitPart(r, key, p.Start, p.Value)
+	}
+	for _, s := range ws.removed {
+		a.emitPart(r, key, s, nil)
+	}
 	return nil
+}
+
+// emitPart sends window start of key to <group>-windows (nil: a
+// tombstone), partitioned by key. Always, also while a bootstrap group
+// catches up: it is the table's state, not a result.
+func (a *windowAgg[In, A]) emitPart(r *recordCtx, key string, start int64, b []byte) {
+	var v any
+	if b != nil {
+		v = b
+	}
+	r.gctx.Emit(goka.Stream(a.g.partsTopic.Name), string(tables.PartRecordKey(key, windowSub(start))), v,
+		goka.WithCtxEmitHeaders(goka.Headers{tables.HeaderPartitionKey: []byte(key)}))
 }
 
 // fire handles a timer request for the key: closes and purges what stream
@@ -532,30 +637,30 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 	if prevRaw == nil {
 		return nil
 	}
-	state, m, err := decodeWithMeta[Windowed[A], windowMeta](a.table.Codec, prevRaw)
+	state, m, err := decodeWindowState(prevRaw)
 	if err != nil || state == nil {
 		return err
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
-		a.sendAgain(r, m, topic, offset)
-		r.gctx.SetValue(prevRaw)
-		return nil
+		return a.again(r, state, prevRaw, m, topic, offset)
 	}
 	stream := a.g.streamTime(r.gctx.Partition(), time.Time{})
-	next := *state
-	next.Windows = slices.Clone(state.Windows)
-	closed := a.closeDue(&next, stream)
-	if len(closed) == 0 && len(next.Windows) == len(state.Windows) {
+	ws := a.windows(r, r.gctx.Key(), state)
+	closed := a.closeDue(ws, stream)
+	if len(closed) == 0 && len(ws.removed) == 0 {
 		return nil // not due (yet): a request sent twice, or stream time read ahead of the store
 	}
 	var finals []int64
 	if a.wa.FinalOnly {
 		finals = closed
 	}
-	emits := a.results(r, &next, finals, nil)
+	emits, err := a.results(r, ws, finals, nil)
+	if err != nil {
+		return err
+	}
 	m.record(topic, offset, emits)
-	if err := a.store(r, &next, &m, stream); err != nil {
+	if err := a.store(r, ws, &m, stream); err != nil {
 		return err
 	}
 	a.g.stats.count("windows-closed")
@@ -566,9 +671,9 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 // results encodes the step's results: the value of each window started at
 // sent (with FinalOnly only closed ones, marked Final) and a removal for
 // each session merged away.
-func (a *windowAgg[In, A]) results(r *recordCtx, w *Windowed[A], sent, removed []int64) [][]byte {
+func (a *windowAgg[In, A]) results(r *recordCtx, ws *windowSet[A], sent, removed []int64) ([][]byte, error) {
 	if a.wa.Results.Name == "" {
-		return nil
+		return nil, nil
 	}
 	key := r.gctx.Key()
 	var out [][]byte
@@ -581,17 +686,21 @@ func (a *windowAgg[In, A]) results(r *recordCtx, w *Windowed[A], sent, removed [
 		out = append(out, b)
 	}
 	for _, s := range sent {
-		i, found := slices.BinarySearchFunc(w.Windows, s, func(x Window[A], s int64) int { return cmp.Compare(x.Start.UnixMilli(), s) })
-		if !found || (a.wa.FinalOnly && !w.Windows[i].Closed) {
+		i, found := ws.find(s)
+		if !found || (a.wa.FinalOnly && !ws.index[i].Closed) {
 			continue
 		}
-		win := w.Windows[i]
-		add(WindowResult[A]{Key: key, Start: win.Start, End: win.End, Value: win.Value, Final: win.Closed})
+		win, err := ws.load(s)
+		if err != nil {
+			return nil, err
+		}
+		ref := ws.index[i]
+		add(WindowResult[A]{Key: key, Start: time.UnixMilli(ref.Start).UTC(), End: time.UnixMilli(ref.End).UTC(), Value: win.Value, Final: ref.Closed})
 	}
 	for _, s := range removed {
 		add(WindowResult[A]{Key: key, Start: time.UnixMilli(s).UTC(), Removed: true})
 	}
-	return out
+	return out, nil
 }
 
 // send sends a step's results under the key (nothing while a bootstrap

@@ -109,6 +109,7 @@ type engineOptions struct {
 	restorer         Restorer
 	indexes          map[string][]Index
 	seen             map[string]*Seen
+	parts            map[string]*Parts
 	batchSize        int
 	progressInterval time.Duration
 	memory           storeMemory
@@ -232,7 +233,9 @@ func WithProgressInterval(d time.Duration) EngineOption {
 // watermark, and leaves goka's recovery only what arrived since. During
 // processing a record costs one LevelDB write, which carries the latest
 // acknowledged changelog offset. With WithSeen a table's stores also keep
-// the event ids its writes applied, for a horizon (see Seen).
+// the event ids its writes applied, for a horizon (see Seen); with
+// WithParts its values are kept in parts, each value saying what it
+// changed (see Parts).
 //
 // All methods of Engine are safe for concurrent use. Stores are keyed by
 // topic and partition, so one engine can serve several goka components as
@@ -287,6 +290,11 @@ func NewEngine(dir string, opts ...EngineOption) (*Engine, error) {
 			o.errs = append(o.errs, fmt.Errorf("seen ids of topic %s: the ids topic %s needs a restorer (WithRestorer)", topic, sn.Topic))
 		}
 	}
+	for topic, p := range o.parts {
+		if p.Topic != "" && o.restorer == nil {
+			o.errs = append(o.errs, fmt.Errorf("parts of topic %s: the parts topic %s needs a restorer (WithRestorer)", topic, p.Topic))
+		}
+	}
 	if err := errors.Join(o.errs...); err != nil {
 		return nil, fmt.Errorf("new storage engine: %w", err)
 	}
@@ -325,6 +333,7 @@ func (e *Engine) newStore(topic string, partition int32) (*Store, error) {
 		path:      filepath.Join(e.dir, fmt.Sprintf("%s.%d", topic, partition)),
 		indexes:   e.opts.indexes[topic],
 		seen:      e.opts.seen[topic],
+		parts:     e.opts.parts[topic],
 		log:       e.opts.logger.With("topic", topic, "partition", partition),
 	}, nil
 }

@@ -28,6 +28,7 @@ import (
 //	'i' index 0x00 term 0x00 key    -> empty
 //	'm' name                        -> metadata (offset, format version)
 //	'e', 'x'                        -> applied event ids (seen.go)
+//	'w'                             -> a value's parts (parts.go)
 //
 // A data record carries, in front of the value, the index terms the value
 // has (storeAppendTerms): a write then learns the terms to remove from the
@@ -133,6 +134,7 @@ type Progress struct {
 //   - SetOffset may be called from any goroutine, concurrently with the
 //     writer (goka calls it from the producer's callback goroutine).
 //   - Get, Has, GetOffset, Iterator, IteratorWithRange, Scan, Lookup, Count,
+//     Part, PartsOf, Read, PartCount,
 //     Topic, Partition, Recovered, Progress, Fault and Broken may be called
 //     by any number of goroutines at any time, concurrently with the writer.
 //
@@ -157,7 +159,8 @@ type Store struct {
 	partition int32
 	path      string
 	indexes   []Index
-	seen      *Seen // nil: no applied event ids
+	seen      *Seen  // nil: no applied event ids
+	parts     *Parts // nil: values are whole
 	log       *slog.Logger
 
 	db        atomic.Pointer[leveldb.DB]
@@ -260,6 +263,9 @@ type storeBatch struct {
 	// seen are the ids applied by the staged writes, all of them: the
 	// entries keep only each key's last write.
 	seen []seenEntry
+	// parts are the part changes of the staged writes, by key: every
+	// write's, in order (see Parts).
+	parts map[string]*stagedParts
 }
 
 type storeStaged struct {
@@ -369,6 +375,7 @@ func (b *storeBatch) reset() {
 	b.sorted = false
 	clear(b.seen)
 	b.seen = b.seen[:0]
+	clear(b.parts)
 	b.arena = b.arena[:0]
 	b.used, b.dead, b.records, b.bytes = 0, 0, 0, 0
 }
@@ -410,6 +417,10 @@ func (s *Store) Open() error {
 	ctx, from, to, err := s.open()
 	if err != nil {
 		return err
+	}
+	// Parts first: the changelog's changes go on top of them.
+	if err := s.openParts(); err != nil {
+		return errors.Join(err, s.Close())
 	}
 	if ctx != nil {
 		if err := s.restore(ctx, from, to); err != nil {
@@ -488,6 +499,18 @@ func (s *Store) openDB() (*leveldb.DB, int64, error) {
 			return nil, 0, s.openFault(err)
 		}
 		stored = storeNoOffset
+	}
+	if stored != storeNoOffset {
+		if missing, err := s.partsMissing(db); err != nil || missing {
+			if err == nil {
+				err = errors.New("the store's values are kept in parts now")
+			}
+			db, err = s.rebuild(db, "local state without parts", err)
+			if err != nil {
+				return nil, 0, s.openFault(err)
+			}
+			stored = storeNoOffset
+		}
 	}
 
 	s.hwm = -1
@@ -759,6 +782,11 @@ func (s *Store) write(key string, value []byte, del bool) error {
 	if err := s.addWrite(db, w, key, value, del); err != nil {
 		return err
 	}
+	if s.parts != nil {
+		if err := s.addParts(db, w, key, value, del); err != nil {
+			return err
+		}
+	}
 	if s.seen != nil && !del {
 		s.addSeen(w, key, value)
 	}
@@ -815,6 +843,9 @@ func storeStageLocked[K string | []byte](s *Store, db *leveldb.DB, key K, value 
 		}
 	}
 	k := storeBatchStage(s.staging, key, value, del)
+	if s.parts != nil {
+		s.stageParts(s.staging, k, value, del)
+	}
 	if s.seen != nil && !del {
 		ids, at := s.seen.extract(k, value)
 		for _, id := range ids {
@@ -833,7 +864,7 @@ func (s *Store) handOffLocked(db *leveldb.DB) error {
 	}
 	b := s.staging
 	b.offset = s.offset.Load()
-	if len(b.entries) == 0 && len(b.seen) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
+	if len(b.entries) == 0 && len(b.seen) == 0 && len(b.parts) == 0 && (b.offset == storeNoOffset || b.offset == s.stored) {
 		return nil
 	}
 	b.seal()
@@ -890,6 +921,9 @@ func (s *Store) commitBatch(db *leveldb.DB, b *storeBatch) error {
 		if err := s.addWrite(db, w, p.key, p.value, p.deleted); err != nil {
 			return err
 		}
+	}
+	if err := s.commitParts(db, w, b); err != nil {
+		return err
 	}
 	for _, e := range b.seen {
 		w.putSeen(e.key, e.id, e.at)

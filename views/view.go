@@ -167,7 +167,9 @@ func (v *View[V]) Lag(ctx context.Context, key string) (int64, error) {
 }
 
 // GetRaw returns the stored bytes of key: in a group table, the framework's
-// bookkeeping and the state (internal/envelope).
+// bookkeeping and the state (internal/envelope); of a table kept in parts
+// (a windowed aggregation's), the value joined with its parts
+// (tables.Store.Read).
 func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -176,7 +178,7 @@ func (v *View[V]) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.Get(key)
+	b, err := s.Read(key)
 	if err != nil {
 		return nil, v.readErr(fmt.Errorf("%s: get %q: %w", v.table.Name, key, err))
 	}
@@ -296,7 +298,7 @@ func (v *View[V]) List(ctx context.Context, index, term, cursor string, limit in
 		page.Next = encodeCursor(keys[len(keys)-1])
 	}
 	for _, k := range keys {
-		raw, err := stores[tables.PartitionFor(k, v.partitions)].Get(k)
+		raw, err := stores[tables.PartitionFor(k, v.partitions)].Read(k)
 		if err != nil {
 			return Page[V]{}, v.readErr(err)
 		}

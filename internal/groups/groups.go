@@ -55,6 +55,10 @@ type Hooks interface {
 	// beside its table (tables.WithSeen for topic), or false for a group
 	// that keeps none. Give it to the group's own engine only.
 	Seen() (topic string, seen tables.Seen, ok bool)
+	// Parts is how every storage engine holding the group's table keeps its
+	// values in parts (tables.WithParts for topic: windows keyed by key and
+	// start), or false. Give it to every engine that holds the table.
+	Parts() (topic string, parts tables.Parts, ok bool)
 	// Stats copies the group's counters.
 	Stats() Counts
 
@@ -118,6 +122,10 @@ const (
 	// RoleSeen is the group's <group>-seen topic: written by the group,
 	// read back by its stores when they open without their ids.
 	RoleSeen Role = "seen"
+	// RoleParts is the group's <group>-windows topic: the parts of its
+	// table's values, written by the group, read back by the stores of
+	// the table when they open without them.
+	RoleParts Role = "parts"
 )
 
 // Edge is one topic a group reads or writes, for the topology's description.

@@ -54,7 +54,7 @@ func Sarama(clientID string, session time.Duration) *sarama.Config {
 	// the table writes and replies of a request/reply path from idling 100 ms.
 	c.Producer.Flush.Frequency = 5 * time.Millisecond
 	c.Producer.Flush.Bytes = 256 * 1024
-	c.Producer.Partitioner = sarama.NewCustomHashPartitioner(func() hash.Hash32 { return tables.NewHasher() })
+	c.Producer.Partitioner = Partitioner(func() hash.Hash32 { return tables.NewHasher() })
 	c.Metadata.RefreshFrequency = 30 * time.Second
 	// A join blocks until the rebalance completes, at most the rebalance
 	// timeout, but sarama reads its answer with the plain read timeout: a
@@ -104,7 +104,7 @@ func (b Builders) topicManager(brokers []string) (goka.TopicManager, error) {
 
 func (b Builders) producer(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 	c := Copy(b.Base, clientID)
-	c.Producer.Partitioner = sarama.NewCustomHashPartitioner(hasher)
+	c.Producer.Partitioner = Partitioner(hasher)
 	return goka.NewProducer(brokers, c)
 }
 
@@ -157,4 +157,30 @@ func (g gokaLogger) Print(v ...any)   { g.l.Debug(fmt.Sprint(v...), "component",
 func (g gokaLogger) Println(v ...any) { g.l.Debug(fmt.Sprint(v...), "component", "goka") }
 func (g gokaLogger) Printf(format string, v ...any) {
 	g.l.Debug(fmt.Sprintf(format, v...), "component", "goka")
+}
+
+// Partitioner hashes a record's key with hasher, like
+// sarama.NewCustomHashPartitioner, but a record carrying the header
+// tables.HeaderPartitionKey is partitioned by that header's value instead:
+// a part of a table's value (a window, keyed by key and start) goes to the
+// partition of its table key, like Kafka Streams' WindowedStreamPartitioner.
+func Partitioner(hasher func() hash.Hash32) sarama.PartitionerConstructor {
+	byKey := sarama.NewCustomHashPartitioner(hasher)
+	return func(topic string) sarama.Partitioner {
+		return headerPartitioner{Partitioner: byKey(topic), hasher: hasher}
+	}
+}
+
+type headerPartitioner struct {
+	sarama.Partitioner
+	hasher func() hash.Hash32
+}
+
+func (p headerPartitioner) Partition(m *sarama.ProducerMessage, partitions int32) (int32, error) {
+	for _, h := range m.Headers {
+		if string(h.Key) == tables.HeaderPartitionKey {
+			return p.Partitioner.Partition(&sarama.ProducerMessage{Topic: m.Topic, Key: sarama.ByteEncoder(h.Value)}, partitions)
+		}
+	}
+	return p.Partitioner.Partition(m, partitions)
 }
