@@ -1,9 +1,13 @@
 package outbox_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +123,46 @@ func readCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
 		})
 	}
 	return recs
+}
+
+// killAt runs the test named child in a child process (this test binary,
+// with env added), waits until it prints a line starting with prefix — the
+// point the test crashes it at — and kills it there with SIGKILL, so
+// nothing after that point runs. It returns that line, or fails t when the
+// child ends or wait passes first.
+func killAt(t *testing.T, child string, env []string, prefix string, wait time.Duration) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reached := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			if strings.HasPrefix(s.Text(), prefix) {
+				reached <- s.Text()
+				return
+			}
+		}
+		close(reached)
+	}()
+	var line string
+	select {
+	case line = <-reached:
+	case <-time.After(wait):
+	}
+	_ = cmd.Process.Kill() // SIGKILL: nothing more runs in the child
+	_ = cmd.Wait()
+	if line == "" {
+		t.Fatalf("%s did not reach %q; stderr:\n%s", child, prefix, stderr.String())
+	}
+	return line
 }

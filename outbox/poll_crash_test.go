@@ -1,17 +1,13 @@
 package outbox_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,38 +66,7 @@ func TestPollingRelay_GivenACrashBetweenTheBrokersAckAndTheDelete_ThenEveryRowIs
 			want = append(want, pollWrite(t, db, true, fmt.Sprintf("p%d", i%4), "p9", fmt.Sprintf("p%d", i%3), "p0", "p9")...)
 		}
 
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPollingRelayCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), pollCrashDSNEnv+"="+dsn, pollCrashBrokerEnv+"="+addrs[0])
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		acked := make(chan string, 1)
-		go func() {
-			s := bufio.NewScanner(stdout)
-			for s.Scan() {
-				if strings.HasPrefix(s.Text(), "acked") {
-					acked <- s.Text()
-					return
-				}
-			}
-			close(acked)
-		}()
-		var line string
-		select {
-		case line = <-acked:
-		case <-time.After(pollWait):
-		}
-		_ = cmd.Process.Kill() // SIGKILL: nothing more runs in the child
-		_ = cmd.Wait()
-		if line == "" {
-			t.Fatalf("the child relay did not reach the crash point; stderr:\n%s", stderr.String())
-		}
+		line := killAt(t, "TestPollingRelayCrashChild", []string{pollCrashDSNEnv + "=" + dsn, pollCrashBrokerEnv + "=" + addrs[0]}, "acked", pollWait)
 		// the child deleted two batches; the third is on Kafka and still here
 		if n, want := count(t, db), len(want)-(pollCrashAfter-1)*pollCrashBatch; n != want {
 			t.Fatalf("after the crash the outbox holds %d rows, want %d (the acknowledged batch not deleted)", n, want)

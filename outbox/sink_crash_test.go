@@ -1,16 +1,12 @@
 package outbox_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/streamfold/streamfold/internal/pgtest"
 	"github.com/streamfold/streamfold/outbox"
@@ -87,38 +83,7 @@ func sinkCrashAt(t *testing.T, plan sinkCrashPlan) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSinkCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), sinkCrashEnv+"="+string(b))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	reached := make(chan bool, 1)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			if s.Text() == "committed" {
-				reached <- true
-				return
-			}
-		}
-		reached <- false
-	}()
-	var ok bool
-	select {
-	case ok = <-reached:
-	case <-time.After(sinkWait):
-	}
-	_ = cmd.Process.Kill() // SIGKILL: nothing after the commit gets to run
-	_ = cmd.Wait()
-	if !ok {
-		t.Fatalf("the child did not reach commit %d; stderr:\n%s", plan.After, stderr.String())
-	}
+	killAt(t, "TestSinkCrashChild", []string{sinkCrashEnv + "=" + string(b)}, "committed", sinkWait)
 }
 
 func TestSink_GivenASinkKilledRightAfterItsSQLCommit_WhenRestarted_ThenEveryRecordIsAppliedExactlyOnce(t *testing.T) {

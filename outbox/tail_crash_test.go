@@ -1,16 +1,12 @@
 package outbox_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/outbox"
@@ -60,39 +56,10 @@ func TestLogRelay_GivenAKillBetweenTheAcknowledgementAndTheConfirmation_ThenNoth
 		committed = append(committed, es...)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLogRelay_CrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), tailCrashEnv+"="+dsn+" "+slot+" "+strings.Join(brokers, ","))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	acked := make(chan int, 1)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			if n, ok := strings.CutPrefix(s.Text(), "acked "); ok {
-				v, _ := strconv.Atoi(n)
-				acked <- v
-				return
-			}
-		}
-		acked <- -1
-	}()
-	var unconfirmed int
-	select {
-	case unconfirmed = <-acked:
-	case <-time.After(tailWait):
-		unconfirmed = -1
-	}
-	_ = cmd.Process.Kill() // SIGKILL: no status update, no clean close
-	_ = cmd.Wait()
-	if unconfirmed <= 0 {
-		t.Fatalf("the child did not reach the acknowledgement; stderr:\n%s", stderr.String())
+	line := killAt(t, "TestLogRelay_CrashChild", []string{tailCrashEnv + "=" + dsn + " " + slot + " " + strings.Join(brokers, ",")}, "acked ", tailWait)
+	unconfirmed, err := strconv.Atoi(strings.TrimPrefix(line, "acked "))
+	if err != nil || unconfirmed <= 0 {
+		t.Fatalf("the child said %q: want acked <rows>", line)
 	}
 
 	after := tailRelay(t, dsn, slot, brokers)
