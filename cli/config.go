@@ -268,6 +268,9 @@ func ParseRunFlags(app App, args []string, out io.Writer) (Config, error) {
 	raw.secrets.read()
 	cfg.finish(raw)
 	errs := []error{cfg.Validate(), validateGroups(cfg.Groups, groups)}
+	if app.Parsed != nil {
+		app.Parsed(cfg)
+	}
 	if app.Validate != nil {
 		errs = append(errs, app.Validate())
 	}

@@ -34,6 +34,10 @@ type App struct {
 	// Flags, if set, declares the application's own flags of the run
 	// command on fs; env reads their defaults from the environment.
 	Flags func(fs *flag.FlagSet, env Env)
+	// Parsed, if set, receives the framework's run configuration once its
+	// flags are parsed, before Validate: an application whose own settings
+	// derive from it (a file under --data-dir) keeps it.
+	Parsed func(Config)
 	// Validate, if set, checks the application's flags once parsed.
 	Validate func() error
 	// Routes, if set, registers the application's resources on srv; it is

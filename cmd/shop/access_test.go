@@ -206,3 +206,16 @@ func testCAPEM(t *testing.T) []byte {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// The database's default lives in --data-dir: the run command's parsed
+// configuration reaches the shop's routes, not a zero one (which put
+// shop.db in the working directory).
+func TestConfig_GivenADataDir_ThenTheDatabaseIsInIt(t *testing.T) {
+	t.Setenv("SHOP_DATABASE", "")
+	cfg, err := parseRunFlags([]string{"--data-dir", "/var/lib/shop"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join("/var/lib/shop", "shop.db"), cfg.DatabaseURL())
+	cfg, err = parseRunFlags([]string{"--database", "postgres://db/shop"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "postgres://db/shop", cfg.DatabaseURL())
+}

@@ -103,11 +103,11 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (*cli.Running, err
 	return cli.Start(ctx, shopApp(&cfg), cfg.Config, log)
 }
 
-// parseRunFlags parses the run command's flags, the shop's own included.
+// parseRunFlags parses the run command's flags, the shop's own included,
+// into the Config the shop's routes see.
 func parseRunFlags(args []string, out io.Writer) (Config, error) {
 	var cfg Config
-	c, err := cli.ParseRunFlags(shopApp(&cfg), args, out)
-	cfg.Config = c
+	_, err := cli.ParseRunFlags(shopApp(&cfg), args, out)
 	return cfg, err
 }
 

@@ -94,6 +94,8 @@ func shopApp(c *Config) cli.App {
 			fs.StringVar(&c.Database, "database", env.String("database", ""),
 				"the shop's SQL database for payments, the outbox and read models: postgres://... or a SQLite file (default <data-dir>/shop.db) (SHOP_DATABASE)")
 		},
+		// the database's default lives in --data-dir
+		Parsed:   func(cc cli.Config) { c.Config = cc },
 		Validate: func() error { return c.validateShop() },
 		Routes: func(srv *serve.Server, rt *streamfold.Runtime) (func() error, error) {
 			return routes(srv, rt, *c)
