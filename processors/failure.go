@@ -126,6 +126,17 @@ func (g *Group) route(r *recordCtx, err error) {
 	switch classify(err) {
 	case ClassTransient, ClassRetry:
 		g.retryLater(r, err)
+	case ClassMissingDependency:
+		// A parent the group cannot park the record for (a reactor's or a
+		// join's lookup in another group's table, another key's parent):
+		// a lookup table follows its writer a moment behind, so the record
+		// goes through the retry topics first, then to the dead letters as
+		// missing.
+		if retryStage(r.topic(), g) < len(g.policy.RetryDelays) {
+			g.retryLater(r, err)
+			return
+		}
+		g.deadLetter(r, err)
 	default:
 		g.deadLetter(r, err)
 	}

@@ -376,3 +376,17 @@ func TestPolicy_GivenDefaults_ThenRetryTopicsAndTheirEdges(t *testing.T) {
 	}
 	assert.Equal(t, []string{"g-retry-1", "g-retry-2", "g-retry-3"}, retries)
 }
+
+// A parent the group cannot park for (here another key's) may be in a
+// lookup table that follows its writer a moment behind: the record goes
+// through the retry topics, and only then to the dead letters, still as
+// missing-dependency.
+func TestFailure_GivenAMissingParentItCannotParkForAndRetryTopics_ThenRetriedThereBeforeTheDeadLetters(t *testing.T) {
+	r := startLedger(t, Policy{MaxWait: time.Hour, RetryDelays: []time.Duration{time.Millisecond, time.Millisecond}})
+	r.send("a", "e1", "orphan", 0)
+
+	assert.Equal(t, 3, r.triesOf("e1"), "the first try and one in each retry topic")
+	d := r.onlyDeadLetter()
+	assert.Equal(t, ClassMissingDependency, d.h(HeaderExceptionClass))
+	assert.Equal(t, "ledger-events", d.h(HeaderOriginalTopic), "the coordinates where it first arrived")
+}
