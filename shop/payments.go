@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/outbox"
+	"github.com/streamfold/streamfold/tables"
 )
 
 // Payment is a payment as the payments service keeps it in its own
@@ -28,6 +29,10 @@ type Payment struct {
 // PaymentsAggregate is the outbox aggregate type of payments: the relays
 // publish its events to the topic of that name.
 const PaymentsAggregate = "payments"
+
+// OutboxDeadLetters receives the payments outbox's rows that the
+// log-tailing relay can never publish (outbox.LogRelay's DeadLetterTopic).
+var OutboxDeadLetters = tables.NewStream[[]byte]("outbox-dlq", codecs.Bytes{})
 
 // ErrPaymentNotFound is returned by PaymentStore.Get for an unknown id.
 var ErrPaymentNotFound = errors.New("payment not found")

@@ -97,6 +97,7 @@ func Topology(partitions int, log *slog.Logger, opts ...Option) *streamfold.Topo
 		WrittenBy(Orders, "http /orders").
 		WrittenBy(WarehouseInventory, "http /inventory/{product}, any producer").
 		WrittenBy(Payments, "the payments service, any producer").
+		WrittenBy(OutboxDeadLetters, "the payments outbox's log-tailing relay").
 		ReadBy(EnrichedOrdersTable, "query api").
 		ReadBy(InventoryTable, "query api").
 		ReadBy(Emails, "mail service").

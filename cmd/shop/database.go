@@ -21,7 +21,7 @@ import (
 type shopDB struct {
 	db        *outbox.DB
 	payments  shop.PaymentStore
-	relay     *outbox.PollingRelay
+	relay     func(context.Context) error // the outbox relay's Run
 	customers *outbox.Sink[shop.Customer]
 	orders    *outbox.Sink[shop.EnrichedOrder]
 	stop      context.CancelFunc
@@ -50,10 +50,22 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 		db.Close()
 		return nil, err
 	}
-	s.relay = &outbox.PollingRelay{
-		DB:     db,
-		Kafka:  outbox.KafkaOf(rt, "shop-outbox-relay"),
-		Logger: log.With("component", "outbox-relay"),
+	switch cfg.OutboxRelay {
+	case "log":
+		// The writer inserts and deletes each row in one transaction: only
+		// the WAL keeps it, and the relay reads it from there.
+		s.payments.Outbox.Transient = true
+		lr := &outbox.LogRelay{URL: dsn, Kafka: outbox.KafkaOf(rt, "shop-outbox-relay"), DeadLetterTopic: shop.OutboxDeadLetters.Name,
+			Logger: log.With("component", "outbox-relay")}
+		// the slot must exist before the first payment commits
+		if err := lr.Prepare(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.relay = lr.Run
+	default:
+		s.relay = (&outbox.PollingRelay{DB: db, Kafka: outbox.KafkaOf(rt, "shop-outbox-relay"),
+			Logger: log.With("component", "outbox-relay")}).Run
 	}
 	s.customers = shop.CustomersSink(db, outbox.KafkaOf(rt, "shop-"+shop.CustomersSinkName))
 	s.customers.Logger = log.With("component", "sink", "sink", shop.CustomersSinkName)
@@ -61,7 +73,7 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 	s.orders.Logger = log.With("component", "sink", "sink", shop.OrdersSinkName)
 	runCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	runs := []func(context.Context) error{s.relay.Run, s.customers.Run, s.orders.Run}
+	runs := []func(context.Context) error{s.relay, s.customers.Run, s.orders.Run}
 	s.done, s.running = make(chan error, len(runs)), len(runs)
 	for _, run := range runs {
 		go func() {
@@ -72,7 +84,7 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 			s.done <- err
 		}()
 	}
-	log.Info("database", "dialect", db.Dialect, "url", redactDSN(dsn), "outbox relay", "polling",
+	log.Info("database", "dialect", db.Dialect, "url", redactDSN(dsn), "outbox relay", cfg.OutboxRelay,
 		"read models", shop.CustomersSinkName+","+shop.OrdersSinkName)
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/streamfold/streamfold/cli"
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/kafkaconf"
+	"github.com/streamfold/streamfold/internal/pgtest"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/shop"
 )
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m)) // stops the private PostgreSQL of the tests that start one
 }
 
 // wait is how long a condition may take to hold before a test fails. Generous:
@@ -94,7 +96,7 @@ func testConfig(dataDir string) Config {
 		DedupHorizon:   processors.DefaultDedupHorizon,
 		StoreMemoryMiB: streamfold.DefaultStoreMemory >> 20,
 		AdminToken:     testAdminToken,
-	}, ReplyTimeout: 5 * time.Second, FraudSessionGap: shop.FraudSessionGap}
+	}, ReplyTimeout: 5 * time.Second, FraudSessionGap: shop.FraudSessionGap, OutboxRelay: "poll"}
 }
 
 // start starts the shop with cfg as the run command would, without parsing
@@ -311,18 +313,41 @@ func consumeAll(t *testing.T, brokers []string, topic string, n int) []*kgo.Reco
 	return recs
 }
 
-// consumeUpTo reads a topic from the start until it has at least n records.
+// consumeUpTo reads a topic's committed records from the start until it has
+// at least n, as the shop's groups read them.
 func consumeUpTo(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl := kafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	return consumeUntil(t, brokers, topic, func(recs []*kgo.Record) bool { return len(recs) >= n })
+}
+
+// consumeUntil reads a topic's committed records from the start until done
+// says it has them all.
+func consumeUntil(t *testing.T, brokers []string, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	cl := kafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	var recs []*kgo.Record
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		recs = append(recs, cl.PollFetches(ctx).Records()...)
-		return len(recs) >= n
-	}, wait, time.Millisecond, "%s: got %d records, want %d", topic, len(recs), n)
+		return done(recs)
+	}, wait, time.Millisecond, "%s: %d records, not all there", topic, len(recs))
 	return recs
+}
+
+// withID says whether a record of recs holds the CloudEvent id.
+func withID(recs []*kgo.Record, id string) bool {
+	return slices.ContainsFunc(recs, func(r *kgo.Record) bool { return eventID(r) == id })
+}
+
+// eventID is the id of the CloudEvent a record holds ("" for none).
+func eventID(r *kgo.Record) string {
+	ev, err := codecs.DecodeEvent(r.Value, nil)
+	if err != nil {
+		return ""
+	}
+	return ev.ID
 }
 
 func headerMap(r *kgo.Record) map[string]string {

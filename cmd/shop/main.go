@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type Config struct {
 	// models): a postgres:// URL, or a SQLite file; empty is
 	// <data-dir>/shop.db.
 	Database string
+	// OutboxRelay is how the payments outbox reaches Kafka: "poll" (any
+	// database) or "log" (PostgreSQL's WAL, with the table kept empty).
+	OutboxRelay string
 }
 
 // DatabaseURL is the database to open: --database, or SQLite in the data directory.
@@ -71,6 +75,15 @@ func (c Config) validateShop() error {
 	var errs []error
 	if c.ReplyTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--reply-timeout must be positive, got %s", c.ReplyTimeout))
+	}
+	switch c.OutboxRelay {
+	case "poll":
+	case "log":
+		if !strings.HasPrefix(c.DatabaseURL(), "postgres://") && !strings.HasPrefix(c.DatabaseURL(), "postgresql://") {
+			errs = append(errs, errors.New("--outbox-relay log tails PostgreSQL's log: it needs --database postgres://…"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--outbox-relay is poll or log, got %q", c.OutboxRelay))
 	}
 	if c.FraudSessionGap <= 0 {
 		errs = append(errs, fmt.Errorf("--fraud-session-gap must be positive, got %s", c.FraudSessionGap))
@@ -93,6 +106,8 @@ func shopApp(c *Config) cli.App {
 				"the fraud check sums a customer's orders in sessions that end after this long without an order (SHOP_FRAUD_SESSION_GAP)")
 			fs.StringVar(&c.Database, "database", env.String("database", ""),
 				"the shop's SQL database for payments, the outbox and read models: postgres://... or a SQLite file (default <data-dir>/shop.db) (SHOP_DATABASE)")
+			fs.StringVar(&c.OutboxRelay, "outbox-relay", env.String("outbox-relay", "poll"),
+				"how the payments outbox reaches Kafka: poll (any database) or log (PostgreSQL's WAL through a logical replication slot; the table stays empty) (SHOP_OUTBOX_RELAY)")
 		},
 		// the database's default lives in --data-dir
 		Parsed:   func(cc cli.Config) { c.Config = cc },
