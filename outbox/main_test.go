@@ -36,7 +36,7 @@ func databases(t *testing.T, f func(t *testing.T, db *outbox.DB)) {
 	}
 }
 
-func openDB(t *testing.T, dsn string) *outbox.DB {
+func openDB(t testing.TB, dsn string) *outbox.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := outbox.Open(ctx, dsn)
@@ -52,7 +52,7 @@ func openDB(t *testing.T, dsn string) *outbox.DB {
 
 // startBroker starts an embedded Kafka broker (kfake over real sockets) with
 // its log in a temporary directory, and returns its addresses.
-func startBroker(t *testing.T) []string {
+func startBroker(t testing.TB) []string {
 	t.Helper()
 	b, err := embedded.Start(embedded.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Partitions: 4})
 	if err != nil {

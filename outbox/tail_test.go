@@ -30,7 +30,7 @@ const tailWait = 30 * time.Second
 
 // tailDB is a fresh PostgreSQL database with the outbox table, and a slot
 // name of its own (slot names are cluster-wide), dropped when the test ends.
-func tailDB(t *testing.T) (dsn string, db *outbox.DB, slot string) {
+func tailDB(t testing.TB) (dsn string, db *outbox.DB, slot string) {
 	t.Helper()
 	dsn = pgtest.Database(t)
 	db = openDB(t, dsn)
@@ -45,7 +45,7 @@ func tailDB(t *testing.T) (dsn string, db *outbox.DB, slot string) {
 
 // tailDropSlot drops slot, ending the walsender that may still hold it: a
 // slot left behind keeps WAL on the test server's disk.
-func tailDropSlot(t *testing.T, db *outbox.DB, slot string) {
+func tailDropSlot(t testing.TB, db *outbox.DB, slot string) {
 	deadline := time.Now().Add(tailWait)
 	for {
 		_, err := db.Exec(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
@@ -63,7 +63,7 @@ func tailDropSlot(t *testing.T, db *outbox.DB, slot string) {
 
 // tailTopics creates the topics the relay writes to (it creates none: an
 // application's topology declares them) on the embedded broker.
-func tailTopics(t *testing.T, brokers []string) {
+func tailTopics(t testing.TB, brokers []string) {
 	t.Helper()
 	c := sarama.NewConfig()
 	c.Version = sarama.V3_6_0_0
@@ -80,7 +80,7 @@ func tailTopics(t *testing.T, brokers []string) {
 }
 
 // tailBroker is an embedded broker with the relay's topics.
-func tailBroker(t *testing.T) []string {
+func tailBroker(t testing.TB) []string {
 	t.Helper()
 	brokers := startBroker(t)
 	tailTopics(t, brokers)
@@ -105,7 +105,7 @@ func tailRelay(t testing.TB, dsn, slot string, brokers []string) *outbox.LogRela
 
 // tailRun runs r until the returned stop is called (or the test ends); stop
 // returns Run's error.
-func tailRun(t *testing.T, r *outbox.LogRelay) (stop func() error) {
+func tailRun(t testing.TB, r *outbox.LogRelay) (stop func() error) {
 	t.Helper()
 	if err := r.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func tailEventually(t *testing.T, what string, cond func() bool) {
 
 // tailTx writes events for aggregate type "payments" in one transaction,
 // committed or rolled back.
-func tailTx(t *testing.T, db *outbox.DB, w outbox.Writer, commit bool, events ...codecs.Event) {
+func tailTx(t testing.TB, db *outbox.DB, w outbox.Writer, commit bool, events ...codecs.Event) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.BeginTx(ctx, nil)
@@ -247,7 +247,7 @@ func tailSameJSON(a, b json.RawMessage) bool {
 }
 
 // tailEvent is a payment event for aggregate id.
-func tailEvent(t *testing.T, id string, n int) codecs.Event {
+func tailEvent(t testing.TB, id string, n int) codecs.Event {
 	return event(t, id, map[string]any{"amount": n, "note": fmt.Sprintf("payment %d of %s", n, id)})
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/streamfold/streamfold/outbox"
 )
 
-func event(t *testing.T, subject string, data any) codecs.Event {
+func event(t testing.TB, subject string, data any) codecs.Event {
 	t.Helper()
 	e, err := codecs.NewEvent("urn:test", "PaymentReceived", subject, data)
 	if err != nil {

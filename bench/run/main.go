@@ -91,6 +91,27 @@ var works = []work{
 			"full":  {"STREAMFOLD_BENCH_EVENTS": "250000", "STREAMFOLD_BENCH_ROUND": "25000"},
 		},
 		RSS: "rss-MB"},
+	// The outbox's pieces, each on its databases (a row each): a relay's
+	// rate draining a backlog, then commit-to-acknowledgement latency of
+	// single-row transactions at 200 a second; the sink's rate.
+	{Name: "outbox polling relay", Bench: "BenchmarkOutboxPollingRelay", Pkg: "./outbox/",
+		Env: map[string]map[string]string{
+			"small": {"STREAMFOLD_BENCH_OUTBOX_ROWS": "10000", "STREAMFOLD_BENCH_OUTBOX_LATENCY_ROWS": "500"},
+			"full":  {"STREAMFOLD_BENCH_OUTBOX_ROWS": "100000", "STREAMFOLD_BENCH_OUTBOX_LATENCY_ROWS": "5000"},
+		},
+		Rate: "row/s", CPU: "cpu-µs/row", P50: "p50-µs", P99: "p99-µs"},
+	{Name: "outbox log relay", Bench: "BenchmarkOutboxLogRelay", Pkg: "./outbox/",
+		Env: map[string]map[string]string{
+			"small": {"STREAMFOLD_BENCH_OUTBOX_ROWS": "20000", "STREAMFOLD_BENCH_OUTBOX_LATENCY_ROWS": "500"},
+			"full":  {"STREAMFOLD_BENCH_OUTBOX_ROWS": "200000", "STREAMFOLD_BENCH_OUTBOX_LATENCY_ROWS": "5000"},
+		},
+		Rate: "row/s", CPU: "cpu-µs/row", P50: "p50-µs", P99: "p99-µs"},
+	{Name: "outbox sink", Bench: "BenchmarkOutboxSink", Pkg: "./outbox/",
+		Env: map[string]map[string]string{
+			"small": {"STREAMFOLD_BENCH_SINK_RECORDS": "20000"},
+			"full":  {"STREAMFOLD_BENCH_SINK_RECORDS": "200000"},
+		},
+		Rate: "rec/s", CPU: "cpu-µs/rec"},
 }
 
 // row is one work's figures; zero means not measured.

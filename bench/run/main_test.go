@@ -68,3 +68,39 @@ BenchmarkStreamJoin-2 1 2705211047 ns/op 109.2 framework-cpu-µs/rec 5780 framew
 		assert.NotZero(t, r.BaselineCPU, bench)
 	}
 }
+
+func TestRow_GivenTheOutboxBenchmarksOutput_ThenARowPerDatabaseWithRateCPUAndLatencyWhereMeasured(t *testing.T) {
+	out := []byte(`BenchmarkOutboxPollingRelay/sqlite-2 1 3530399023 ns/op 48.73 cpu-µs/row 62649 p50-µs 148226 p99-µs 13774 row/s
+BenchmarkOutboxPollingRelay/postgres-2 1 3202708511 ns/op 46.53 cpu-µs/row 58477 p50-µs 109308 p99-µs 15390 row/s
+BenchmarkOutboxLogRelay/postgres-2 1 4550273414 ns/op 64.43 cpu-µs/row 3484 p50-µs 6352 p99-µs 9778 row/s
+--- BENCH: BenchmarkOutboxLogRelay/postgres-2
+BenchmarkOutboxSink/sqlite-2 1 1015682257 ns/op 37.07 cpu-µs/rec 20678 rec/s
+BenchmarkOutboxSink/postgres-2 1 4785474839 ns/op 128.6 cpu-µs/rec 4389 rec/s
+`)
+	for _, tc := range []struct {
+		bench   string
+		rows    []string
+		latency bool
+	}{
+		{"BenchmarkOutboxPollingRelay", []string{"outbox polling relay sqlite", "outbox polling relay postgres"}, true},
+		{"BenchmarkOutboxLogRelay", []string{"outbox log relay postgres"}, true},
+		{"BenchmarkOutboxSink", []string{"outbox sink sqlite", "outbox sink postgres"}, false},
+	} {
+		i := slices.IndexFunc(works, func(w work) bool { return w.Bench == tc.bench })
+		if !assert.GreaterOrEqual(t, i, 0, tc.bench) {
+			continue
+		}
+		rs := parseResults(out, tc.bench)
+		if !assert.Len(t, rs, len(tc.rows), tc.bench) {
+			continue
+		}
+		for j, res := range rs {
+			r := works[i].row("small", res)
+
+			assert.Equal(t, tc.rows[j], r.Work)
+			assert.NotZero(t, r.Rate, r.Work)
+			assert.NotZero(t, r.CPU, r.Work)
+			assert.Equal(t, tc.latency, r.P50 != 0 && r.P99 != 0, r.Work)
+		}
+	}
+}
