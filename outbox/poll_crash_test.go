@@ -176,6 +176,9 @@ func TestPollingRelay_GivenTwoRelaysOnSQLite_ThenOnlyTheLeaseHolderPublishesAndT
 		want = append(want, pollWrite(t, db, true, "p3", "p1", "p2")...)
 	}
 	pollDrained(t, db)
+	// a relay counts what it published once its delete committed: a moment
+	// after the table is drained
+	pollEventually(t, "relay a counted every row", func() bool { return a.Stats().Published == int64(len(want)) })
 	if sa, sb := a.Stats(), b.Stats(); sa.Published != int64(len(want)) || sb.Published != 0 || sb.LeaseHeld {
 		t.Errorf("a published %d, b %d (holding: %v); want all %d by a, none by b", sa.Published, sb.Published, sb.LeaseHeld, len(want))
 	}
@@ -185,6 +188,7 @@ func TestPollingRelay_GivenTwoRelaysOnSQLite_ThenOnlyTheLeaseHolderPublishesAndT
 	pollEventually(t, "relay b holds the lease", func() bool { return b.Stats().LeaseHeld })
 	more := pollWrite(t, db, true, "p1", "p2", "p3")
 	pollDrained(t, db)
+	pollEventually(t, "relay b counted the rows", func() bool { return b.Stats().Published >= int64(len(more)) })
 	if sb := b.Stats(); sb.Published != int64(len(more)) {
 		t.Errorf("b published %d, want %d", sb.Published, len(more))
 	}
@@ -201,6 +205,7 @@ func TestPollingRelay_GivenTwoRelaysOnSQLite_ThenOnlyTheLeaseHolderPublishesAndT
 	pollStart(t, c)
 	more = pollWrite(t, db, true, "p2", "p1")
 	pollDrained(t, db)
+	pollEventually(t, "relay c counted the rows", func() bool { return c.Stats().Published >= int64(len(more)) })
 	if sc := c.Stats(); sc.Published != int64(len(more)) || sc.LeaseSince.UnixMilli() < expires.UnixMilli() {
 		t.Errorf("c published %d rows holding the lease since %v; want %d, not before the dead holder's lease ran out at %v",
 			sc.Published, sc.LeaseSince, len(more), expires)

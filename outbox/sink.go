@@ -133,6 +133,13 @@ type Sink[V any] struct {
 	// Backoff is the first wait after a transient error, doubled up to
 	// MaxBackoff; 100 ms and 10 s when 0.
 	Backoff, MaxBackoff time.Duration
+	// Rebuild, if set, empties the read model inside tx: when a stored
+	// offset is no longer in the source's log (the topic was recreated or
+	// truncated), the sink runs it and resets its offsets in one
+	// transaction, then builds the read model again from the log's start —
+	// as a table's store that is ahead of its changelog is rebuilt. Without
+	// it, Run stops with ErrSinkAhead. Rows.Clear is the common case.
+	Rebuild func(ctx context.Context, tx *sql.Tx) error
 	// OnCommit, if set, is called after each transaction commits, on Run's
 	// goroutine (a slow OnCommit slows the sink).
 	OnCommit func(SinkCommit)
@@ -184,6 +191,11 @@ var (
 	// wrong (no such table or column, a syntax error): a fault of the
 	// sink's SQL or schema, not of a record.
 	ErrSinkSQL = errors.New("outbox: sink statement rejected by the database")
+	// ErrSinkAhead is returned by Run, without Sink.Rebuild, when a stored
+	// offset is no longer in the source's log: the topic was recreated or
+	// truncated (a wiped broker, a new cluster), so the read model holds
+	// effects of records the log no longer has.
+	ErrSinkAhead = errors.New("outbox: sink offsets are ahead of the log")
 )
 
 // errOffsetsMoved: the stored offsets are not those the sink read from;
@@ -285,14 +297,45 @@ func (s *Sink[V]) Run(ctx context.Context) error {
 	r := &sinkRun[V]{sink: s, topic: topic, parts: parts, consumer: consumer, dead: dead}
 	for {
 		err := r.epoch(ctx)
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil // stopped: what is committed stays, the rest is read again
+		if ctx.Err() != nil {
+			// Stopped: what is committed stays, the rest is read again. An
+			// error on the way out (SQLite's "interrupted", a closed
+			// consumer) is the stop's, not the sink's.
+			return nil
+		}
+		if errors.Is(err, ErrSinkAhead) && s.Rebuild != nil {
+			if err := s.rebuild(ctx); err != nil {
+				return err
+			}
+			s.log().Warn("sink offsets were ahead of the log (topic recreated or truncated); read model emptied, rebuilding from the log's start",
+				"sink", s.Name, "topic", topic, "cause", err)
+			continue
 		}
 		if !errors.Is(err, errOffsetsMoved) {
 			return err
 		}
 		s.log().Warn("sink offsets moved by another writer; resuming from the stored ones", "sink", s.Name, "topic", topic)
 	}
+}
+
+// rebuild empties the read model and resets the sink's offsets in one
+// transaction.
+func (s *Sink[V]) rebuild(ctx context.Context) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: sink %s: rebuild: %w", s.Name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := s.Rebuild(ctx, tx); err != nil {
+		return fmt.Errorf("outbox: sink %s: rebuild: %w", s.Name, err)
+	}
+	if err := ResetSink(ctx, tx, s.Name); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: sink %s: rebuild: %w", s.Name, err)
+	}
+	return nil
 }
 
 func (s *Sink[V]) log() *slog.Logger {

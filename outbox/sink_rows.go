@@ -40,6 +40,17 @@ type Rows[V any] struct {
 	Columns func(V) map[string]any
 }
 
+// Clear deletes every row of the table inside tx: a Sink's Rebuild.
+func (r Rows[V]) Clear(ctx context.Context, tx *sql.Tx) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+r.Table); err != nil {
+		return fmt.Errorf("outbox: clear %s: %w", r.Table, err)
+	}
+	return nil
+}
+
 // Apply upserts c's row, or deletes it for a tombstone.
 func (r Rows[V]) Apply(ctx context.Context, tx *sql.Tx, c Change[V]) error {
 	if err := r.check(); err != nil {

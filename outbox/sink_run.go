@@ -61,7 +61,7 @@ func (r *sinkRun[V]) epoch(ctx context.Context) error {
 		pc, err := r.consumer.ConsumePartition(r.topic, p, next[p])
 		if err != nil {
 			if errors.Is(err, sarama.ErrOffsetOutOfRange) {
-				return fmt.Errorf("outbox: sink %s: stored offset %d of %s/%d is not in the log (topic recreated or truncated? ResetSink rebuilds the read model): %w", s.Name, next[p], r.topic, p, err)
+				return fmt.Errorf("outbox: sink %s: stored offset %d of %s/%d is not in the log (topic recreated or truncated? Sink.Rebuild, or ResetSink, rebuilds the read model): %w: %w", s.Name, next[p], r.topic, p, ErrSinkAhead, err)
 			}
 			return fmt.Errorf("outbox: sink %s: consume %s/%d from %d: %w", s.Name, r.topic, p, next[p], err)
 		}

@@ -53,15 +53,17 @@ func MigrateReadModels(ctx context.Context, db *outbox.DB) error {
 
 // CustomersSink keeps the SQL table customers equal to CustomersTable: a
 // registered or updated customer is upserted with the state the API shows
-// (active, deleted), an erased one deleted.
+// (active, deleted), an erased one deleted. A changelog that no longer has
+// what the table was built from (a wiped broker) empties it and builds it
+// again.
 func CustomersSink(db *outbox.DB, k outbox.Kafka) *outbox.Sink[Customer] {
+	rows := outbox.Rows[Customer]{Table: "customers", Key: "id", Columns: func(c Customer) map[string]any {
+		return map[string]any{"name": c.Name, "email": c.Email, "state": c.State, "version": c.Version,
+			"updated_at": c.UpdatedAt.UTC().Format(time.RFC3339Nano)}
+	}}
 	return &outbox.Sink[Customer]{
 		Name: CustomersSinkName, DB: db, Kafka: k,
-		Source: outbox.TableSource(CustomersTable),
-		Apply: outbox.Rows[Customer]{Table: "customers", Key: "id", Columns: func(c Customer) map[string]any {
-			return map[string]any{"name": c.Name, "email": c.Email, "state": c.State, "version": c.Version,
-				"updated_at": c.UpdatedAt.UTC().Format(time.RFC3339Nano)}
-		}}.Apply,
+		Source: outbox.TableSource(CustomersTable), Apply: rows.Apply, Rebuild: rows.Clear,
 	}
 }
 
@@ -69,16 +71,16 @@ func CustomersSink(db *outbox.DB, k outbox.Kafka) *outbox.Sink[Customer] {
 // order with its state (CREATED, VALIDATED, FAILED), why it failed and its
 // customer's name.
 func OrdersSink(db *outbox.DB, k outbox.Kafka) *outbox.Sink[EnrichedOrder] {
+	rows := outbox.Rows[EnrichedOrder]{Table: "orders", Key: "id", Columns: func(o EnrichedOrder) map[string]any {
+		name := ""
+		if o.Customer != nil {
+			name = o.Customer.Name
+		}
+		return map[string]any{"customer_id": o.CustomerID, "product": o.Product, "quantity": o.Quantity,
+			"price_cents": int64(math.Round(o.Price * 100)), "state": o.State, "reason": o.Reason, "customer_name": name}
+	}}
 	return &outbox.Sink[EnrichedOrder]{
 		Name: OrdersSinkName, DB: db, Kafka: k,
-		Source: outbox.TableSource(EnrichedOrdersTable),
-		Apply: outbox.Rows[EnrichedOrder]{Table: "orders", Key: "id", Columns: func(o EnrichedOrder) map[string]any {
-			name := ""
-			if o.Customer != nil {
-				name = o.Customer.Name
-			}
-			return map[string]any{"customer_id": o.CustomerID, "product": o.Product, "quantity": o.Quantity,
-				"price_cents": int64(math.Round(o.Price * 100)), "state": o.State, "reason": o.Reason, "customer_name": name}
-		}}.Apply,
+		Source: outbox.TableSource(EnrichedOrdersTable), Apply: rows.Apply, Rebuild: rows.Clear,
 	}
 }

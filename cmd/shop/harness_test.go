@@ -50,8 +50,10 @@ const stopWait = 2 * wait
 
 // readyWait bounds how long a started shop takes to be ready: joining a
 // running cluster rebalances every group of the shop (26 with the order
-// flow), each waiting its turn on two shared cores.
-const readyWait = 2 * wait
+// flow), each waiting its turn on two shared cores, while the other
+// packages' tests (a PostgreSQL server among them) run beside it in CI: a
+// rebalance-storm run there took longer than a minute.
+const readyWait = 4 * wait
 
 // syncBuffer collects log output from many goroutines.
 type syncBuffer struct {

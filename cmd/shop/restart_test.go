@@ -194,15 +194,21 @@ func TestShop_GivenSIGINT_ThenExitsZeroAfterCleanShutdown(t *testing.T) {
 	}, wait, 20*time.Millisecond)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	after := make(chan []string, 1)
 	go func() {
-		for range lines { // keep the pipe drained until the process exits
+		var tail []string
+		for l := range lines { // keep the pipe drained until the process exits
+			tail = append(tail, l)
 		}
+		after <- tail
 	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		require.NoError(t, err, "exit status after SIGINT")
+		if err != nil {
+			t.Fatalf("exit status after SIGINT: %v; what it logged after the signal:\n%s", err, strings.Join(<-after, "\n"))
+		}
 	case <-time.After(wait):
 		t.Fatal("shop did not exit after SIGINT")
 	}
