@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -126,8 +127,17 @@ func startProcess(b testing.TB, cmd *exec.Cmd, ready bool) *shopProcess {
 				p.tail = p.tail[1:]
 			}
 			p.mu.Unlock()
-			// The shop logs where it listens at the end of a line.
-			if _, rest, ok := strings.Cut(l, "http listening"); ok {
+			// The shop logs where it listens: a JSON line off a terminal
+			// (the bare server, text: the address at its end).
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "http listening" {
+				if a, ok := m["addr"].(string); ok {
+					select {
+					case addr <- a:
+					default:
+					}
+				}
+			} else if _, rest, ok := strings.Cut(l, "http listening"); ok {
 				if i := strings.LastIndex(rest, "addr="); i >= 0 {
 					select {
 					case addr <- strings.Trim(rest[i+len("addr="):], `"`):

@@ -113,7 +113,7 @@ func runCommand(ctx context.Context, app App, args []string, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(logHandler(stderr, cfg.LogLevel))
 	if cfg.CPUProfile != "" {
 		stop, err := startCPUProfile(cfg.CPUProfile)
 		if err != nil {
@@ -147,6 +147,16 @@ func topologyCommand(app App, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return t.Describe(stdout, streamfold.Format(*format))
+}
+
+// logHandler writes readable text to a terminal and one JSON object per
+// line anywhere else (a file, a pipe, a log collector), at level and above.
+func logHandler(w io.Writer, level slog.Leveler) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return slog.NewTextHandler(w, opts)
+	}
+	return slog.NewJSONHandler(w, opts)
 }
 
 // isTerminal reports whether f is a character device (a terminal).

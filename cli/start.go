@@ -29,7 +29,8 @@ type Running struct {
 	srv       *serve.Server
 	closeHTTP func() error
 	brokers   []string
-	advertise string // the query address advertised to the groups
+	advertise string    // the query address advertised to the groups
+	started   time.Time // when Start began, for "ready in"
 }
 
 // Start brings up the broker (when cfg.Embedded), creates the topics, opens
@@ -39,7 +40,7 @@ func Start(ctx context.Context, app App, cfg Config, log *slog.Logger) (_ *Runni
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Running{app: app, log: log, brokers: cfg.Brokers}
+	r := &Running{app: app, log: log, brokers: cfg.Brokers, started: time.Now()}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -148,7 +149,12 @@ func (r *Running) HTTPAddr() string { return r.ln.Addr().String() }
 // (in-flight requests finish), processors (flush, commit), stores, broker (its
 // log flushed to disk).
 func (r *Running) Run(ctx context.Context) error {
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); r.sayReady(watchCtx, r.rt, r.HTTPAddr()) }()
 	err := r.srv.Run(ctx)
+	stopWatch()
+	<-watched
 	if cerr := r.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -158,6 +164,24 @@ func (r *Running) Run(ctx context.Context) error {
 	}
 	r.log.Info("stopped cleanly")
 	return nil
+}
+
+// readyPoll is how often Run looks whether every table is restored.
+const readyPoll = 100 * time.Millisecond
+
+// sayReady logs one line once every table is restored and caught up: where
+// the service answers and how long the start took.
+func (r *Running) sayReady(ctx context.Context, rt *streamfold.Runtime, addr string) {
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	for !rt.Recovered() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	r.log.Info(fmt.Sprintf("ready in %.1f s", time.Since(r.started).Seconds()), "http", "http://"+addr, "kafka", strings.Join(r.brokers, ","))
 }
 
 // Close releases what Start acquired, in Run's order; a second Close does

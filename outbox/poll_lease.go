@@ -76,7 +76,7 @@ WHERE `+p.cfg.lease+`.holder = excluded.holder OR `+p.cfg.lease+`.expires <= $3`
 		return false, nil
 	}
 	if p.leaseUntil.IsZero() {
-		p.cfg.log.Info("outbox relay took the lease; it publishes", "lease", lease)
+		p.cfg.log.Info("outbox relay took the lease; it publishes", "lease", lease.String())
 		p.relay.mu.Lock()
 		p.relay.stats.LeaseHeld, p.relay.stats.LeaseSince = true, now
 		p.relay.mu.Unlock()

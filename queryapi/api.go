@@ -664,6 +664,10 @@ func (a *API) logRequest(r *http.Request, info *requestInfo, status int, d time.
 	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", info.route, "status", status, "duration", d}
 	switch {
+	case status >= 500 && info.retryable && info.route == "/readyz":
+		// a probe's "not yet" is its answer, not a problem: every probe
+		// during a start would otherwise warn
+		a.log.DebugContext(r.Context(), "not ready", append(attrs, "error", info.cause)...)
 	case status >= 500 && info.retryable:
 		a.log.WarnContext(r.Context(), "request unavailable", append(attrs, "error", info.cause)...)
 	case status >= 500:

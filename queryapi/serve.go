@@ -52,7 +52,7 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *sl
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
+	log.DebugContext(ctx, "http server listening", "addr", ln.Addr().String()) // the caller says where it serves
 
 	select {
 	case err := <-served:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -443,7 +444,11 @@ func (s *Store) restoreSeen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("applied event ids restored", "topic", s.seen.Topic, "ids", n, "records", max(hwm-oldest, 0),
+	level := slog.LevelInfo
+	if n == 0 {
+		level = slog.LevelDebug // nothing to restore: detail, not news
+	}
+	s.log.Log(ctx, level, "applied event ids restored", "topic", s.seen.Topic, "ids", n, "records", max(hwm-oldest, 0),
 		"duration", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

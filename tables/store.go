@@ -1105,7 +1105,13 @@ func (s *Store) MarkRecovered() error {
 	s.restoreNanos.Store(int64(d))
 	s.written.Add(1)
 	s.recovered.Store(true)
-	s.log.Info("table restored", "records", n, "duration", d.Round(time.Millisecond).String(), "rate", math.Round(storeRate(n, d)))
+	// An empty changelog's "restored" is one line per partition of every
+	// table at each start: detail, not news.
+	level := slog.LevelInfo
+	if n == 0 {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "table restored", "records", n, "duration", d.Round(time.Millisecond).String(), "rate", math.Round(storeRate(n, d)))
 	return nil
 }
 

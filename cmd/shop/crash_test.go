@@ -88,14 +88,14 @@ func runShopProcess(t testing.TB, args ...string) *shopProcess {
 		for sc.Scan() {
 			l := sc.Text()
 			logMu.Lock()
-			if !strings.Contains(l, "path=/readyz") { // the readiness polls below say nothing
+			if !strings.Contains(l, `"path":"/readyz"`) { // the readiness polls below say nothing
 				logTail = append(logTail, l)
 				if len(logTail) > 30 {
 					logTail = logTail[1:]
 				}
 			}
 			logMu.Unlock()
-			if _, a, ok := strings.Cut(l, `msg="http listening" addr=`); ok {
+			if a, ok := loggedAttr(l, "http listening", "addr"); ok {
 				addr <- a
 			}
 		}

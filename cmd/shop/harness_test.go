@@ -338,6 +338,17 @@ func consumeUntil(t *testing.T, brokers []string, topic string, done func([]*kgo
 	return recs
 }
 
+// loggedAttr reads a line the shop logged off a terminal (one JSON object): if
+// its message is msg, the value of its attribute attr.
+func loggedAttr(line, msg, attr string) (string, bool) {
+	var m map[string]any
+	if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != msg {
+		return "", false
+	}
+	v, ok := m[attr].(string)
+	return v, ok
+}
+
 // withID says whether a record of recs holds the CloudEvent id.
 func withID(recs []*kgo.Record, id string) bool {
 	return slices.ContainsFunc(recs, func(r *kgo.Record) bool { return eventID(r) == id })

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -177,8 +178,8 @@ func TestShop_GivenSIGINT_ThenExitsZeroAfterCleanShutdown(t *testing.T) {
 		case l, ok := <-lines:
 			require.True(t, ok, "shop exited early: %s", strings.Join(logged, "\n"))
 			logged = append(logged, l)
-			if strings.Contains(l, `msg="http listening"`) {
-				httpAddr = strings.TrimPrefix(l[strings.Index(l, "addr="):], "addr=")
+			if a, ok := loggedAttr(l, "http listening", "addr"); ok {
+				httpAddr = a
 			}
 		case <-deadline:
 			t.Fatalf("shop never listened: %s", strings.Join(logged, "\n"))
@@ -192,6 +193,24 @@ func TestShop_GivenSIGINT_ThenExitsZeroAfterCleanShutdown(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, wait, 20*time.Millisecond)
+
+	// Off a terminal the shop logs JSON lines, and says once when it is
+	// ready and where.
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "shop exited early: %s", strings.Join(logged, "\n"))
+			logged = append(logged, l)
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m), "a log line off a terminal is JSON: %s", l)
+			if msg, _ := m["msg"].(string); strings.HasPrefix(msg, "ready in ") {
+				assert.Equal(t, "http://"+httpAddr, m["http"])
+				ready = true
+			}
+		case <-deadline:
+			t.Fatalf("shop never said it was ready: %s", strings.Join(logged, "\n"))
+		}
+	}
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	after := make(chan []string, 1)

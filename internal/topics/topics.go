@@ -49,7 +49,7 @@ func Ensure(ctx context.Context, client sarama.Client, specs []tables.Spec, repl
 		if err := admin.CreateTopic(ti.Name, detail, false); err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
 			return nil, fmt.Errorf("create topic %s: %w", ti.Name, err)
 		}
-		log.Info("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
+		log.Debug("created topic", "topic", ti.Name, "partitions", ti.Partitions, "kind", ti.Kind)
 		partitions[ti.Name] = ti.Partitions
 	}
 	return partitions, client.RefreshMetadata()
