@@ -455,7 +455,11 @@ func (rt *Runtime) Recovered() bool {
 		}
 	}
 	for _, v := range rt.views {
-		if !v.Recovered() {
+		// The view's state, not View.Recovered: that walks the view's
+		// partitions unlocked, racing the close a restarting replica's
+		// Run does before it is taken out of rt.views (seen with -race).
+		// Running is every partition caught up and following.
+		if v.CurrentState() != goka.ViewStateRunning {
 			return false
 		}
 	}
