@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -33,7 +35,8 @@ var ErrUnsupportedURL = errors.New("outbox: unsupported database URL")
 
 // Open opens the database at dsn and checks that it answers:
 //   - postgres://… or postgresql://… — PostgreSQL, through pgx;
-//   - sqlite:PATH, file:PATH or a plain file path — SQLite, in WAL mode with
+//   - sqlite:PATH, file:PATH or a plain file path — SQLite (the file and its
+//     directories are created when missing), in WAL mode with
 //     a 10 s busy timeout, so several connections (a writer and a relay) wait
 //     for each other instead of failing with SQLITE_BUSY.
 func Open(ctx context.Context, dsn string) (*DB, error) {
@@ -46,11 +49,15 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		}
 		db = &DB{DB: sdb, Dialect: Postgres}
 	case strings.Contains(dsn, "://"):
-		return nil, fmt.Errorf("%w: %s (want postgres://… or a SQLite file path)", ErrUnsupportedURL, redact(dsn))
+		return nil, fmt.Errorf("%w: %s (want postgres://… or a SQLite file path)", ErrUnsupportedURL, Redact(dsn))
 	default:
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
 		if path == "" {
 			return nil, fmt.Errorf("%w: empty SQLite path", ErrUnsupportedURL)
+		}
+		// a new database's file goes where it is asked, directories and all
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("outbox: sqlite %s: %w", path, err)
 		}
 		q := url.Values{}
 		q.Add("_pragma", "journal_mode(WAL)")
@@ -65,13 +72,13 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("outbox: connect to %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("outbox: connect to %s: %w", Redact(dsn), err)
 	}
 	return db, nil
 }
 
-// redact hides a URL's password.
-func redact(dsn string) string {
+// Redact is dsn with its password hidden, for logs and errors.
+func Redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil {
 		return dsn

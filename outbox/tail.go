@@ -146,7 +146,7 @@ func (r *LogRelay) config() (tailConfig, error) {
 	c := tailConfig{url: r.URL, slot: r.Slot, publication: r.Publication, deadLetters: r.DeadLetterTopic,
 		status: r.StatusInterval, backoff: r.Backoff, maxBackoff: r.MaxBackoff, batch: r.BatchSize, log: r.Logger}
 	if !strings.HasPrefix(c.url, "postgres://") && !strings.HasPrefix(c.url, "postgresql://") {
-		return c, fmt.Errorf("%w: URL %q: want postgres://…", ErrLogRelayConfig, redact(c.url))
+		return c, fmt.Errorf("%w: URL %q: want postgres://…", ErrLogRelayConfig, Redact(c.url))
 	}
 	if len(r.Kafka.Brokers) == 0 {
 		return c, fmt.Errorf("%w: no Kafka brokers", ErrLogRelayConfig)
@@ -209,7 +209,7 @@ func (r *LogRelay) Prepare(ctx context.Context) error {
 func (r *LogRelay) prepare(ctx context.Context, c tailConfig) (pglogrepl.LSN, error) {
 	db, err := sql.Open("pgx", c.url)
 	if err != nil {
-		return 0, fmt.Errorf("outbox: log relay: open %s: %w", redact(c.url), err)
+		return 0, fmt.Errorf("outbox: log relay: open %s: %w", Redact(c.url), err)
 	}
 	defer db.Close()
 	var wal string

@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/streamfold/streamfold"
@@ -34,11 +30,6 @@ type shopDB struct {
 // beside the runtime.
 func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB, error) {
 	dsn := cfg.DatabaseURL()
-	if !strings.Contains(dsn, "://") {
-		if err := os.MkdirAll(filepath.Dir(strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")), 0o755); err != nil {
-			return nil, fmt.Errorf("database: %w", err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := outbox.Open(ctx, dsn)
@@ -84,7 +75,7 @@ func openDatabase(cfg Config, rt *streamfold.Runtime, log *slog.Logger) (*shopDB
 			s.done <- err
 		}()
 	}
-	log.Info("database", "dialect", db.Dialect, "url", redactDSN(dsn), "outbox relay", cfg.OutboxRelay,
+	log.Info("database", "dialect", db.Dialect, "url", outbox.Redact(dsn), "outbox relay", cfg.OutboxRelay,
 		"read models", shop.CustomersSinkName+","+shop.OrdersSinkName)
 	return s, nil
 }
@@ -99,16 +90,4 @@ func (s *shopDB) close() error {
 		errs = append(errs, <-s.done)
 	}
 	return errors.Join(append(errs, s.db.Close())...)
-}
-
-// redactDSN hides a URL's password for the log.
-func redactDSN(dsn string) string {
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		if at := strings.LastIndex(dsn, "@"); at > i {
-			if colon := strings.Index(dsn[i+3:at], ":"); colon >= 0 {
-				return dsn[:i+3+colon+1] + "xxxxx" + dsn[at:]
-			}
-		}
-	}
-	return dsn
 }
