@@ -311,35 +311,10 @@ func (s *Store) openParts() error {
 	if s.parts == nil {
 		return nil
 	}
-	s.mu.Lock()
-	if err := s.writable(); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+	restored, ctx, err := s.sideRestore(storeMetaPartsRestored, "parts", s.parts.Topic != "" && s.engine.opts.restorer != nil)
+	if err != nil || restored {
+		return err
 	}
-	db := s.db.Load()
-	restored, err := db.Has(storeMetaPartsRestored, nil)
-	if err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("open store %s/%d: read parts mark: %w", s.topic, s.partition, err)
-	}
-	if restored {
-		s.mu.Unlock()
-		return nil
-	}
-	var ctx context.Context
-	if s.parts.Topic != "" && s.engine.opts.restorer != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(context.Background())
-		prev := s.cancelRestore
-		s.cancelRestore = func() {
-			cancel()
-			if prev != nil {
-				prev()
-			}
-		}
-	}
-	s.mu.Unlock()
-
 	if ctx != nil {
 		if err := s.restoreParts(ctx); err != nil {
 			return fmt.Errorf("open store %s/%d: restore parts: %w", s.topic, s.partition, err)
@@ -350,10 +325,38 @@ func (s *Store) openParts() error {
 	if err := s.writable(); err != nil {
 		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
 	}
-	if err := db.Put(storeMetaPartsRestored, []byte(s.parts.Topic), nil); err != nil {
+	if err := s.db.Load().Put(storeMetaPartsRestored, []byte(s.parts.Topic), nil); err != nil {
 		return fmt.Errorf("open store %s/%d: write parts mark: %w", s.topic, s.partition, s.writeFault(err))
 	}
 	return nil
+}
+
+// sideRestore starts the open of a side range restored from a topic of its
+// own (parts, applied ids): under the store's lock it reads whether mark
+// says the range is restored and, when it is not and withTopic, arms a
+// restore the store's Close can cancel. what names the range in errors.
+func (s *Store) sideRestore(mark []byte, what string, withTopic bool) (restored bool, ctx context.Context, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return false, nil, fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
+	}
+	restored, err = s.db.Load().Has(mark, nil)
+	if err != nil {
+		return false, nil, fmt.Errorf("open store %s/%d: read %s mark: %w", s.topic, s.partition, what, err)
+	}
+	if restored || !withTopic {
+		return restored, nil, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	prev := s.cancelRestore
+	s.cancelRestore = func() {
+		cancel()
+		if prev != nil {
+			prev()
+		}
+	}
+	return false, ctx, nil
 }
 
 // restoreParts reads the store's partition of the parts topic from its

@@ -357,26 +357,11 @@ func (s *Store) openSeen() error {
 	if s.seen == nil {
 		return nil
 	}
-	s.mu.Lock()
-	if err := s.writable(); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
-	}
-	db := s.db.Load()
-	restored, err := db.Has(storeMetaSeenRestored, nil)
+	restored, ctx, err := s.sideRestore(storeMetaSeenRestored, "seen", s.seen.Topic != "")
 	if err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("open store %s/%d: read seen mark: %w", s.topic, s.partition, err)
+		return err
 	}
 	mark := !restored
-	var ctx context.Context
-	if !restored && s.seen.Topic != "" {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(context.Background())
-		s.cancelRestore = cancel
-	}
-	s.mu.Unlock()
-
 	if ctx != nil {
 		if err := s.restoreSeen(ctx); err != nil {
 			if errors.Is(err, ErrStoreClosed) {
@@ -395,7 +380,7 @@ func (s *Store) openSeen() error {
 		return fmt.Errorf("open store %s/%d: %w", s.topic, s.partition, err)
 	}
 	if mark {
-		if err := db.Put(storeMetaSeenRestored, []byte(s.seen.Topic), nil); err != nil {
+		if err := s.db.Load().Put(storeMetaSeenRestored, []byte(s.seen.Topic), nil); err != nil {
 			return fmt.Errorf("open store %s/%d: write seen mark: %w", s.topic, s.partition, err)
 		}
 	}
