@@ -59,3 +59,42 @@ func TestCustomers_GivenALibrdkafkaTransactionalProducerThatAborts_ThenOnlyItsCo
 	b := s.awaitVersion("tx-b", 1)
 	assert.Equal(t, "B", b.Name)
 }
+
+// librdkafkaReadScript reads a topic from its start to its end as a
+// librdkafka consumer does by default (read committed) and prints each
+// record as "key id" — a client nobody here wrote, reading what the outbox
+// relays publish in Kafka transactions.
+const librdkafkaReadScript = `
+import json, sys
+from confluent_kafka import Consumer, TopicPartition, KafkaError
+
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "librdkafka-read-test",
+              "enable.partition.eof": True, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+meta = c.list_topics(sys.argv[2], timeout=30)
+parts = list(meta.topics[sys.argv[2]].partitions)
+c.assign([TopicPartition(sys.argv[2], p, 0) for p in parts])
+ended = set()
+while len(ended) < len(parts):
+    m = c.poll(30)
+    if m is None:
+        sys.exit("no record or end of partition within 30 s")
+    if m.error():
+        if m.error().code() == KafkaError._PARTITION_EOF:
+            ended.add(m.partition())
+            continue
+        sys.exit(str(m.error()))
+    print(m.key().decode(), json.loads(m.value())["id"])
+c.close()
+`
+
+// librdkafkaRead runs librdkafkaReadScript on topic; it skips t without
+// Debian's python3-confluent-kafka (.ci/run installs it).
+func librdkafkaRead(t *testing.T, brokers []string, topic string) []string {
+	t.Helper()
+	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
+		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
+	}
+	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaReadScript, strings.Join(brokers, ","), topic).CombinedOutput()
+	require.NoError(t, err, "librdkafka consumer: %s", out)
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
