@@ -524,3 +524,7 @@ func (rt *Runtime) Close() error {
 	errs = append(errs, rt.client.Close())
 	return errors.Join(errs...)
 }
+
+// Topics lists every topic of the runtime's topology with its writers and
+// readers (Topology.Topics), for a description of what runs.
+func (rt *Runtime) Topics() []TopicInfo { return rt.topo.Topics() }
