@@ -430,7 +430,7 @@ func (g *Group) setCatchUp(targets map[string]map[int32]int64) error {
 	}
 	g.catch = cu
 	if cu.remaining == 0 {
-		g.log.Info("bootstrap: nothing to catch up; live")
+		g.log.Debug("bootstrap: nothing to catch up; live")
 		return nil
 	}
 	g.log.Info("bootstrap: catching up, side effects suppressed", "targets", targets, "records", total)

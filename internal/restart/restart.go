@@ -60,12 +60,16 @@ func Supervise(ctx context.Context, slot *Slot, log *slog.Logger, what, errPrefi
 	run func(context.Context) error, stopped func(), rebuild func() error,
 ) error {
 	backoff := backoffMin
+	// The first start and the clean stop are routine (one line per group
+	// at start-up): debug. A start after a fault is news: info.
+	startLevel := slog.LevelDebug
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		r := &running{cancel: cancel}
 		slot.p.Store(r)
 		started := time.Now()
-		log.Info(what+" starting", attrs...)
+		log.Log(ctx, startLevel, what+" starting", attrs...)
+		startLevel = slog.LevelInfo
 		err := run(runCtx)
 		cancel()
 		faulted := r.faulted.Load()
@@ -75,7 +79,7 @@ func Supervise(ctx context.Context, slot *Slot, log *slog.Logger, what, errPrefi
 		case !faulted && err != nil:
 			return fmt.Errorf("%s: %w", errPrefix, err)
 		case !faulted || ctx.Err() != nil:
-			log.Info(what+" stopped", attrs...)
+			log.Debug(what+" stopped", attrs...)
 			return nil
 		}
 		stopped()
