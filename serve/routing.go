@@ -296,6 +296,9 @@ func (ro *router) forward(w http.ResponseWriter, r *http.Request, pl streamfold.
 			req.Header[k] = vs
 		}
 	}
+	if ro.srv.opts.TracerProvider != nil {
+		injectTrace(r, req)
+	}
 	req.Header.Set(HeaderHops, "1")
 	if dl, ok := r.Context().Deadline(); ok {
 		req.Header.Set(HeaderTimeout, time.Until(dl).String())
