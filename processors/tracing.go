@@ -31,6 +31,10 @@ func (g *Group) setTracing(tp trace.TracerProvider) {
 // its outputs. Headers a handler passes itself win (a retry or a dead
 // letter keeps the context the record arrived with). Call end when the
 // record is handled.
+//
+// The changelog records it writes carry the context too: an aggregate's
+// decision reaches its relay (which sends the events and the reply)
+// through the group table.
 func (g *Group) traceRecord(r *recordCtx) (end func()) {
 	gctx := r.gctx
 	headers := gctx.Headers()
@@ -84,10 +88,27 @@ type tracedContext struct {
 
 type gokaContext = goka.Context
 
-// Emit sends the trace headers first, so that headers the caller gives
-// (goka merges them in order) replace them.
+// Emit sends the trace headers with the record.
 func (c tracedContext) Emit(topic goka.Stream, key string, value any, options ...goka.ContextOption) {
+	c.gokaContext.Emit(topic, key, value, c.with(options)...)
+}
+
+// SetValue writes the trace headers on the changelog record too: an
+// aggregate's relay sends the decision's events and reply from it, in the
+// decision's trace.
+func (c tracedContext) SetValue(value any, options ...goka.ContextOption) {
+	c.gokaContext.SetValue(value, c.with(options)...)
+}
+
+// Delete writes the trace headers on the tombstone.
+func (c tracedContext) Delete(options ...goka.ContextOption) {
+	c.gokaContext.Delete(c.with(options)...)
+}
+
+// with puts the trace headers first, so that headers the caller gives
+// (goka merges them in order) replace them.
+func (c tracedContext) with(options []goka.ContextOption) []goka.ContextOption {
 	opts := make([]goka.ContextOption, 0, len(options)+1)
 	opts = append(opts, goka.WithCtxEmitHeaders(c.headers))
-	c.gokaContext.Emit(topic, key, value, append(opts, options...)...)
+	return append(opts, options...)
 }
