@@ -198,7 +198,7 @@ func (s *Server) Handle(method, path string, h queryapi.HandlerFunc, opts ...Rou
 }
 
 func (s *Server) keyRoute(method, path string, opts []RouteOption) {
-	var kr keyRoute
+	kr := keyRoute{template: path}
 	for _, o := range opts {
 		o(&kr)
 	}

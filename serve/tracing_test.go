@@ -82,6 +82,7 @@ func TestTracing_GivenAKeyOwnedElsewhere_ThenTheForwardedRequestCarriesTheServer
 	require.Equal(t, http.StatusOK, do(srv, http.MethodGet, "/customers/ada", "", "traceparent", traceTestParent).Code)
 	ended := spans.Ended()
 	require.Len(t, ended, 1)
+	assert.Equal(t, "GET /customers/{id}", ended[0].Name(), "named by its route although the API here never saw it")
 	parts := strings.Split(got, "-")
 	require.Len(t, parts, 4, "forwarded traceparent %q", got)
 	assert.Equal(t, traceTestTraceID, parts[1])
