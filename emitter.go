@@ -32,13 +32,21 @@ func NewEmitter[V any](rt *Runtime, s tables.Stream[V]) *Emitter[V] {
 	return &Emitter[V]{rt: rt, stream: s}
 }
 
-// Emit encodes v and writes it under key.
+// Emit encodes v and writes it under key. With Config.TracerProvider set,
+// it sends the record in a producer span, a child of ctx's, whose trace
+// context the record carries (HeaderTraceParent).
 func (e *Emitter[V]) Emit(ctx context.Context, key string, v V, headers ...codecs.Header) (Position, error) {
 	b, err := e.stream.Codec.Encode(v)
 	if err != nil {
 		return Position{}, fmt.Errorf("encode for %s: %w", e.stream.Name, err)
 	}
-	return e.rt.produce(ctx, e.stream.Name, key, b, headers)
+	if e.rt.tracer == nil {
+		return e.rt.produce(ctx, e.stream.Name, key, b, headers)
+	}
+	headers, end := e.rt.traceSend(ctx, e.stream.Name, headers)
+	pos, err := e.rt.produce(ctx, e.stream.Name, key, b, headers)
+	end(pos, err)
+	return pos, err
 }
 
 func (rt *Runtime) sender() (*producer.Sender, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold/internal/bootstrap"
@@ -74,6 +75,14 @@ type Config struct {
 	// Security is TLS and SASL for every client; the zero value is
 	// plaintext.
 	Security Security
+	// TracerProvider, when set, traces records across hops with
+	// OpenTelemetry: an Emitter sends each record in a span and writes its
+	// W3C trace context into the record (HeaderTraceParent), and every
+	// group handles each record in a span, a child of the context the
+	// record carries, whose context goes on every record it emits
+	// meanwhile (events, replies, outputs). nil, the default, traces
+	// nothing and costs nothing per record.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultStoreMemory is Config.StoreMemory's default.
@@ -121,6 +130,7 @@ type Runtime struct {
 	builders   kafkaconf.Builders
 	self       Member
 	members    *membership.Tracker[Member]
+	tracer     trace.Tracer // nil: tracing off; set in Open
 
 	mu         sync.Mutex
 	processors map[string]*goka.Processor
@@ -191,8 +201,12 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 	// owner's stores. Indexes are kept wherever a table is held.
 	opts := []tables.EngineOption{tables.WithLogger(log), tables.WithWatermarks(tables.SaramaWatermarks(client)), tables.WithRestorer(tables.NewKafkaRestorer(cfg.Brokers, cfg.ClientID+"-restore", cfg.Security.KgoOpts()...))}
 	rt.engines, rt.owners = map[string]*tables.Engine{}, map[string]string{}
+	if cfg.TracerProvider != nil {
+		rt.tracer = cfg.TracerProvider.Tracer(instrumentation)
+	}
 	for _, g := range t.hooks() {
 		g.Bind(rt.partitions)
+		g.Trace(cfg.TracerProvider)
 		if spec, idx, ok := g.Table(); ok {
 			rt.owners[spec.Name] = g.Name()
 			for _, i := range idx {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/processors"
 )
@@ -73,6 +75,13 @@ type Config struct {
 
 	// Kafka is how the service connects to --brokers: TLS and SASL.
 	Kafka KafkaSecurity
+
+	// TracerProvider traces HTTP requests and records across hops
+	// (streamfold.Config.TracerProvider); nil traces nothing. Not a flag:
+	// the run command sets it from the OpenTelemetry environment
+	// (OTEL_EXPORTER_OTLP_ENDPOINT), a test or an embedding program gives
+	// its own.
+	TracerProvider trace.TracerProvider
 }
 
 // KafkaSecurity are the TLS and SASL settings of a real cluster.

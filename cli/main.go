@@ -121,6 +121,21 @@ func runCommand(ctx context.Context, app App, args []string, stderr io.Writer) e
 		}
 		defer stop(log)
 	}
+	tp, flushTraces, err := tracerFromEnv(ctx, app.Name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Spans still buffered go out before the process ends.
+		ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), traceFlushWait)
+		defer stop()
+		if err := flushTraces(ctx); err != nil {
+			log.Warn("traces not flushed", "err", err)
+		}
+	}()
+	if tp != nil {
+		cfg.TracerProvider = tp
+	}
 	r, err := Start(ctx, app, cfg, log)
 	if err != nil {
 		return err

@@ -88,6 +88,7 @@ func Start(ctx context.Context, app App, cfg Config, log *slog.Logger) (_ *Runni
 		Advertise:      r.advertise,
 		Security:       sec,
 		StoreMemory:    cfg.StoreMemoryMiB << 20,
+		TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +105,8 @@ func Start(ctx context.Context, app App, cfg Config, log *slog.Logger) (_ *Runni
 // /metrics.
 func (r *Running) serve(cfg Config) (err error) {
 	opts := serve.Options{Listener: r.ln, Logger: r.log, Name: r.app.Name,
-		AdminToken: cfg.AdminToken, AdminTokenHint: fmt.Sprintf("--admin-token (%s)", r.app.env().Name("admin-token")), WriteToken: cfg.WriteToken}
+		AdminToken: cfg.AdminToken, AdminTokenHint: fmt.Sprintf("--admin-token (%s)", r.app.env().Name("admin-token")), WriteToken: cfg.WriteToken,
+		TracerProvider: cfg.TracerProvider}
 	if !cfg.NoQuery {
 		opts.CursorKey = []byte(cfg.CursorKey)
 	}

@@ -49,6 +49,16 @@
 // runtime finds due timers through the index and sends each key a request
 // through <group>-loop, handled on the key's partition like a record.
 //
+// Tracing (tracing.go), when the runtime gives the group a tracer
+// provider: each record is handled in a consumer span, a child of the W3C
+// trace context in its headers (ce_traceparent, the CloudEvents
+// distributed-tracing extension, or a plain traceparent); everything the
+// handler writes meanwhile (emits, the table's changelog record) carries
+// the span's context, so a trace follows a command through its decision
+// and relay to the projections; a retry or a dead letter keeps the trace
+// headers it arrived with. Without a provider the
+// callback does one nil check and nothing else.
+//
 // What the runtime needs of a Group (its goka graph, its topics and roles,
 // its stores, counters, sweeping and bootstrap) is not part of Group's
 // methods: the runtime reaches it through internal/groups (hooks.go).

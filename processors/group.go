@@ -12,6 +12,7 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/envelope"
@@ -61,6 +62,8 @@ type Group struct {
 	partsTopic tables.Stream[[]byte]
 
 	needs []*Group // groups that run wherever this one runs (an aggregate's relay)
+
+	tracer trace.Tracer // nil: tracing off (set by the runtime before it runs the group)
 }
 
 type input struct {

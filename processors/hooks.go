@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamfold/streamfold/internal/groups"
 	"github.com/streamfold/streamfold/tables"
@@ -53,8 +54,9 @@ func (h hooks) TimerInterval() time.Duration { return h.g.timerInterval() }
 func (h hooks) DueTimers(s *tables.Store, now time.Time, limit int) ([]tables.TermKey, error) {
 	return dueTimers(s, now, limit)
 }
-func (h hooks) Bootstrap() bool        { return h.g.bootstrap }
-func (h hooks) BootstrapTopic() string { return h.g.bootstrapTopic().Name }
+func (h hooks) Trace(tp trace.TracerProvider) { h.g.setTracing(tp) }
+func (h hooks) Bootstrap() bool               { return h.g.bootstrap }
+func (h hooks) BootstrapTopic() string        { return h.g.bootstrapTopic().Name }
 func (h hooks) CatchUp(targets map[string]map[int32]int64) error {
 	return h.g.setCatchUp(targets)
 }

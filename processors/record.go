@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/internal/groups"
@@ -50,6 +51,8 @@ type recordCtx struct {
 	headers []codecs.Header
 
 	redriveSettled bool // a re-drive's outcome is recorded already (refused)
+
+	span trace.Span // the record's consumer span; nil when tracing is off
 }
 
 func (r *recordCtx) topic() string { return string(r.gctx.Topic()) }
@@ -101,6 +104,9 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 			}
 			return
 		}
+		if g.tracer != nil {
+			defer g.traceRecord(r)()
+		}
 		if g.foreignRedrive(r) {
 			return
 		}
@@ -117,6 +123,7 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 			}
 		}
 		if err := g.handleWithRetries(r, in.handle); err != nil {
+			r.spanFailed(err)
 			g.route(r, err)
 		} else {
 			g.redriveApplied(r)
@@ -129,6 +136,7 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 // this emit is acknowledged, so a crash in between repeats the dead letter
 // rather than losing it.
 func (g *Group) deadLetter(r *recordCtx, err error) {
+	r.spanDeadLettered(err)
 	gctx := r.gctx
 	g.deadLetterRecord(gctx, deadRecord{
 		topic: r.topic(), partition: gctx.Partition(), offset: gctx.Offset(), timestamp: gctx.Timestamp(),

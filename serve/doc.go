@@ -14,6 +14,10 @@
 //   - the operator endpoints: dead letters (/dlq) and parked records
 //     (/parked), behind an admin token (or a loopback listener);
 //   - a restore progress bar on a terminal;
+//   - with Options.TracerProvider, an OpenTelemetry server span per request
+//     (tracing.go), a child of the caller's W3C traceparent, named by its
+//     route; the records its handlers emit, and a request forwarded to a
+//     key's owner, carry it on;
 //   - one Run that processes and serves, and stops both cleanly.
 //
 // The routes that need an owner are derived from what the application

@@ -38,6 +38,9 @@ func Open(ctx context.Context, topo *streamfold.Topology, cfg streamfold.Config,
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = cfg.TracerProvider
+	}
 	rt, err := streamfold.Open(ctx, topo, cfg)
 	if err != nil {
 		return nil, err

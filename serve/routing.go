@@ -57,6 +57,7 @@ type keyRoute struct {
 	bodyKey, orLocal, admin bool
 	waitParam               string        // a long poll's query parameter (WaitsFor)
 	waitMax                 time.Duration // and its largest value
+	template                string        // the route's path template
 }
 
 // matchKeyRoute finds the key route of r and, unless the key is in the body,
@@ -123,6 +124,9 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		ro.next.ServeHTTP(w, r)
 		return
+	}
+	if ro.srv.opts.TracerProvider != nil {
+		_ = nameSpan(r, kr.template) // named here too: a forwarded request never reaches the API
 	}
 	budget := defaultBudget
 	if kr.waitParam != "" {
@@ -295,6 +299,9 @@ func (ro *router) forward(w http.ResponseWriter, r *http.Request, pl streamfold.
 		if !hopByHop[k] {
 			req.Header[k] = vs
 		}
+	}
+	if ro.srv.opts.TracerProvider != nil {
+		injectTrace(r, req)
 	}
 	req.Header.Set(HeaderHops, "1")
 	if dl, ok := r.Context().Deadline(); ok {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamfold/streamfold"
@@ -63,6 +64,12 @@ type Options struct {
 	// CursorKey authenticates list cursors (queryapi.WithCursorKey); empty
 	// is a random key per process.
 	CursorKey []byte
+	// TracerProvider, when set, serves every request in an OpenTelemetry
+	// server span, a child of the request's W3C traceparent header, named
+	// by its route ("POST /carts/{id}/commands"); records the handlers emit
+	// carry its context (streamfold.Config.TracerProvider). Open takes the
+	// runtime config's when this is nil. nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Server serves a runtime's resources over HTTP and routes each key to the
@@ -109,7 +116,11 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		keyed:    queryapi.NewRoutes(),
 		operator: map[string]bool{},
 	}
-	apiOpts := []queryapi.Option{
+	var apiOpts []queryapi.Option
+	if opts.TracerProvider != nil {
+		apiOpts = append(apiOpts, queryapi.WithGuard(nameSpan)) // first: a refused request is named too
+	}
+	apiOpts = append(apiOpts,
 		queryapi.WithLogger(opts.Logger),
 		queryapi.WithReadiness(readiness{rt}),
 		queryapi.WithMetrics(metrics{rt}),
@@ -121,12 +132,15 @@ func New(rt Runtime, opts Options) (*Server, error) {
 			loopback: isLoopback(opts.Listener.Addr()),
 			operator: s.operator,
 		}.guard),
-	}
+	)
 	if len(opts.CursorKey) > 0 {
 		apiOpts = append(apiOpts, queryapi.WithCursorKey(opts.CursorKey))
 	}
 	s.api = queryapi.New(apiOpts...)
 	s.handler = newRouter(s, rt.Self().Query)
+	if opts.TracerProvider != nil {
+		s.handler = tracedHandler{tracer: opts.TracerProvider.Tracer(instrumentation), next: s.handler}
+	}
 	// Tests and scripts read the address from the end of this line.
 	s.log.Info("http listening", "addr", s.ln.Addr().String())
 	return s, nil
@@ -184,7 +198,7 @@ func (s *Server) Handle(method, path string, h queryapi.HandlerFunc, opts ...Rou
 }
 
 func (s *Server) keyRoute(method, path string, opts []RouteOption) {
-	var kr keyRoute
+	kr := keyRoute{template: path}
 	for _, o := range opts {
 		o(&kr)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamfold/streamfold/tables"
 )
@@ -80,6 +81,12 @@ type Hooks interface {
 	TimeIndex() tables.Index
 	TimerInterval() time.Duration
 	DueTimers(s *tables.Store, now time.Time, limit int) ([]tables.TermKey, error)
+
+	// Trace makes the group start a span for every record it handles, a
+	// child of the trace context in the record's headers, and put that
+	// span's context on every record it emits meanwhile; nil (the default)
+	// traces nothing. Call it before the group runs.
+	Trace(tp trace.TracerProvider)
 
 	// Bootstrap reports whether the group was declared WithBootstrap; its
 	// catch-up targets are kept in BootstrapTopic (one partition) and given
