@@ -2,6 +2,7 @@ package processors
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -40,4 +41,33 @@ func TestStats_GivenCountsOnManyPartitionsAtOnce_ThenTheSnapshotHasEachPartition
 		}
 	}
 	assert.Same(t, in.part(5), s.part("in", 5), "one counter per partition, however found")
+}
+
+// BenchmarkStats_PerRecord is what counting costs a record: finding its
+// partition's counters and adding to two of them (processed, applied), as
+// the callback and a fold do; "group-only" is the same two adds on one
+// group-wide set of atomics, as the counters were before they were kept per
+// partition.
+func BenchmarkStats_PerRecord(b *testing.B) {
+	b.Run("group-only", func(b *testing.B) {
+		var processed, applied atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				processed.Add(1)
+				applied.Add(1)
+			}
+		})
+	})
+	b.Run("per-partition", func(b *testing.B) {
+		ts := newStats().topic("in")
+		var next atomic.Int32
+		b.RunParallel(func(pb *testing.PB) {
+			p := next.Add(1) % 8 // a goroutine per partition, as goka runs them
+			for pb.Next() {
+				ps := ts.part(p)
+				ps.processed.Add(1)
+				ps.applied.Add(1)
+			}
+		})
+	})
 }
