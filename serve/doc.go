@@ -15,6 +15,7 @@
 //     process collectors, the groups' counters by group, input topic and
 //     partition (streamfold_records_{processed,applied,duplicate}_total,
 //     streamfold_dead_letters_total, streamfold_retries_total, …), the
+//     records parked now (streamfold_records_parked), the
 //     consumer lag the brokers report (streamfold_consumer_lag_records;
 //     asked at scrape time, left out of a scrape they do not answer in 3 s),
 //     the tables' restore (streamfold_restore_remaining_records, …) and

@@ -39,7 +39,7 @@ func newRegistry(rt Runtime, log *slog.Logger) (*prometheus.Registry, *lagCollec
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		groupCollector{rt},
+		groupCollector{rt: rt, log: log},
 		lag,
 		restoreCollector{rt},
 	)
@@ -63,14 +63,19 @@ var (
 	descRetries     = desc("streamfold_retries_total", "Records retried: in place (kind=in-place) or sent to a retry topic (kind=later).", append(partitionLabels, "kind")...)
 	descParked      = desc("streamfold_records_parked_total", "Records parked to wait for a missing dependency.", partitionLabels...)
 	descReleased    = desc("streamfold_records_released_total", "Parked records released once their dependency arrived.", partitionLabels...)
+	descParkedNow   = desc("streamfold_records_parked", "Records parked in this instance's stores now, waiting for a missing dependency, by group and the topic and partition they were read from.", partitionLabels...)
 	descFailures    = desc("streamfold_failures_total", "A group's counters by reason, over all its partitions: retries, parking, re-drives, timers, late records, and its stores found broken, rebuilt or failing to write.", "group", "reason")
 )
 
-// groupCollector serves the groups' counters from rt.Stats at scrape time.
-type groupCollector struct{ rt Runtime }
+// groupCollector serves the groups' counters from rt.Stats, and the records
+// parked now from rt.Parked, at scrape time.
+type groupCollector struct {
+	rt  Runtime
+	log *slog.Logger
+}
 
 func (groupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProcessed, descApplied, descDuplicate, descDeleted, descSuppressed, descDeadLetters, descRetries, descParked, descReleased, descFailures} {
+	for _, d := range []*prometheus.Desc{descProcessed, descApplied, descDuplicate, descDeleted, descSuppressed, descDeadLetters, descRetries, descParked, descReleased, descParkedNow, descFailures} {
 		ch <- d
 	}
 }
@@ -99,6 +104,30 @@ func (c groupCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, reason := range slices.Sorted(maps.Keys(s.Counters)) {
 			counter(descFailures, s.Counters[reason], g, reason)
+		}
+	}
+	c.collectParked(ch)
+}
+
+// collectParked counts the records parked in the local stores: a lookup of
+// the parking index of each group that parks, no more than GET /parked does.
+func (c groupCollector) collectParked(ch chan<- prometheus.Metric) {
+	type where struct {
+		topic     string
+		partition int32
+	}
+	for _, g := range c.rt.GroupNames() {
+		parked, err := c.rt.Parked(g)
+		if err != nil {
+			c.log.Debug("metrics: parked records left out", "group", g, "err", err)
+			continue
+		}
+		n := map[where]int{}
+		for _, p := range parked {
+			n[where{p.Topic, p.Partition}]++
+		}
+		for w, count := range n {
+			ch <- prometheus.MustNewConstMetric(descParkedNow, prometheus.GaugeValue, float64(count), g, w.topic, strconv.Itoa(int(w.partition)))
 		}
 	}
 }

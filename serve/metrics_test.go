@@ -48,6 +48,9 @@ func TestMetrics_GivenTheRuntimesCountersLagAndRestores_ThenEachIsASeriesByItsLa
 				{Topic: "g-retry-1", Partition: 1, Processed: 2, DeadLetters: map[string]int64{"decode": 1}},
 			},
 		}},
+		parked: map[string][]streamfold.ParkedRecord{"g": {
+			{Key: "k1", Topic: "in", Partition: 0}, {Key: "k2", Topic: "in", Partition: 0}, {Key: "k3", Topic: "in", Partition: 1},
+		}},
 		progress: map[string][]tables.Progress{"g-table": {
 			{Topic: "g-table", Partition: 0, StartOffset: 0, Offset: 9, HighWatermark: 40, Records: 10},
 			{Topic: "g-table", Partition: 1, Recovered: true, Offset: 4, HighWatermark: 5, Records: 5},
@@ -70,6 +73,8 @@ func TestMetrics_GivenTheRuntimesCountersLagAndRestores_ThenEachIsASeriesByItsLa
 	assert.Equal(t, 2.0, metricsSample(t, fams, "streamfold_retries_total", append(in0, "kind", "in-place")...))
 	assert.Equal(t, 0.0, metricsSample(t, fams, "streamfold_retries_total", append(in0, "kind", "later")...))
 	assert.Equal(t, 1.0, metricsSample(t, fams, "streamfold_records_parked_total", in0...))
+	assert.Equal(t, 2.0, metricsSample(t, fams, "streamfold_records_parked", in0...), "parked now, as GET /parked lists them")
+	assert.Equal(t, 1.0, metricsSample(t, fams, "streamfold_records_parked", "group", "g", "topic", "in", "partition", "1"))
 	assert.Equal(t, 1.0, metricsSample(t, fams, "streamfold_dead_letters_total", "group", "g", "topic", "g-retry-1", "partition", "1", "class", "decode"))
 	assert.Equal(t, 1.0, metricsSample(t, fams, "streamfold_failures_total", "group", "g", "reason", "stores-broken"))
 

@@ -80,7 +80,7 @@ func TestHTTP_GivenARunningShop_ThenOutsideTestingFindingsAreFixed(t *testing.T)
 			require.NoError(t, err, "%s", b)
 			dead, _ := fams.Sample("streamfold_dead_letters_total", "group", "customers", "class", processors.ClassDecode)
 			applied, _ := fams.Sample("streamfold_records_applied_total", "group", "customers", "topic", shop.CustomerEvents.Name)
-			parked, _ := fams.Sample("streamfold_failures_total", "group", shop.CustomerCartsGroup, "reason", "parked")
+			parked, _ := fams.Sample("streamfold_records_parked", "group", shop.CustomerCartsGroup)
 			return dead >= 1 && applied >= 1 && parked >= 1
 		}, wait, 50*time.Millisecond, "the customers group applies the customer and dead-letters the poison, customer-carts parks the cart")
 		checkWithPrometheusClient(t, b)
