@@ -263,7 +263,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			return nil
 		}
 		if rec, ok := m.command(cmd.ID); ok {
-			g.stats.duplicates.Add(1)
+			r.stats.duplicates.Add(1)
 			if rec.Topic == r.topic() && rec.Offset == r.gctx.Offset() {
 				// The same record read again: we crashed after handling it and
 				// before committing. Store the snapshot again (its changelog
@@ -289,7 +289,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			// Decided before and forgotten (rejected before the aggregate
 			// existed, or beyond the remembered commands): its answer went out
 			// then; deciding it now, against a later state, would contradict it.
-			g.stats.duplicates.Add(1)
+			r.stats.duplicates.Add(1)
 			return nil
 		}
 		// record stores the decision with the snapshot; the relay sends it.
@@ -310,7 +310,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			r.gctx.SetValue(b)
 			if final {
 				r.gctx.Delete()
-				g.stats.deleted.Add(1)
+				r.stats.deleted.Add(1)
 			}
 			return nil
 		}
@@ -364,7 +364,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 		}
 		rep := base
 		rep.Status, rep.Version, rep.Events = ReplyAccepted, m.Version, evs
-		g.stats.applied.Add(1)
+		r.stats.applied.Add(1)
 		return record(next, rep, a.Final != nil && a.Final(next))
 	})
 
@@ -395,7 +395,7 @@ func HandleCommands[S, C any](g *Group, a Aggregate[S, C], opts ...TableOption) 
 			return fail(ClassHandler, fmt.Errorf("encode reply: %w", err))
 		}
 		r.gctx.Emit(goka.Stream(a.Replies.Name), rep.CommandID, b)
-		relay.stats.applied.Add(1)
+		r.stats.applied.Add(1)
 		return nil
 	})
 	g.needs = append(g.needs, relay)

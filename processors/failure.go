@@ -107,7 +107,7 @@ func (g *Group) handleWithRetries(r *recordCtx, h func(*recordCtx) error) error 
 	err := h(r)
 	backoff := g.policy.TransientBackoff
 	for attempt := 1; err != nil && classify(err) == ClassTransient && attempt <= g.policy.TransientAttempts; attempt++ {
-		g.stats.count("retried-in-place")
+		r.stats.count("retried-in-place")
 		g.log.Debug("transient failure; retrying in place", "topic", r.topic(), "partition", r.gctx.Partition(),
 			"offset", r.gctx.Offset(), "key", r.gctx.Key(), "attempt", attempt, "err", err)
 		select {
@@ -163,7 +163,7 @@ func (g *Group) retryLater(r *recordCtx, err error) {
 	h[HeaderRetryDue] = []byte(strconv.FormatInt((due.UnixNano()+int64(time.Millisecond)-1)/int64(time.Millisecond), 10)) // rounded up: never early
 	h[HeaderAttempts] = []byte(strconv.Itoa(attempt(r.headers) + 1))
 	h[HeaderExceptionMessage] = []byte(err.Error())
-	g.stats.count("retried-later")
+	r.stats.count("retried-later")
 	g.log.Info("moving record to retry topic", "topic", r.topic(), "partition", r.gctx.Partition(),
 		"offset", r.gctx.Offset(), "key", r.gctx.Key(), "retryTopic", next.Name, "err", err)
 	r.gctx.Emit(goka.Stream(next.Name), r.gctx.Key(), valueOrNil(r.value), goka.WithCtxEmitHeaders(h))

@@ -232,8 +232,16 @@ func TestFailure_GivenRetryLater_ThenTheRecordGoesThroughEachRetryTopicThenToThe
 	assert.NotEmpty(t, d.h(HeaderFirstFailure))
 	assert.NotContains(t, d.headers, HeaderRetryOrigin)
 	assert.NotContains(t, d.headers, HeaderRetryDue)
-	assert.Equal(t, int64(2), r.g.stats.snapshot().Counters["retried-later"])
-	assert.Equal(t, int64(1), r.g.stats.snapshot().DeadLetters[ClassRetriesExhausted])
+	snap := r.g.stats.snapshot()
+	assert.Equal(t, int64(2), snap.Counters["retried-later"])
+	assert.Equal(t, int64(1), snap.DeadLetters[ClassRetriesExhausted])
+	// Each count is where it happened: the topic and partition the record
+	// was read from.
+	assert.Equal(t, []PartitionSnapshot{
+		{Topic: "ledger-events", Partition: 0, Processed: 2, Applied: 1, Counters: map[string]int64{"retried-later": 1}},
+		{Topic: r.g.retryTopic(1).Name, Partition: 0, Processed: 1, Counters: map[string]int64{"retried-later": 1}},
+		{Topic: r.g.retryTopic(2).Name, Partition: 0, Processed: 1, DeadLetters: map[string]int64{ClassRetriesExhausted: 1}},
+	}, snap.Partitions)
 }
 
 func TestFailure_GivenRetryLaterThatPassesInARetryTopic_ThenAppliedThereAndNoDeadLetter(t *testing.T) {

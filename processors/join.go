@@ -121,7 +121,7 @@ func JoinTable[L, R, O any](g *Group, left tables.Stream[L], right tables.Table[
 			return err
 		}
 		if rv == nil && !c.left {
-			g.stats.count(CounterJoinUnmatched)
+			r.stats.count(CounterJoinUnmatched)
 			return nil
 		}
 		var o O
@@ -139,11 +139,11 @@ func JoinTable[L, R, O any](g *Group, left tables.Stream[L], right tables.Table[
 		if err != nil {
 			return fail(ClassHandler, fmt.Errorf("encode joined value: %w", err))
 		}
-		g.stats.applied.Add(1)
+		r.stats.applied.Add(1)
 		if !g.live(r) {
 			// A bootstrap group catching up on history: its outputs went
 			// out when the history was live.
-			g.stats.suppressed.Add(1)
+			r.stats.suppressed.Add(1)
 			return nil
 		}
 		r.gctx.Emit(goka.Stream(out.Name), key, b)
@@ -182,13 +182,13 @@ func Repartition[V any](g *Group, in tables.Stream[V], keyOf func(key string, v 
 			err = errors.New("empty key")
 		}
 		if err != nil {
-			g.stats.count(CounterRepartitionRefused)
+			r.stats.count(CounterRepartitionRefused)
 			return fmt.Errorf("repartition %s: new key of %q: %w", out.Name, key, err)
 		}
 		h := headerMap(r.headers)
 		h[HeaderRepartitionedFrom] = []byte(key)
 		r.gctx.Emit(goka.Stream(out.Name), next, r.value, goka.WithCtxEmitHeaders(h))
-		g.stats.applied.Add(1)
+		r.stats.applied.Add(1)
 		return nil
 	})
 	return out
@@ -447,7 +447,7 @@ func (j *fkJoin[L, R, O]) leftChanged(r *recordCtx) error {
 			}
 		}
 		if had {
-			j.g.stats.deleted.Add(1)
+			r.stats.deleted.Add(1)
 		}
 		r.gctx.Delete()
 		return nil
@@ -458,7 +458,7 @@ func (j *fkJoin[L, R, O]) leftChanged(r *recordCtx) error {
 		// record it applied last is sent on again (its subscription
 		// messages and its write may be what the crash lost), an earlier
 		// one changes nothing.
-		j.g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		if off < *prev.Offset {
 			return nil
 		}
@@ -527,7 +527,7 @@ func (j *fkJoin[L, R, O]) answered(r *recordCtx) error {
 		return err // no left row (any more): nothing to join
 	}
 	if row.FK != resp.FK {
-		j.g.stats.count(CounterJoinStaleResponse)
+		r.stats.count(CounterJoinStaleResponse)
 		return nil
 	}
 	row.Right, row.HasRight, row.Pending = resp.Right, resp.HasRight, false
@@ -559,7 +559,7 @@ func (j *fkJoin[L, R, O]) joinAndStore(r *recordCtx, row fkRow, l L) error {
 	if err != nil {
 		return fail(ClassHandler, fmt.Errorf("encode joined value: %w", err))
 	}
-	j.g.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	return j.store(r, row, false, state)
 }
 
@@ -634,7 +634,7 @@ func (j *fkJoin[L, R, O]) rightChanged(r *recordCtx) error {
 		// Only the right row's bookkeeping changed: its joins stay. (The
 		// record last applied, read again after a crash, is sent again:
 		// its answers may be what the crash lost.)
-		j.fk.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		return nil
 	}
 	st.Right, st.HasRight, st.Offset = bytes.Clone(state), ok, &off
@@ -643,7 +643,7 @@ func (j *fkJoin[L, R, O]) rightChanged(r *recordCtx) error {
 			return err
 		}
 	}
-	j.fk.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	return j.storeRight(r, st)
 }
 
@@ -678,6 +678,6 @@ func (j *fkJoin[L, R, O]) subscribed(r *recordCtx) error {
 		}
 		return nil
 	}
-	j.fk.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	return j.storeRight(r, st)
 }

@@ -153,7 +153,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 	if r.value == nil {
 		if prevRaw != nil {
 			r.gctx.Delete()
-			g.stats.deleted.Add(1)
+			r.stats.deleted.Add(1)
 		}
 		return nil
 	}
@@ -170,7 +170,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if m.appliedOffset(topic, offset) {
-		g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		// Write the snapshot again: when a crash came between the local
 		// write and the changelog's acknowledgement, this is what puts it
 		// into the changelog. The same goes for the id's seen record.
@@ -186,7 +186,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 			// deleted key keeps no offsets to tell): the tombstone is
 			// written again, so the changelog never keeps a snapshot the
 			// store no longer has.
-			g.stats.duplicates.Add(1)
+			r.stats.duplicates.Add(1)
 			if prevRaw == nil {
 				r.gctx.Delete()
 			}
@@ -206,7 +206,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 			Topic: topic, Partition: r.gctx.Partition(), Offset: offset, Timestamp: r.gctx.Timestamp(),
 			Value: r.value, Headers: headerStrings(r.headers), Since: time.Now().UTC(), Kind: md.Kind, ID: ev.ID,
 		})
-		g.stats.count("parked")
+		r.stats.count("parked")
 		g.log.Info("parked record until its parent arrives", "topic", topic, "partition", r.gctx.Partition(),
 			"offset", offset, "key", r.gctx.Key(), "waitsFor", md.Kind)
 		return p.store(r, prev, m)
@@ -223,7 +223,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 	if next == nil {
 		if prev != nil || prevRaw != nil {
 			r.gctx.Delete()
-			g.stats.deleted.Add(1)
+			r.stats.deleted.Add(1)
 		}
 		// The tombstone carries no ids: the store records them apart.
 		if st, ok := g.store(r.gctx.Partition()); ok {
@@ -238,7 +238,7 @@ func (p projection[S]) handle(r *recordCtx) error {
 		return err
 	}
 	p.sendSeen(r, m)
-	g.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	return nil
 }
 
@@ -331,7 +331,7 @@ func (p projection[S]) release(r *recordCtx, s *S, m meta) (*S, meta) {
 			m.IDs = append(m.IDs, ev.ID)
 		}
 		s = next
-		g.stats.count("released")
+		r.stats.count("released")
 		g.log.Info("released parked record", "topic", pr.Topic, "partition", pr.Partition, "offset", pr.Offset, "key", r.gctx.Key())
 	}
 	return s, m

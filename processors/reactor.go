@@ -227,7 +227,7 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 			return fail(ClassDecode, fmt.Errorf("stored state of %q: %w", r.gctx.Key(), err))
 		}
 		if rec, ok := m.find(id); ok {
-			g.stats.duplicates.Add(1)
+			r.stats.duplicates.Add(1)
 			if rec.Topic == r.topic() && rec.Offset == r.gctx.Offset() {
 				sendAll(r, rec.Emits)
 				r.gctx.SetValue(prevRaw)
@@ -235,7 +235,7 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 			return nil
 		}
 		if last, ok := m.Offsets[r.topic()]; ok && r.gctx.Offset() <= last {
-			g.stats.duplicates.Add(1)
+			r.stats.duplicates.Add(1)
 			return nil
 		}
 		var stream int64
@@ -259,7 +259,6 @@ func AddReactor[S, In any](g *Group, rt Reactor[S, In]) {
 // effects are written before any emit is acknowledged and before the input
 // offset is committed.
 func storeReaction[S any](r *recordCtx, codec codecs.Codec[S], next *S, m reactMeta, rc *ReactContext, stream int64) error {
-	g := r.g
 	prevRaw, _ := r.gctx.Value().([]byte)
 	if next == nil {
 		if prevRaw != nil {
@@ -292,9 +291,9 @@ func storeReaction[S any](r *recordCtx, codec codecs.Codec[S], next *S, m reactM
 	if rc.live {
 		sendAll(r, rc.emits)
 	} else {
-		g.stats.suppressed.Add(int64(sendLoops(r, rc.emits)))
+		r.stats.suppressed.Add(int64(sendLoops(r, rc.emits)))
 	}
-	g.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	return nil
 }
 
@@ -340,7 +339,7 @@ func fireReactorTimers[S any](r *recordCtx, codec codecs.Codec[S], onTimer func(
 	if err := safely(func() (err error) { next, err = onTimer(rc, state, t); return err }); err != nil {
 		return err
 	}
-	g.stats.count("timers-fired")
+	r.stats.count("timers-fired")
 	return storeReaction(r, codec, next, m, rc, stream)
 }
 

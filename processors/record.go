@@ -49,6 +49,7 @@ type recordCtx struct {
 	gctx    goka.Context
 	value   []byte // nil for a Kafka tombstone
 	headers []codecs.Header
+	stats   *partStats // the counters of the record's topic and partition
 
 	redriveSettled bool // a re-drive's outcome is recorded already (refused)
 
@@ -85,9 +86,13 @@ func classify(err error) string {
 // stop the partition: every failure becomes a dead letter.
 func (g *Group) callback(in input) goka.ProcessCallback {
 	topic := in.topic.Spec().Name
+	counts := g.stats.topic(topic)
+	if in.loop {
+		counts = g.stats.topic(g.loopTopic())
+	}
 	return func(gctx goka.Context, msg any) {
 		value, _ := msg.([]byte)
-		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers())}
+		r := &recordCtx{g: g, gctx: gctx, value: value, headers: toHeaders(gctx.Headers()), stats: counts.part(gctx.Partition())}
 		switch string(gctx.Headers()[groups.HeaderControl]) {
 		case "sweep":
 			for _, sw := range g.sweepers {
@@ -110,7 +115,7 @@ func (g *Group) callback(in input) goka.ProcessCallback {
 		if g.foreignRedrive(r) {
 			return
 		}
-		g.stats.processed.Add(1)
+		r.stats.processed.Add(1)
 		key := gctx.Key()
 		if key == "" {
 			g.deadLetter(r, fail(ClassMissingKey, errors.New("record has no key")))
@@ -160,7 +165,7 @@ func (g *Group) deadLetterRecord(gctx goka.Context, d deadRecord, err error) {
 		return
 	}
 	class := classify(err)
-	g.stats.deadLetter(class)
+	g.stats.part(string(gctx.Topic()), gctx.Partition()).deadLetter(class)
 	h := headerMap(d.headers)
 	if _, fromRetry := h[HeaderRetryOrigin]; !fromRetry {
 		// A record from a retry topic keeps the coordinates of its first delivery.

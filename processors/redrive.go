@@ -129,7 +129,7 @@ func redriveHeaders(hs []codecs.Header) (redriveOf, bool) {
 func (g *Group) foreignRedrive(r *recordCtx) bool {
 	for _, h := range r.headers {
 		if h.Key == HeaderRedriveGroup && string(h.Value) != g.name {
-			g.stats.count("redrive-skipped")
+			r.stats.count("redrive-skipped")
 			return true
 		}
 	}
@@ -196,7 +196,7 @@ func (g *Group) refuseRedrivenDelete(r *recordCtx, prevRaw []byte) bool {
 
 func (g *Group) refuse(r *recordCtx, rd redriveOf, reason string, last *int64) {
 	r.redriveSettled = true
-	g.stats.count("redrive-refused")
+	r.stats.count("redrive-refused")
 	g.log.Warn("refused stale re-drive", "topic", r.topic(), "partition", r.gctx.Partition(),
 		"offset", r.gctx.Offset(), "key", r.gctx.Key(), "redriveOf", rd.key, "reason", reason)
 	g.emitRedriveState(r.gctx, rd, r.headers, RedriveState{Status: RedriveStale, Reason: reason, AppliedOffset: last})
@@ -224,7 +224,7 @@ func (g *Group) redriveFailed(gctx goka.Context, d deadRecord, err error) bool {
 	g.log.Warn("re-driven record failed again",
 		"topic", d.topic, "partition", d.partition, "offset", d.offset,
 		"key", d.key, "redriveOf", rd.key, "class", class, "err", err)
-	g.stats.count("redrive-failed-again")
+	g.stats.part(string(gctx.Topic()), gctx.Partition()).count("redrive-failed-again")
 	g.emitRedriveState(gctx, rd, d.headers, RedriveState{Status: RedriveFailedAgain, Reason: err.Error(), Class: class})
 	return true
 }

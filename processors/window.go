@@ -333,12 +333,12 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
-		g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		return a.again(r, state, prevRaw, m, topic, offset)
 	}
 	id := idOf(in)
 	if id != "" && slices.Contains(m.IDs, id) {
-		g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		return nil
 	}
 	t := eventTime(a.wa.Time, in, r.gctx.Timestamp()).UnixMilli()
@@ -374,7 +374,7 @@ func (a *windowAgg[In, A]) handle(r *recordCtx) error {
 	if err := a.store(r, ws, &m, stream); err != nil {
 		return err
 	}
-	g.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	a.send(r, emits)
 	return nil
 }
@@ -663,7 +663,7 @@ func (a *windowAgg[In, A]) fire(r *recordCtx) error {
 	if err := a.store(r, ws, &m, stream); err != nil {
 		return err
 	}
-	a.g.stats.count("windows-closed")
+	r.stats.count("windows-closed")
 	a.send(r, emits)
 	return nil
 }
@@ -707,7 +707,7 @@ func (a *windowAgg[In, A]) results(r *recordCtx, ws *windowSet[A], sent, removed
 // group catches up).
 func (a *windowAgg[In, A]) send(r *recordCtx, emits [][]byte) {
 	if !a.g.live(r) {
-		a.g.stats.suppressed.Add(int64(len(emits)))
+		r.stats.suppressed.Add(int64(len(emits)))
 		return
 	}
 	for _, b := range emits {
@@ -732,7 +732,7 @@ func (g *Group) LateTopic() string { return g.name + "-late" }
 // partition's stream time stream), to <group>-late as it arrived, with its
 // coordinates and both times in headers, and counts it.
 func (g *Group) sendLate(r *recordCtx, t, stream int64) error {
-	g.stats.count("late")
+	r.stats.count("late")
 	h := headerMap(r.headers)
 	h[HeaderOriginalTopic] = []byte(r.topic())
 	h[HeaderOriginalPartition] = []byte(strconv.Itoa(int(r.gctx.Partition())))

@@ -126,7 +126,7 @@ func (s *streamJoin[L, R, O]) handle(r *recordCtx, left bool) error {
 	}
 	topic, offset := r.topic(), r.gctx.Offset()
 	if last, ok := m.Offsets[topic]; ok && offset <= last {
-		g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		s.send(r, m.Emits)
 		if prevRaw != nil {
 			r.gctx.SetValue(prevRaw)
@@ -143,7 +143,7 @@ func (s *streamJoin[L, R, O]) handle(r *recordCtx, left bool) error {
 		own, other = &buf.Right, &buf.Left
 	}
 	if id != "" && slices.ContainsFunc(*own, func(b bufferedRecord) bool { return b.ID == id }) {
-		g.stats.duplicates.Add(1)
+		r.stats.duplicates.Add(1)
 		return nil
 	}
 	ms := t.UnixMilli()
@@ -183,7 +183,7 @@ func (s *streamJoin[L, R, O]) handle(r *recordCtx, left bool) error {
 	if err := s.store(r, &buf, &m, stream); err != nil {
 		return err
 	}
-	g.stats.applied.Add(1)
+	r.stats.applied.Add(1)
 	s.send(r, emits)
 	return nil
 }
@@ -296,7 +296,7 @@ func (s *streamJoin[L, R, O]) fire(r *recordCtx) error {
 
 func (s *streamJoin[L, R, O]) send(r *recordCtx, emits [][]byte) {
 	if !s.g.live(r) {
-		s.g.stats.suppressed.Add(int64(len(emits))) // a bootstrap group catching up
+		r.stats.suppressed.Add(int64(len(emits))) // a bootstrap group catching up
 		return
 	}
 	for _, b := range emits {

@@ -1,12 +1,10 @@
 package queryapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Reader serves one keyed resource from a local view. The returned bytes are
@@ -59,12 +59,6 @@ type Readiness interface {
 	Ready(ctx context.Context) (ready bool, details any)
 }
 
-// Metrics writes metrics in Prometheus text exposition format. WriteMetrics is
-// called concurrently, once per scrape.
-type Metrics interface {
-	WriteMetrics(w io.Writer) error
-}
-
 // HandlerFunc answers a request. A nil err and a nil body answer with no
 // content (status 204 when status is 0); otherwise body is marshalled as JSON
 // (status 200 when 0). If body implements Headers() http.Header those headers
@@ -89,7 +83,7 @@ type Option func(*options)
 type options struct {
 	log       *slog.Logger
 	ready     Readiness
-	metrics   Metrics
+	registry  *prometheus.Registry
 	cursorKey []byte
 	guards    []Guard
 }
@@ -104,9 +98,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // ready.
 func WithReadiness(r Readiness) Option { return func(o *options) { o.ready = r } }
 
-// WithMetrics adds m's output to GET /metrics, ahead of queryapi's own
-// request metrics (which are served with or without this option).
-func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
+// WithRegistry registers the API's request metrics on r and serves r at GET
+// /metrics, so that an application's own collectors (and the Go runtime's)
+// are served beside them. Without it the API serves a registry of its own
+// with its request metrics alone. New panics if r has them already (one
+// registry per API: two would count into the same series).
+func WithRegistry(r *prometheus.Registry) Option { return func(o *options) { o.registry = r } }
 
 // WithCursorKey sets the key that authenticates list cursors (HMAC-SHA256).
 // Without it each API makes a random key: cursors then stay valid for the
@@ -137,7 +134,6 @@ type API struct {
 	handlers []route // by index in routes
 	log      *slog.Logger
 	ready    Readiness
-	metrics  Metrics
 	requests *requestMetrics
 	cursors  cursorSigner
 	guards   []Guard
@@ -154,11 +150,17 @@ func New(opts ...Option) *API {
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
+	if o.registry == nil {
+		o.registry = prometheus.NewRegistry()
+	}
+	requests := newRequestMetrics()
+	if err := requests.register(o.registry); err != nil {
+		panic("queryapi: " + err.Error()) // a programming error: see WithRegistry
+	}
 	a := &API{
 		log:      o.log,
 		ready:    o.ready,
-		metrics:  o.metrics,
-		requests: newRequestMetrics(),
+		requests: requests,
 		cursors:  newCursorSigner(o.cursorKey),
 		guards:   o.guards,
 	}
@@ -171,7 +173,12 @@ func New(opts ...Option) *API {
 		return http.StatusOK, map[string]string{"status": "ok"}, nil
 	}))
 	a.handle(http.MethodGet, "/readyz", a.adapt(a.readyz))
-	a.handle(http.MethodGet, "/metrics", http.HandlerFunc(a.serveMetrics))
+	a.handle(http.MethodGet, "/metrics", promhttp.HandlerFor(o.registry, promhttp.HandlerOpts{
+		ErrorLog: slogPrinter{o.log},
+		// A collector that fails (a broker that does not answer) leaves
+		// its series out; the rest is still served.
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
 	return a
 }
 
@@ -372,24 +379,10 @@ func (a *API) readyz(r *http.Request) (int, any, error) {
 	return http.StatusOK, readyBody{Ready: true, Details: details}, nil
 }
 
-func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	var buf bytes.Buffer
-	if a.metrics != nil {
-		if err := a.metrics.WriteMetrics(&buf); err != nil {
-			a.writeError(w, r, fmt.Errorf("write metrics: %w", err))
-			return
-		}
-		if n := buf.Len(); n > 0 && buf.Bytes()[n-1] != '\n' {
-			buf.WriteByte('\n')
-		}
-	}
-	if err := a.requests.writeTo(&buf); err != nil {
-		a.writeError(w, r, fmt.Errorf("write request metrics: %w", err))
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_, _ = w.Write(buf.Bytes())
-}
+// slogPrinter logs promhttp's errors (a collector that failed) at Warn.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Warn("metrics", "error", fmt.Sprint(v...)) }
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 	a.writeProblem(w, r, NotFound(fmt.Sprintf("no route for %s %s", r.Method, r.URL.EscapedPath())), 0)

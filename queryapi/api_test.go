@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamfold/streamfold/internal/promtext"
 	"github.com/streamfold/streamfold/queryapi"
 )
 
@@ -170,8 +173,7 @@ func TestErrors_GivenClientGone_WhenReaderReturnsCanceled_Then499Recorded(t *tes
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Fatalf("a client going away is no server error: %s", logs.String())
 	}
-	m := do(t, api, "GET", "/metrics", "")
-	wantContains(t, "metrics", m.body, `queryapi_requests_total{method="GET",route="/customers/{id}",status="499"} 1`)
+	wantSample(t, scrape(t, api), 1, "streamfold_http_requests_total", "method", "GET", "route", "/customers/{id}", "status", "499")
 }
 
 func TestList_GivenNoLimit_ThenDefaultLimitAndFirstPage(t *testing.T) {
@@ -458,7 +460,11 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestMetrics_GivenRequests_ThenCountersByRouteTemplateAndStatus(t *testing.T) {
-	api, _ := customersAPI(queryapi.WithMetrics(fakeMetrics{text: "# TYPE shop_customers gauge\nshop_customers 2"}))
+	reg := prometheus.NewRegistry()
+	app := prometheus.NewGauge(prometheus.GaugeOpts{Name: "shop_customers", Help: "Customers."})
+	app.Set(2)
+	reg.MustRegister(app)
+	api, _ := customersAPI(queryapi.WithRegistry(reg))
 	do(t, api, "GET", "/customers/c1", "")
 	do(t, api, "GET", "/customers/c1", "")
 	do(t, api, "GET", "/customers/zz", "")
@@ -467,29 +473,44 @@ func TestMetrics_GivenRequests_ThenCountersByRouteTemplateAndStatus(t *testing.T
 	do(t, api, "BREW", "/customers/c1", "")
 
 	r := do(t, api, "GET", "/metrics", "")
-
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("answer = %d %v", r.status, r.header)
 	}
-	if !strings.HasPrefix(r.body, "# TYPE shop_customers gauge\nshop_customers 2\n# HELP queryapi_requests_total") {
-		t.Fatalf("application metrics not first, newline-terminated:\n%s", r.body)
+	fams, err := promtext.Parse(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.body)
 	}
-	for _, line := range []string{
-		`# TYPE queryapi_requests_total counter`,
-		`queryapi_requests_total{method="GET",route="/customers/{id}",status="200"} 2`,
-		`queryapi_requests_total{method="GET",route="/customers/{id}",status="404"} 1`,
-		`queryapi_requests_total{method="GET",route="/customers",status="400"} 1`,
-		`queryapi_requests_total{method="GET",route="unmatched",status="404"} 1`,
-		`queryapi_requests_total{method="OTHER",route="unmatched",status="405"} 1`,
-		`# TYPE queryapi_request_duration_seconds histogram`,
-		`queryapi_request_duration_seconds_bucket{method="GET",route="/customers/{id}",status="200",le="+Inf"} 2`,
-		`queryapi_request_duration_seconds_count{method="GET",route="/customers/{id}",status="200"} 2`,
-		`queryapi_requests_in_flight 1`, // the scrape itself
+	wantSample(t, fams, 2, "shop_customers") // the application's, from its registry
+	const requests, duration = "streamfold_http_requests_total", "streamfold_http_request_duration_seconds"
+	for _, c := range []struct {
+		method, route, status string
+		n                     float64
+	}{
+		{"GET", "/customers/{id}", "200", 2},
+		{"GET", "/customers/{id}", "404", 1},
+		{"GET", "/customers", "400", 1},
+		{"GET", "unmatched", "404", 1},
+		{"OTHER", "unmatched", "405", 1},
 	} {
-		wantContains(t, "metrics", r.body, line+"\n")
+		wantSample(t, fams, c.n, requests, "method", c.method, "route", c.route, "status", c.status)
+		wantSample(t, fams, c.n, duration, "method", c.method, "route", c.route, "status", c.status)
 	}
+	if got := fams[duration].GetType().String(); got != "HISTOGRAM" {
+		t.Fatalf("%s is a %s", duration, got)
+	}
+	wantSample(t, fams, 1, "streamfold_http_requests_in_flight") // the scrape itself
 	if strings.Contains(r.body, "/no/such/route") {
 		t.Fatal("raw paths must not become labels")
+	}
+}
+
+func TestMetrics_GivenNoRegistry_ThenEachAPIServesItsOwn(t *testing.T) {
+	a, _ := customersAPI()
+	b, _ := customersAPI()
+	do(t, a, "GET", "/customers/c1", "")
+	wantSample(t, scrape(t, a), 1, "streamfold_http_requests_total", "route", "/customers/{id}")
+	if _, ok := scrape(t, b).Sample("streamfold_http_requests_total", "route", "/customers/{id}"); ok {
+		t.Fatal("b counted a's request")
 	}
 }
 
@@ -511,8 +532,7 @@ func TestMetrics_GivenConcurrentRequests_ThenEveryRequestCounted(t *testing.T) {
 	}
 	wg.Wait()
 
-	r := do(t, api, "GET", "/metrics", "")
-	wantContains(t, "metrics", r.body, fmt.Sprintf(`queryapi_requests_total{method="GET",route="/customers/{id}",status="200"} %d`+"\n", workers*each))
+	wantSample(t, scrape(t, api), workers*each, "streamfold_http_requests_total", "method", "GET", "route", "/customers/{id}", "status", "200")
 }
 
 func TestRegistration_GivenProgrammingErrors_ThenPanics(t *testing.T) {

@@ -3,7 +3,7 @@
 // every error as an RFC 9457 problem (application/problem+json).
 //
 // It knows no domain and imports no other streamfold package: it defines the
-// small interfaces it consumes (Reader, Lister, Readiness, Metrics) and
+// small interfaces it consumes (Reader, Lister, Readiness) and
 // cmd/ wires views and command handlers onto an API:
 //
 //	api := queryapi.New(queryapi.WithLogger(log), queryapi.WithReadiness(views))
@@ -37,9 +37,12 @@
 // GET /healthz answers {"status":"ok"}. GET /readyz answers
 // {"ready":true,"details":...} or, while the Readiness says no, a 503 problem
 // with Retry-After and the members "ready": false and "details". GET /metrics
-// writes the Metrics given to WithMetrics followed by queryapi's own
-// request counters and latency histogram, labelled by method, route template
-// and status. Unknown routes answer a 404 problem, a known route with the
+// serves a Prometheus registry (promhttp): the one given to WithRegistry,
+// with the application's collectors, or one of the API's own. On it the API
+// registers its request metrics: streamfold_http_requests_total and the
+// streamfold_http_request_duration_seconds histogram, labelled by method,
+// route template ("unmatched" for requests no route matched) and status,
+// and streamfold_http_requests_in_flight. Unknown routes answer a 404 problem, a known route with the
 // wrong method a 405 problem with Allow. A panicking handler answers a 500
 // problem; the process keeps running.
 //
@@ -78,6 +81,6 @@
 //
 // Build the API (New, Resource, Handle) in one goroutine before serving;
 // afterwards ServeHTTP may be called concurrently without limit, and so the
-// Reader, Lister, Readiness and Metrics given to it must be safe for
+// Reader, Lister, Readiness and collectors given to it must be safe for
 // concurrent use.
 package queryapi

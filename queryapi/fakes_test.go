@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamfold/streamfold/internal/promtext"
 	"github.com/streamfold/streamfold/queryapi"
 )
 
@@ -90,11 +91,28 @@ type fakeReadiness struct {
 
 func (f fakeReadiness) Ready(context.Context) (bool, any) { return f.ready, f.details }
 
-type fakeMetrics struct{ text string }
+// scrape GETs /metrics from h and parses it as Prometheus does.
+func scrape(t testing.TB, h http.Handler) promtext.Families {
+	t.Helper()
+	r := do(t, h, "GET", "/metrics", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /metrics = %d %s", r.status, r.body)
+	}
+	fams, err := promtext.Parse(strings.NewReader(r.body))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.body)
+	}
+	return fams
+}
 
-func (f fakeMetrics) WriteMetrics(w io.Writer) error {
-	_, err := io.WriteString(w, f.text)
-	return err
+// wantSample fails unless fams has the series of name with labels, of
+// value want.
+func wantSample(t testing.TB, fams promtext.Families, want float64, name string, labels ...string) {
+	t.Helper()
+	got, ok := fams.Sample(name, labels...)
+	if !ok || got != want {
+		t.Fatalf("%s%q = %v (found %v), want %v; series: %v", name, labels, got, ok, want, fams.Series(name))
+	}
 }
 
 type notFoundError struct{ key string }

@@ -1,16 +1,12 @@
 package queryapi
 
 import (
-	"bufio"
-	"cmp"
 	"fmt"
-	"io"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // latencyBuckets are the upper bounds, in seconds, of the request latency
@@ -22,92 +18,80 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 // the raw path would let clients mint unbounded label values.
 const routeUnmatched = "unmatched"
 
+// The request metrics' names: the framework's series share the streamfold_
+// prefix.
+const (
+	metricRequests = "streamfold_http_requests_total"
+	metricDuration = "streamfold_http_request_duration_seconds"
+	metricInFlight = "streamfold_http_requests_in_flight"
+)
+
 type seriesKey struct {
 	method, route string
 	status        int
 }
 
+// series are one label set's children, found once and kept: a request
+// then costs one map read instead of hashing its label values twice.
 type series struct {
-	count   uint64
-	sum     float64
-	buckets []uint64 // per latencyBuckets, not cumulative
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // requestMetrics counts requests by method, route template and status.
 // Safe for concurrent use.
 type requestMetrics struct {
-	inFlight atomic.Int64
-	mu       sync.Mutex
-	series   map[seriesKey]*series
+	inFlight prometheus.Gauge
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	series   sync.Map // seriesKey -> *series
 }
 
 func newRequestMetrics() *requestMetrics {
-	return &requestMetrics{series: make(map[seriesKey]*series)}
+	labels := []string{"method", "route", "status"}
+	return &requestMetrics{
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: metricInFlight,
+			Help: "HTTP requests being answered.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricRequests,
+			Help: "HTTP requests answered, by method, route template and status; requests no route matched have the route \"" + routeUnmatched + "\".",
+		}, labels),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    metricDuration,
+			Help:    "Time to answer HTTP requests, by method, route template and status.",
+			Buckets: latencyBuckets,
+		}, labels),
+	}
 }
 
-func (m *requestMetrics) start() { m.inFlight.Add(1) }
+// register adds the metrics to r.
+func (m *requestMetrics) register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("register request metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *requestMetrics) start() { m.inFlight.Inc() }
 
 func (m *requestMetrics) done(method, route string, status int, d time.Duration) {
+	m.inFlight.Dec()
 	k := seriesKey{method: methodLabel(method), route: route, status: status}
-	secs := d.Seconds()
-	i, _ := slices.BinarySearch(latencyBuckets, secs) // first bound >= secs
-
-	m.inFlight.Add(-1)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.series[k]
-	if s == nil {
-		s = &series{buckets: make([]uint64, len(latencyBuckets))}
-		m.series[k] = s
+	s, ok := m.series.Load(k)
+	if !ok {
+		code := strconv.Itoa(status)
+		s, _ = m.series.LoadOrStore(k, &series{
+			requests: m.requests.WithLabelValues(k.method, route, code),
+			duration: m.duration.WithLabelValues(k.method, route, code),
+		})
 	}
-	s.count++
-	s.sum += secs
-	if i < len(latencyBuckets) {
-		s.buckets[i]++
-	}
-}
-
-// writeTo writes the metrics in Prometheus text exposition format 0.0.4,
-// series sorted so the output is stable.
-func (m *requestMetrics) writeTo(w io.Writer) error {
-	type row struct {
-		k seriesKey
-		s series
-	}
-	m.mu.Lock()
-	rows := make([]row, 0, len(m.series))
-	for k, s := range m.series {
-		rows = append(rows, row{k: k, s: series{count: s.count, sum: s.sum, buckets: slices.Clone(s.buckets)}})
-	}
-	m.mu.Unlock()
-	inFlight := m.inFlight.Load()
-	slices.SortFunc(rows, func(a, b row) int {
-		return cmp.Or(cmp.Compare(a.k.route, b.k.route), cmp.Compare(a.k.method, b.k.method), cmp.Compare(a.k.status, b.k.status))
-	})
-
-	bw := bufio.NewWriter(w)
-	fmt.Fprintln(bw, "# HELP queryapi_requests_total HTTP requests answered, by method, route template and status.")
-	fmt.Fprintln(bw, "# TYPE queryapi_requests_total counter")
-	for _, r := range rows {
-		fmt.Fprintf(bw, "queryapi_requests_total{%s} %d\n", labels(r.k), r.s.count)
-	}
-	fmt.Fprintln(bw, "# HELP queryapi_request_duration_seconds Time to answer HTTP requests, by method, route template and status.")
-	fmt.Fprintln(bw, "# TYPE queryapi_request_duration_seconds histogram")
-	for _, r := range rows {
-		l := labels(r.k)
-		var cum uint64
-		for i, le := range latencyBuckets {
-			cum += r.s.buckets[i]
-			fmt.Fprintf(bw, "queryapi_request_duration_seconds_bucket{%s,le=%q} %d\n", l, strconv.FormatFloat(le, 'g', -1, 64), cum)
-		}
-		fmt.Fprintf(bw, "queryapi_request_duration_seconds_bucket{%s,le=\"+Inf\"} %d\n", l, r.s.count)
-		fmt.Fprintf(bw, "queryapi_request_duration_seconds_sum{%s} %s\n", l, strconv.FormatFloat(r.s.sum, 'g', -1, 64))
-		fmt.Fprintf(bw, "queryapi_request_duration_seconds_count{%s} %d\n", l, r.s.count)
-	}
-	fmt.Fprintln(bw, "# HELP queryapi_requests_in_flight HTTP requests being answered.")
-	fmt.Fprintln(bw, "# TYPE queryapi_requests_in_flight gauge")
-	fmt.Fprintf(bw, "queryapi_requests_in_flight %d\n", inFlight)
-	return bw.Flush()
+	ss := s.(*series)
+	ss.requests.Inc()
+	ss.duration.Observe(d.Seconds())
 }
 
 // methodLabel folds non-standard methods into one label value, so clients
@@ -119,11 +103,3 @@ func methodLabel(m string) string {
 	}
 	return "OTHER"
 }
-
-func labels(k seriesKey) string {
-	return `method="` + escapeLabel(k.method) + `",route="` + escapeLabel(k.route) + `",status="` + strconv.Itoa(k.status) + `"`
-}
-
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }

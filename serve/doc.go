@@ -11,6 +11,15 @@
 //   - stale reads: ?stale=ok answers from any local copy, with X-Stale and
 //     X-Lag-Records;
 //   - readiness (/readyz) and metrics (/metrics) from the runtime;
+//   - /metrics: a Prometheus registry per Server with the Go runtime and
+//     process collectors, the groups' counters by group, input topic and
+//     partition (streamfold_records_{processed,applied,duplicate}_total,
+//     streamfold_dead_letters_total, streamfold_retries_total, …), the
+//     records parked now (streamfold_records_parked), the
+//     consumer lag the brokers report (streamfold_consumer_lag_records;
+//     asked at scrape time, left out of a scrape they do not answer in 3 s),
+//     the tables' restore (streamfold_restore_remaining_records, …) and
+//     queryapi's request metrics (streamfold_http_*);
 //   - the operator endpoints: dead letters (/dlq) and parked records
 //     (/parked), behind an admin token (or a loopback listener);
 //   - a restore progress bar on a terminal;

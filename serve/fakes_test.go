@@ -25,6 +25,8 @@ type fakeRuntime struct {
 	run       func(ctx context.Context) error
 	recovered atomic.Bool
 	stats     map[string]processors.Snapshot
+	progress  map[string][]tables.Progress
+	lag       func(ctx context.Context) ([]streamfold.PartitionLag, error)
 	parked    map[string][]streamfold.ParkedRecord
 	refreshes atomic.Int64
 }
@@ -53,7 +55,16 @@ func (f *fakeRuntime) Membership() []streamfold.GroupState {
 func (f *fakeRuntime) RefreshMembership(context.Context) error { f.refreshes.Add(1); return nil }
 func (f *fakeRuntime) Recovered() bool                         { return f.recovered.Load() }
 func (f *fakeRuntime) Progress() map[string][]tables.Progress {
-	return map[string][]tables.Progress{}
+	if f.progress == nil {
+		return map[string][]tables.Progress{}
+	}
+	return f.progress
+}
+func (f *fakeRuntime) Lag(ctx context.Context) ([]streamfold.PartitionLag, error) {
+	if f.lag == nil {
+		return nil, nil
+	}
+	return f.lag(ctx)
 }
 func (f *fakeRuntime) Stats() map[string]processors.Snapshot { return f.stats }
 func (f *fakeRuntime) Parked(group string) ([]streamfold.ParkedRecord, error) {

@@ -31,6 +31,7 @@ type Runtime interface {
 	Recovered() bool
 	Progress() map[string][]tables.Progress
 	Stats() map[string]processors.Snapshot
+	Lag(ctx context.Context) ([]streamfold.PartitionLag, error)
 	Parked(group string) ([]streamfold.ParkedRecord, error)
 	GroupNames() []string
 	Brokers() []string
@@ -90,11 +91,13 @@ type Server struct {
 	routes   []keyRoute          // by index in keyed
 	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
+	lag      *lagCollector       // of /metrics; its timeout is the tests'
 }
 
 // New returns a Server of rt on opts.Listener with the built-in routes
 // (/healthz, /readyz and /metrics from rt, /membership when rt advertises a
-// query address) and the access rules of opts.
+// query address) and the access rules of opts. /metrics serves a registry of
+// the Server's own (see the package documentation for its series).
 func New(rt Runtime, opts Options) (*Server, error) {
 	if rt == nil {
 		return nil, errors.New("serve: no runtime")
@@ -116,6 +119,8 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		keyed:    queryapi.NewRoutes(),
 		operator: map[string]bool{},
 	}
+	reg, lag := newRegistry(rt, opts.Logger)
+	s.lag = lag
 	var apiOpts []queryapi.Option
 	if opts.TracerProvider != nil {
 		apiOpts = append(apiOpts, queryapi.WithGuard(nameSpan)) // first: a refused request is named too
@@ -123,7 +128,7 @@ func New(rt Runtime, opts Options) (*Server, error) {
 	apiOpts = append(apiOpts,
 		queryapi.WithLogger(opts.Logger),
 		queryapi.WithReadiness(readiness{rt}),
-		queryapi.WithMetrics(metrics{rt}),
+		queryapi.WithRegistry(reg),
 		queryapi.WithGuard(access{
 			name:     opts.Name,
 			admin:    opts.AdminToken,

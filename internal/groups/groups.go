@@ -162,4 +162,19 @@ type Counts struct {
 	Suppressed  int64
 	DeadLetters map[string]int64
 	Counters    map[string]int64
+	Partitions  []PartitionCounts
+}
+
+// PartitionCounts are a group's counters of one partition of one of its
+// inputs; processors.PartitionSnapshot is this type.
+type PartitionCounts struct {
+	Topic       string           `json:"topic"`
+	Partition   int32            `json:"partition"`
+	Processed   int64            `json:"processed"`
+	Applied     int64            `json:"applied"`
+	Duplicates  int64            `json:"duplicates"`
+	Deleted     int64            `json:"deleted"`
+	Suppressed  int64            `json:"suppressed"`
+	DeadLetters map[string]int64 `json:"deadLetters,omitempty"`
+	Counters    map[string]int64 `json:"counters,omitempty"`
 }

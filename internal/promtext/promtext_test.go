@@ -7,45 +7,50 @@ import (
 	"github.com/streamfold/streamfold/internal/promtext"
 )
 
-func TestCheck_GivenValidExposition_ThenNil(t *testing.T) {
-	text := `# HELP a_total Things.
+func TestParse_GivenAnExposition_ThenSamplesByLabels(t *testing.T) {
+	fams, err := promtext.Parse(strings.NewReader(`# HELP a_total Things.
 # TYPE a_total counter
 a_total{group="x",reason="retry \"in\" place\\n"} 3
-a_total{group="y"} 4
+a_total{group="y",reason="r"} 4
 # HELP d Durations.
 # TYPE d histogram
 d_bucket{route="/a",le="0.5"} 1
 d_bucket{route="/a",le="+Inf"} 2
 d_sum{route="/a"} 0.75
 d_count{route="/a"} 2
-# TYPE g gauge
-g 1 1700000000000
-g{x="1"} NaN
-`
-	if err := promtext.Check(strings.NewReader(text)); err != nil {
+`))
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+		ok     bool
+	}{
+		{"a_total", []string{"group", "x", "reason", "retry \"in\" place\\n"}, 3, true},
+		{"a_total", nil, 7, true},
+		{"a_total", []string{"group", "z"}, 0, false},
+		{"d", []string{"route", "/a"}, 2, true},
+		{"nope", nil, 0, false},
+	} {
+		v, ok := fams.Sample(tc.name, tc.labels...)
+		if v != tc.want || ok != tc.ok {
+			t.Errorf("Sample(%s, %q) = %v, %v; want %v, %v", tc.name, tc.labels, v, ok, tc.want, tc.ok)
+		}
 	}
 }
 
-func TestCheck_GivenViolations_ThenErrorNamesIt(t *testing.T) {
-	for name, tc := range map[string]struct{ text, want string }{
-		"HELP and TYPE apart from samples": {"# HELP a x\n# TYPE a counter\n# HELP b y\n# TYPE b counter\na 1\nb 1\n", "appears again"},
-		"no TYPE":                          {"# HELP a x\n# TYPE a counter\na 1\nb 2\n", "without a TYPE"},
-		"TYPE after samples":               {"# TYPE a counter\na 1\n# HELP a x\n", "after its samples"},
-		"second TYPE":                      {"# TYPE a counter\n# TYPE a gauge\n", "second TYPE"},
-		"bad type":                         {"# TYPE a countr\n", "TYPE must be"},
-		"bad value":                        {"# TYPE a gauge\na one\n", "value"},
-		"unquoted label":                   {"# TYPE a gauge\na{x=1} 1\n", "not quoted"},
-		"bad escape":                       {"# TYPE a gauge\na{x=\"\\t\"} 1\n", "invalid escape"},
-		"duplicate sample":                 {"# TYPE a gauge\na{x=\"1\"} 1\na{x=\"1\"} 2\n", "twice"},
-		"histogram without +Inf":           {"# TYPE d histogram\nd_bucket{le=\"1\"} 1\nd_sum 1\nd_count 1\n", "+Inf"},
-		"bad metric name":                  {"# TYPE 1a gauge\n", "invalid metric name"},
+func TestParse_GivenWhatPrometheusRefusesOrReadsUntyped_ThenError(t *testing.T) {
+	for name, text := range map[string]string{
+		"bad name":       "# HELP 1x X.\n# TYPE 1x gauge\n1x 1\n",
+		"unquoted label": "# HELP x X.\n# TYPE x gauge\nx{a=b} 1\n",
+		"no TYPE":        "# HELP x X.\nx 1\n",
+		"no HELP":        "# TYPE x gauge\nx 1\n",
+		"bad value":      "# HELP x X.\n# TYPE x gauge\nx one\n",
 	} {
-		t.Run(name, func(t *testing.T) {
-			err := promtext.Check(strings.NewReader(tc.text))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Check = %v, want an error containing %q", err, tc.want)
-			}
-		})
+		if _, err := promtext.Parse(strings.NewReader(text)); err == nil {
+			t.Errorf("%s: no error for %q", name, text)
+		}
 	}
 }
