@@ -27,6 +27,10 @@ type fakeRuntime struct {
 	stats     map[string]processors.Snapshot
 	parked    map[string][]streamfold.ParkedRecord
 	refreshes atomic.Int64
+	topics    []streamfold.TopicInfo
+	lag       []streamfold.PartitionLag
+	lagErr    error
+	progress  map[string][]tables.Progress
 }
 
 func (f *fakeRuntime) Run(ctx context.Context) error {
@@ -53,6 +57,9 @@ func (f *fakeRuntime) Membership() []streamfold.GroupState {
 func (f *fakeRuntime) RefreshMembership(context.Context) error { f.refreshes.Add(1); return nil }
 func (f *fakeRuntime) Recovered() bool                         { return f.recovered.Load() }
 func (f *fakeRuntime) Progress() map[string][]tables.Progress {
+	if f.progress != nil {
+		return f.progress
+	}
 	return map[string][]tables.Progress{}
 }
 func (f *fakeRuntime) Stats() map[string]processors.Snapshot { return f.stats }
@@ -63,9 +70,13 @@ func (f *fakeRuntime) Parked(group string) ([]streamfold.ParkedRecord, error) {
 	}
 	return ps, nil
 }
-func (f *fakeRuntime) GroupNames() []string          { return []string{"g"} }
-func (f *fakeRuntime) Brokers() []string             { return nil }
-func (f *fakeRuntime) Security() streamfold.Security { return streamfold.Security{} }
+func (f *fakeRuntime) GroupNames() []string           { return []string{"g"} }
+func (f *fakeRuntime) Brokers() []string              { return nil }
+func (f *fakeRuntime) Security() streamfold.Security  { return streamfold.Security{} }
+func (f *fakeRuntime) Topics() []streamfold.TopicInfo { return f.topics }
+func (f *fakeRuntime) Lag(context.Context) ([]streamfold.PartitionLag, error) {
+	return f.lag, f.lagErr
+}
 
 // fakeReader serves every key of one table as {"table":..,"key":..}, and
 // counts the reads.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -34,6 +35,8 @@ type Runtime interface {
 	GroupNames() []string
 	Brokers() []string
 	Security() streamfold.Security
+	Topics() []streamfold.TopicInfo
+	Lag(ctx context.Context) ([]streamfold.PartitionLag, error)
 }
 
 var _ Runtime = (*streamfold.Runtime)(nil)
@@ -63,6 +66,9 @@ type Options struct {
 	// CursorKey authenticates list cursors (queryapi.WithCursorKey); empty
 	// is a random key per process.
 	CursorKey []byte
+	// Info is the configuration the dashboard (GET /ui) shows as the
+	// instance's: keep secrets out of it. See also SetInfo.
+	Info map[string]any
 }
 
 // Server serves a runtime's resources over HTTP and routes each key to the
@@ -83,11 +89,16 @@ type Server struct {
 	routes   []keyRoute          // by index in keyed
 	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
+
+	// What the dashboard shows (ui.go).
+	info      map[string]any
+	resources []uiResource
+	lookups   []uiLookup
 }
 
 // New returns a Server of rt on opts.Listener with the built-in routes
 // (/healthz, /readyz and /metrics from rt, /membership when rt advertises a
-// query address) and the access rules of opts.
+// query address, the dashboard at /ui) and the access rules of opts.
 func New(rt Runtime, opts Options) (*Server, error) {
 	if rt == nil {
 		return nil, errors.New("serve: no runtime")
@@ -108,6 +119,7 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		opts:     opts,
 		keyed:    queryapi.NewRoutes(),
 		operator: map[string]bool{},
+		info:     maps.Clone(opts.Info),
 	}
 	apiOpts := []queryapi.Option{
 		queryapi.WithLogger(opts.Logger),
@@ -126,7 +138,8 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		apiOpts = append(apiOpts, queryapi.WithCursorKey(opts.CursorKey))
 	}
 	s.api = queryapi.New(apiOpts...)
-	s.handler = newRouter(s, rt.Self().Query)
+	s.handler = uiHandler{next: newRouter(s, rt.Self().Query), name: opts.Name}
+	s.uiEndpoints()
 	// Tests and scripts read the address from the end of this line.
 	s.log.Info("http listening", "addr", s.ln.Addr().String())
 	return s, nil
@@ -151,6 +164,7 @@ type Reader interface {
 // Either may be nil to leave its route out. It panics as
 // queryapi.API.Resource does.
 func (s *Server) Resource(name string, r Reader, l queryapi.Lister) {
+	s.noteResource(name, r, l)
 	if r == nil {
 		s.api.Resource(name, nil, l)
 		return
@@ -191,6 +205,7 @@ func (s *Server) keyRoute(method, path string, opts []RouteOption) {
 	if kr.admin {
 		s.operator[path] = true
 	}
+	s.noteLookup(method, path, kr)
 	if kr.table == "" {
 		return
 	}
