@@ -529,22 +529,27 @@
       return;
     }
     body.replaceChildren(...items.map((d) => {
-      const r = d.Redrive;
-      const headers = Object.keys(d.Headers || {}).sort();
-      const btn = el('button', { type: 'button', class: 'redrive', 'aria-label': `Re-drive dead letter ${d.Partition}/${d.Offset} of key ${d.Key}` }, 'Re-drive…');
+      const r = d.redrive;
+      const headers = Object.keys(d.headers || {}).sort();
+      const btn = el('button', { type: 'button', class: 'redrive', 'aria-label': `Re-drive dead letter ${d.partition}/${d.offset} of key ${d.key}` }, 'Re-drive…');
       btn.addEventListener('click', () => askRedrive(group, d));
-      return el('tr', { 'data-key': d.Key, 'data-position': `${d.Partition}/${d.Offset}` },
-        el('td', { class: 'mono' }, `${d.Partition}/${d.Offset}`),
-        el('td', { class: 'mono' }, `${d.OriginalTopic}/${d.OriginalPartition}/${d.OriginalOffset}`),
-        el('td', { class: 'mono' }, d.Key),
-        el('td', {}, d.Class),
-        el('td', { class: 'err' }, d.Message),
-        el('td', { class: 'num' }, d.Attempts),
+      return el('tr', { 'data-key': d.key, 'data-position': `${d.partition}/${d.offset}` },
+        el('td', { class: 'mono' }, `${d.partition}/${d.offset}`),
+        el('td', { class: 'mono' }, `${d.originalTopic}/${d.originalPartition}/${d.originalOffset}`),
+        el('td', { class: 'mono' }, d.key),
+        el('td', {}, d.class),
+        el('td', { class: 'err' }, d.message,
+          el('br'), el('span', { class: 'mono value' }, d.value === null ? 'tombstone' : (d.valueBase64 ? 'base64: ' : '') + clip(d.value, 160))),
+        el('td', { class: 'num' }, d.attempts),
         el('td', { class: 'redrive-state' }, r ? `${r.status}${r.forced ? ' (forced)' : ''}, attempt ${r.attempts}${r.reason ? ': ' + r.reason : ''}` : 'never'),
         el('td', {}, headers.length ? el('details', {}, el('summary', {}, `${headers.length} headers`),
-          el('dl', {}, ...headers.flatMap((h) => [el('dt', { class: 'mono' }, h), el('dd', { class: 'mono' }, d.Headers[h])]))) : '–'),
+          el('dl', {}, ...headers.flatMap((h) => [el('dt', { class: 'mono' }, h), el('dd', { class: 'mono' }, d.headers[h])]))) : '–'),
         el('td', {}, btn));
     }));
+  }
+
+  function clip(text, n) {
+    return text.length > n ? text.slice(0, n) + '…' : text;
   }
 
   function drawParked(items) {
@@ -563,7 +568,7 @@
 
   function askRedrive(group, d) {
     state.pending = { group, d, opener: document.activeElement };
-    $('redrive-what').textContent = `Dead letter ${d.Partition}/${d.Offset} of ${group}: key ${d.Key}, from ${d.OriginalTopic}/${d.OriginalPartition}/${d.OriginalOffset} (${d.Class}: ${d.Message}).`;
+    $('redrive-what').textContent = `Dead letter ${d.partition}/${d.offset} of ${group}: key ${d.key}, from ${d.originalTopic}/${d.originalPartition}/${d.originalOffset} (${d.class}: ${d.message}).`;
     $('redrive-force').checked = false;
     const dlg = $('redrive-dialog');
     dlg.returnValue = '';
@@ -580,7 +585,7 @@
       say('dlq-message', 'Re-drive cancelled.');
       return;
     }
-    const body = { partition: p.d.Partition, offset: p.d.Offset };
+    const body = { partition: p.d.partition, offset: p.d.offset };
     if ($('redrive-force').checked) body.force = true;
     try {
       const res = await admin('/dlq/' + encodeURIComponent(p.group) + '/redrive', { method: 'POST', body });
