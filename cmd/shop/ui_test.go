@@ -268,10 +268,20 @@ func TestUI_GivenTheShop_ThenTheDashboardShowsItLiveInABrowser(t *testing.T) {
 
 	t.Run("a customer registered over HTTP appears in the table browser", func(t *testing.T) {
 		p.t = t
+		processed := func() string {
+			return uiEval[string](p, `document.querySelector('#groups-table tr[data-group="customers"] td:nth-child(4)').textContent`)
+		}
+		before := processed()
 		var created struct{ ID string }
 		resp := s.do(http.MethodPost, "/customers", `{"name":"Ada Lovelace","email":"ada@example.com"}`, &created)
 		require.Equal(t, http.StatusAccepted, resp.StatusCode)
 		s.awaitVersion(created.ID, 1)
+
+		// The page follows without a reload: the group's counter moves, and
+		// its rate is known after two polls.
+		p.until("the customers group's counter move", fmt.Sprintf(`(() => {
+			const cells = document.querySelectorAll('#groups-table tr[data-group="customers"] td');
+			return cells[3].textContent !== %q && cells[4].textContent !== '–'; })()`, before))
 
 		p.choose("lookup-route", "/customers/{id}")
 		p.do(chromedp.SendKeys(chromedp.ID("lookup-key"), created.ID),
