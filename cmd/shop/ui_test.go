@@ -262,6 +262,21 @@ func TestUI_GivenTheShop_ThenTheDashboardShowsItLiveInABrowser(t *testing.T) {
 		p.until("the partitions of customers with their owner", fmt.Sprintf(`(() => {
 			const owners = [...document.querySelectorAll('#partitions details[data-group="customers"][open] tbody tr td:nth-child(2)')].map((e) => e.textContent);
 			return owners.length === %d && owners.every((o) => o === %q); })()`, s.cfg.Partitions, owner))
+		// Every table open here has its restore row, restored (the shop is ready).
+		var tables []string
+		for table := range s.app.Runtime().Progress() {
+			tables = append(tables, table)
+		}
+		slices.Sort(tables)
+		p.until("every table restored", fmt.Sprintf(`[...document.querySelectorAll('#restore-body tbody tr')].length === %d`, len(tables)))
+		assert.Equal(t, tables, uiEval[[]string](p, `[...document.querySelectorAll('#restore-body tbody tr')].map((r) => r.dataset.table)`))
+		for _, st := range uiEval[[]string](p, `[...document.querySelectorAll('#restore-body tbody tr td:nth-child(3)')].map((e) => e.textContent)`) {
+			var done, all int
+			_, err := fmt.Sscanf(st, "%d of %d restored", &done, &all)
+			require.NoError(t, err, st)
+			assert.Equal(t, all, done, st)
+		}
+		p.screenshotOf("restore", "restore")
 		p.screenshotOf("graph-all-topics", "topology")
 		p.screenshotOf("groups", "groups")
 	})
@@ -353,6 +368,7 @@ func TestUI_GivenTheShop_ThenTheDashboardShowsItLiveInABrowser(t *testing.T) {
 			p.until("the confirmation", `document.getElementById('redrive-dialog').open`)
 			if force {
 				p.do(chromedp.Click(chromedp.ID("redrive-force")))
+				p.save("confirm", chromedp.CaptureScreenshot())
 			}
 			button := "redrive-cancel"
 			if confirm {

@@ -462,6 +462,16 @@
     }
   }
 
+  // restoreFraction is how much of its changelog a store has restored.
+  function restoreFraction(p) {
+    if (p.recovered) return 1;
+    const from = Math.max(0, p.startOffset);
+    const span = p.highWatermark - from;
+    return span > 0 ? Math.min(1, Math.max(0, (p.offset + 1 - from) / span)) : 0;
+  }
+
+  // drawRestore shows one row per table: how many of its partitions are
+  // restored, the least restored one's progress, and each partition's.
   function drawRestore(progress) {
     const box = $('restore-body');
     const tables = Object.keys(progress).sort();
@@ -469,26 +479,36 @@
       box.replaceChildren(el('p', {}, 'No table is open on this instance.'));
       return;
     }
-    box.replaceChildren(...tables.map((t) => el('table', {},
-      el('caption', { class: 'mono' }, t),
-      el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'num' }, 'Partition'), el('th', { scope: 'col' }, 'Progress'),
-        el('th', { scope: 'col' }, 'State'), el('th', { scope: 'col', class: 'num' }, 'Offset / target'),
-        el('th', { scope: 'col', class: 'num' }, 'Records'), el('th', { scope: 'col', class: 'num' }, 'Records/s'))),
-      el('tbody', {}, ...progress[t].map((p) => {
-        let frac = 1;
-        if (!p.recovered) {
-          const span = p.highWatermark - Math.max(0, p.startOffset);
-          frac = span > 0 ? Math.min(1, Math.max(0, (p.offset + 1 - Math.max(0, p.startOffset)) / span)) : 0;
-        }
-        const pct = Math.round(frac * 100);
-        return el('tr', {},
-          el('td', { class: 'num' }, p.partition),
-          el('td', {}, el('progress', { max: 100, value: pct, 'aria-label': `${t} partition ${p.partition}: ${pct}%` }), ` ${pct}%`),
-          el('td', { class: p.fault ? 'err' : (p.recovered ? 'good' : null) }, p.fault ? 'fault: ' + p.fault : (p.recovered ? 'restored' : 'restoring')),
-          el('td', { class: 'num' }, `${p.offset} / ${p.highWatermark}`),
-          el('td', { class: 'num' }, fmt(p.records)),
-          el('td', { class: 'num' }, Math.round(p.ratePerSec)));
-      })))));
+    const seen = JSON.stringify(progress);
+    if (seen === state.restoreSeen) return;
+    state.restoreSeen = seen;
+    const open = new Set([...box.querySelectorAll('details[open]')].map((d) => d.dataset.table));
+    const rows = tables.map((t) => {
+      const ps = progress[t];
+      const done = ps.filter((p) => p.recovered).length;
+      const least = Math.round(Math.min(...ps.map(restoreFraction)) * 100);
+      const faults = ps.filter((p) => p.fault).map((p) => `partition ${p.partition}: ${p.fault}`);
+      const records = ps.reduce((a, p) => a + p.records, 0);
+      const rate = ps.reduce((a, p) => a + (p.recovered ? 0 : p.ratePerSec), 0);
+      const parts = el('details', { 'data-table': t, open: open.has(t) }, el('summary', {}, `${ps.length} partitions`),
+        el('ul', { class: 'plain' }, ...ps.map((p) => el('li', {},
+          `${p.partition}: ${Math.round(restoreFraction(p) * 100)}%, offset ${p.offset} of ${p.highWatermark}` +
+          (p.recovered ? ', restored' : ', restoring') + (p.fault ? ', fault: ' + p.fault : '')))));
+      return el('tr', { 'data-table': t },
+        el('th', { scope: 'row', class: 'mono' }, t),
+        el('td', {}, el('progress', { max: 100, value: least, 'aria-label': `${t}: least restored partition at ${least}%` }), ` ${least}%`),
+        el('td', { class: faults.length ? 'err' : (done === ps.length ? 'good' : null) },
+          faults.length ? faults.join('; ') : `${done} of ${ps.length} restored`),
+        el('td', { class: 'num' }, fmt(records)),
+        el('td', { class: 'num' }, done === ps.length ? '–' : Math.round(rate)),
+        el('td', {}, parts));
+    });
+    box.replaceChildren(el('table', {},
+      el('caption', {}, 'Tables open on this instance: restore from their changelogs'),
+      el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Table'), el('th', { scope: 'col' }, 'Least restored'),
+        el('th', { scope: 'col' }, 'State'), el('th', { scope: 'col', class: 'num' }, 'Records applied'),
+        el('th', { scope: 'col', class: 'num' }, 'Records/s'), el('th', { scope: 'col' }, 'Partitions'))),
+      el('tbody', {}, ...rows)));
   }
 
   // ---- dead letters and parked records ----
