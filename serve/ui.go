@@ -1,8 +1,10 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"embed"
+	"html"
 	"io/fs"
 	"maps"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/queryapi"
+	"github.com/streamfold/streamfold/tables"
 )
 
 // The dashboard: GET /ui is one page (HTML, CSS and JavaScript embedded in
@@ -31,6 +34,7 @@ import (
 //	GET /ui/api/info          name, version (build info) and configuration (Options.Info)
 //	GET /ui/api/resources     the application's GET routes the table browser can call
 //
+// GET / is the dashboard's: an application cannot serve its own there.
 // The page and its assets are open: they hold no data. The JSON under
 // /ui/api/ (but access) is operator information, served as the operator
 // endpoints are (AdminOnly).
@@ -91,7 +95,7 @@ func (u uiHandler) serveFile(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	if path.Ext(name) == ".html" {
-		b = []byte(strings.ReplaceAll(string(b), "{{name}}", htmlEscape(u.name)))
+		b = []byte(strings.ReplaceAll(string(b), "{{name}}", html.EscapeString(u.name)))
 	}
 	h := w.Header()
 	h.Set("Content-Type", ctype)
@@ -104,10 +108,6 @@ func (u uiHandler) serveFile(w http.ResponseWriter, r *http.Request, name string
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(b)
 	}
-}
-
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;").Replace(s)
 }
 
 // uiEndpoints registers the dashboard's JSON routes.
@@ -152,30 +152,17 @@ func (s *Server) uiTopology(*http.Request) (int, any, error) {
 
 // uiStatusDoc is GET /ui/api/status: what changes, polled.
 type uiStatusDoc struct {
-	Time       time.Time                 `json:"time"`
-	Self       streamfold.Member         `json:"self"`
-	Recovered  bool                      `json:"recovered"`
-	Membership []streamfold.GroupState   `json:"membership"`
-	Lag        []streamfold.PartitionLag `json:"lag"`
-	LagError   string                    `json:"lagError,omitempty"`
-	Progress   map[string][]uiProgress   `json:"progress"`
+	Time       time.Time                    `json:"time"`
+	Self       streamfold.Member            `json:"self"`
+	Recovered  bool                         `json:"recovered"`
+	Membership []streamfold.GroupState      `json:"membership"`
+	Lag        []streamfold.PartitionLag    `json:"lag"`
+	LagError   string                       `json:"lagError,omitempty"`
+	Progress   map[string][]tables.Progress `json:"progress"`
 	// Stats are the groups' counters as the runtime gives them; Counters
 	// their totals, which the page turns into rates between two polls.
 	Stats    map[string]processors.Snapshot `json:"stats"`
 	Counters map[string]uiGroupCounters     `json:"counters"`
-}
-
-// uiProgress is one store's restore progress.
-type uiProgress struct {
-	Topic         string  `json:"topic"`
-	Partition     int32   `json:"partition"`
-	Recovered     bool    `json:"recovered"`
-	StartOffset   int64   `json:"startOffset"`
-	Offset        int64   `json:"offset"`
-	HighWatermark int64   `json:"highWatermark"`
-	Records       int64   `json:"records"`
-	RatePerSec    float64 `json:"ratePerSec"`
-	Fault         string  `json:"fault,omitempty"`
 }
 
 // uiGroupCounters are a group's totals the page turns into rates.
@@ -192,7 +179,7 @@ func (s *Server) uiStatus(r *http.Request) (int, any, error) {
 		Self:       s.rt.Self(),
 		Recovered:  s.rt.Recovered(),
 		Membership: s.rt.Membership(),
-		Progress:   map[string][]uiProgress{},
+		Progress:   map[string][]tables.Progress{},
 		Stats:      map[string]processors.Snapshot{},
 		Counters:   map[string]uiGroupCounters{},
 	}
@@ -211,11 +198,8 @@ func (s *Server) uiStatus(r *http.Request) (int, any, error) {
 	}
 	doc.Lag = lag
 	for table, ps := range s.rt.Progress() {
-		out := make([]uiProgress, 0, len(ps))
-		for _, p := range ps {
-			out = append(out, uiProgress(p))
-		}
-		slices.SortFunc(out, func(a, b uiProgress) int { return int(a.Partition - b.Partition) })
+		out := slices.Clone(ps)
+		slices.SortFunc(out, func(a, b tables.Progress) int { return cmp.Compare(a.Partition, b.Partition) })
 		doc.Progress[table] = out
 	}
 	for g, snap := range s.rt.Stats() {
