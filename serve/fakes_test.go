@@ -29,6 +29,7 @@ type fakeRuntime struct {
 	lag       func(ctx context.Context) ([]streamfold.PartitionLag, error)
 	parked    map[string][]streamfold.ParkedRecord
 	refreshes atomic.Int64
+	topics    []streamfold.TopicInfo
 }
 
 func (f *fakeRuntime) Run(ctx context.Context) error {
@@ -74,9 +75,10 @@ func (f *fakeRuntime) Parked(group string) ([]streamfold.ParkedRecord, error) {
 	}
 	return ps, nil
 }
-func (f *fakeRuntime) GroupNames() []string          { return []string{"g"} }
-func (f *fakeRuntime) Brokers() []string             { return nil }
-func (f *fakeRuntime) Security() streamfold.Security { return streamfold.Security{} }
+func (f *fakeRuntime) GroupNames() []string           { return []string{"g"} }
+func (f *fakeRuntime) Brokers() []string              { return nil }
+func (f *fakeRuntime) Security() streamfold.Security  { return streamfold.Security{} }
+func (f *fakeRuntime) Topics() []streamfold.TopicInfo { return f.topics }
 
 // fakeReader serves every key of one table as {"table":..,"key":..}, and
 // counts the reads.

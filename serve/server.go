@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -36,6 +37,7 @@ type Runtime interface {
 	GroupNames() []string
 	Brokers() []string
 	Security() streamfold.Security
+	Topics() []streamfold.TopicInfo
 }
 
 var _ Runtime = (*streamfold.Runtime)(nil)
@@ -71,6 +73,9 @@ type Options struct {
 	// carry its context (streamfold.Config.TracerProvider). Open takes the
 	// runtime config's when this is nil. nil traces nothing.
 	TracerProvider trace.TracerProvider
+	// Info is the configuration the dashboard (GET /ui) shows as the
+	// instance's: keep secrets out of it. See also SetInfo.
+	Info map[string]any
 }
 
 // Server serves a runtime's resources over HTTP and routes each key to the
@@ -92,12 +97,18 @@ type Server struct {
 	operator map[string]bool     // route templates only operators may call
 	owned    *streamfold.Runtime // opened by Open: Run closes it
 	lag      *lagCollector       // of /metrics; its timeout is the tests'
+
+	// What the dashboard shows (ui.go).
+	info      map[string]any
+	resources []uiResource
+	lookups   []uiLookup
 }
 
 // New returns a Server of rt on opts.Listener with the built-in routes
 // (/healthz, /readyz and /metrics from rt, /membership when rt advertises a
-// query address) and the access rules of opts. /metrics serves a registry of
-// the Server's own (see the package documentation for its series).
+// query address, the dashboard at /ui) and the access rules of opts.
+// /metrics serves a registry of the Server's own (see the package
+// documentation for its series).
 func New(rt Runtime, opts Options) (*Server, error) {
 	if rt == nil {
 		return nil, errors.New("serve: no runtime")
@@ -118,6 +129,7 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		opts:     opts,
 		keyed:    queryapi.NewRoutes(),
 		operator: map[string]bool{},
+		info:     maps.Clone(opts.Info),
 	}
 	reg, lag := newRegistry(rt, opts.Logger)
 	s.lag = lag
@@ -142,7 +154,8 @@ func New(rt Runtime, opts Options) (*Server, error) {
 		apiOpts = append(apiOpts, queryapi.WithCursorKey(opts.CursorKey))
 	}
 	s.api = queryapi.New(apiOpts...)
-	s.handler = newRouter(s, rt.Self().Query)
+	s.handler = uiHandler{next: newRouter(s, rt.Self().Query), name: opts.Name}
+	s.uiEndpoints()
 	if opts.TracerProvider != nil {
 		s.handler = tracedHandler{tracer: opts.TracerProvider.Tracer(instrumentation), next: s.handler}
 	}
@@ -170,6 +183,7 @@ type Reader interface {
 // Either may be nil to leave its route out. It panics as
 // queryapi.API.Resource does.
 func (s *Server) Resource(name string, r Reader, l queryapi.Lister) {
+	s.noteResource(name, r, l)
 	if r == nil {
 		s.api.Resource(name, nil, l)
 		return
@@ -210,6 +224,7 @@ func (s *Server) keyRoute(method, path string, opts []RouteOption) {
 	if kr.admin {
 		s.operator[path] = true
 	}
+	s.noteLookup(method, path, kr)
 	if kr.table == "" {
 		return
 	}
