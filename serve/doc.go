@@ -22,6 +22,12 @@
 //     queryapi's request metrics (streamfold_http_*);
 //   - the operator endpoints: dead letters (/dlq) and parked records
 //     (/parked), behind an admin token (or a loopback listener);
+//   - a dashboard at GET /ui (ui.go, linked from /): one page embedded in
+//     the binary, drawing the topology, the groups' partitions, owners, lag
+//     and rates, restore progress, dead letters with re-drive, parked
+//     records, a browser of the registered resources and the instance's
+//     configuration (Options.Info) from JSON under /ui/api/, which is
+//     operator information behind the admin token like /dlq;
 //   - a restore progress bar on a terminal;
 //   - with Options.TracerProvider, an OpenTelemetry server span per request
 //     (tracing.go), a child of the caller's W3C traceparent, named by its
