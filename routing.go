@@ -129,8 +129,8 @@ func (rt *Runtime) RefreshMembership(ctx context.Context) error {
 	return rt.members.Refresh(ctx, membership.Fresh)
 }
 
-// Membership is the last answer of the group coordinators about the groups
-// whose partitions this instance routes to: their state, members and owners.
+// Membership is the last answer of the group coordinators about every group
+// of the topology: its state, members and owners.
 func (rt *Runtime) Membership() []GroupState {
 	snap := rt.members.Snapshot()
 	out := make([]GroupState, len(snap))

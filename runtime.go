@@ -272,15 +272,11 @@ func Open(ctx context.Context, t *Topology, cfg Config) (*Runtime, error) {
 			rt.replicas[name] = e
 		}
 	}
-	// Where a table is not replicated here, queries find its keys' owners
-	// through the group's membership.
-	var routed []string
-	for _, g := range t.hooks() {
-		if spec, _, ok := g.Table(); ok && rt.replicas[spec.Name] == nil {
-			routed = append(routed, g.Name())
-		}
-	}
-	rt.members, err = membership.New(client, routed, decodeMember, log)
+	// Every group is tracked: queries find the owners of the keys of a
+	// table not replicated here through its group's membership, and
+	// operators see every group's state (GET /membership, the dashboard).
+	// One DescribeGroups per coordinator asks for all of them.
+	rt.members, err = membership.New(client, t.groupNames(), decodeMember, log)
 	if err != nil {
 		rt.Close()
 		return nil, err
@@ -512,14 +508,7 @@ func (rt *Runtime) Stats() map[string]processors.Snapshot {
 }
 
 // GroupNames lists the groups, sorted.
-func (rt *Runtime) GroupNames() []string {
-	names := make([]string, 0, len(rt.topo.groups))
-	for _, g := range rt.topo.hooks() {
-		names = append(names, g.Name())
-	}
-	slices.Sort(names)
-	return names
-}
+func (rt *Runtime) GroupNames() []string { return rt.topo.groupNames() }
 
 // Close releases the Kafka clients and the storage engine. Call it after Run returned.
 func (rt *Runtime) Close() error {

@@ -67,6 +67,16 @@ func (t *Topology) AddGroup(gs ...*processors.Group) *Topology {
 // Groups returns the topology's groups in the order they were added.
 func (t *Topology) Groups() []*processors.Group { return slices.Clone(t.groups) }
 
+// groupNames are the groups' names, sorted.
+func (t *Topology) groupNames() []string {
+	names := make([]string, 0, len(t.groups))
+	for _, g := range t.hooks() {
+		names = append(names, g.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
 // hooks are what the runtime calls on the groups, in the order they were added.
 func (t *Topology) hooks() []groups.Hooks {
 	hs := make([]groups.Hooks, len(t.groups))

@@ -141,6 +141,13 @@ func (m *Tracker[M]) describeGroups() (map[string]Group[M], error) {
 	var errs []error
 	for _, d := range descs {
 		gs := Group[M]{Name: d.GroupId, State: d.State, Owners: map[int32]M{}}
+		if errors.Is(d.Err, sarama.ErrGroupIDNotFound) {
+			// No member ever joined (a group no instance runs yet): newer
+			// brokers say so as an error, older ones as the state Dead.
+			gs.State = "Dead"
+			out[d.GroupId] = gs
+			continue
+		}
 		if d.Err != sarama.ErrNoError {
 			gs.Err = d.Err.Error()
 			errs = append(errs, fmt.Errorf("describe group %s: %w", d.GroupId, d.Err))
