@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -221,4 +222,31 @@ func kafkaConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.Version = sarama.V3_6_0_0
 	return c
+}
+
+func TestParseRunFlags_GivenSecretsAndPasswords_ThenSettingsShowEveryFlagButNoSecret(t *testing.T) {
+	t.Setenv("MY_ORDERS_ADMIN_TOKEN", "admin-secret")
+	var greeting string
+	cfg, err := cli.ParseRunFlags(testApp(&greeting), []string{
+		"--partitions", "5", "--greeting", "postgres://shop:db-secret@db:5432/shop",
+		"--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--kafka-sasl-password", "sasl-secret", "--brokers", "k:9092",
+	}, io.Discard)
+	require.NoError(t, err)
+
+	b, err := json.Marshal(cfg.Settings)
+	require.NoError(t, err)
+	for _, secret := range []string{"admin-secret", "sasl-secret", "db-secret"} {
+		assert.NotContains(t, string(b), secret)
+	}
+	assert.Equal(t, "set (hidden)", cfg.Settings["admin-token"], "from its variable")
+	assert.Equal(t, "set (hidden)", cfg.Settings["kafka-sasl-password"], "from its flag")
+	assert.Equal(t, "not set", cfg.Settings["write-token"])
+	assert.Equal(t, "postgres://shop:xxxxx@db:5432/shop", cfg.Settings["greeting"], "an application's flag, its URL's password hidden")
+	assert.Equal(t, "5", cfg.Settings["partitions"])
+	assert.Equal(t, "k:9092", cfg.Settings["brokers"])
+
+	// A key=value DSN hides its password too.
+	cfg, err = cli.ParseRunFlags(testApp(&greeting), []string{"--greeting", "host=db user=shop password='a b' dbname=shop"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "host=db user=shop password=xxxxx dbname=shop", cfg.Settings["greeting"])
 }

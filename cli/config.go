@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +84,12 @@ type Config struct {
 	// (OTEL_EXPORTER_OTLP_ENDPOINT), a test or an embedding program gives
 	// its own.
 	TracerProvider trace.TracerProvider
+
+	// Settings are every flag of the run command (the framework's and the
+	// application's) by name, as parsed: what the dashboard shows as the
+	// instance's configuration (serve.Options.Info). A secret flag shows
+	// only whether it is set; a URL or DSN shows no password.
+	Settings map[string]any
 }
 
 // KafkaSecurity are the TLS and SASL settings of a real cluster.
@@ -276,6 +284,7 @@ func ParseRunFlags(app App, args []string, out io.Writer) (Config, error) {
 	}
 	raw.secrets.read()
 	cfg.finish(raw)
+	cfg.Settings = settings(fs, raw.secrets)
 	errs := []error{cfg.Validate(), validateGroups(cfg.Groups, groups)}
 	if app.Parsed != nil {
 		app.Parsed(cfg)
@@ -294,23 +303,61 @@ type rawFlags struct {
 
 // secrets are flags read from their variable after parsing when no flag
 // gave them: as flag defaults they would be printed by -h.
-type secrets map[*string]string
+type secrets map[*string]secretFlag
+
+type secretFlag struct{ name, env string }
 
 // flag declares a secret flag on fs.
 func (s secrets) flag(fs *flag.FlagSet, env Env) func(p *string, name, text string) {
 	return func(p *string, name, text string) {
 		fs.StringVar(p, name, "", fmt.Sprintf("%s (%s)", text, env.Name(name)))
-		s[p] = env.Name(name)
+		s[p] = secretFlag{name: name, env: env.Name(name)}
 	}
 }
 
 // read fills every secret no flag gave from its variable.
 func (s secrets) read() {
-	for p, name := range s {
+	for p, f := range s {
 		if *p == "" {
-			*p = os.Getenv(name)
+			*p = os.Getenv(f.env)
 		}
 	}
+}
+
+// settings are fs's flags by name with their values; a secret says only
+// whether it is set, and a password in a URL or a key=value DSN is hidden.
+func settings(fs *flag.FlagSet, s secrets) map[string]any {
+	secret := map[string]bool{}
+	for p, f := range s {
+		secret[f.name] = *p != ""
+	}
+	out := map[string]any{}
+	fs.VisitAll(func(f *flag.Flag) {
+		set, isSecret := secret[f.Name]
+		switch {
+		case isSecret && set:
+			out[f.Name] = "set (hidden)"
+		case isSecret:
+			out[f.Name] = "not set"
+		default:
+			out[f.Name] = hidePassword(f.Value.String())
+		}
+	})
+	return out
+}
+
+// dsnPassword is the password of a key=value DSN ("host=db password=x").
+var dsnPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('[^']*'|\S+)`)
+
+// hidePassword hides the password of a URL (as url.URL.Redacted) or of a
+// key=value DSN; any other value is returned as it is.
+func hidePassword(v string) string {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return dsnPassword.ReplaceAllString(v, "${1}xxxxx")
 }
 
 // bindFlags declares the flags of the run command on fs, each with its

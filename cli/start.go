@@ -106,7 +106,7 @@ func Start(ctx context.Context, app App, cfg Config, log *slog.Logger) (_ *Runni
 func (r *Running) serve(cfg Config) (err error) {
 	opts := serve.Options{Listener: r.ln, Logger: r.log, Name: r.app.Name,
 		AdminToken: cfg.AdminToken, AdminTokenHint: fmt.Sprintf("--admin-token (%s)", r.app.env().Name("admin-token")), WriteToken: cfg.WriteToken,
-		TracerProvider: cfg.TracerProvider}
+		TracerProvider: cfg.TracerProvider, Info: cfg.Settings}
 	if !cfg.NoQuery {
 		opts.CursorKey = []byte(cfg.CursorKey)
 	}

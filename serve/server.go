@@ -74,7 +74,8 @@ type Options struct {
 	// runtime config's when this is nil. nil traces nothing.
 	TracerProvider trace.TracerProvider
 	// Info is the configuration the dashboard (GET /ui) shows as the
-	// instance's: keep secrets out of it. See also SetInfo.
+	// instance's: keep secrets out of it. Package cli gives every flag of
+	// the run command (cli.Config.Settings).
 	Info map[string]any
 }
 

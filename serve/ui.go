@@ -251,11 +251,6 @@ func buildVersion() map[string]string {
 	return out
 }
 
-// SetInfo sets what the dashboard shows as the instance's configuration
-// (Options.Info), for an application whose Server was built for it (package
-// cli's): keep secrets out of it. Call it before Run.
-func (s *Server) SetInfo(info map[string]any) { s.info = maps.Clone(info) }
-
 // uiResource is one resource of the application (Resource): its key route
 // and its listing with the filters it takes.
 type uiResource struct {

@@ -224,10 +224,4 @@ func TestUIAPI_GivenRoutesAndInfo_ThenTheBrowserKnowsTheKeyRoutesAndTheInstanceI
 	assert.Equal(t, "streamfold", info.Name)
 	assert.Equal(t, map[string]any{"partitions": float64(8)}, info.Config)
 	assert.True(t, strings.HasPrefix(info.Version["go"], "go"), "%v", info.Version)
-
-	srv.SetInfo(map[string]any{"data-dir": "/data"})
-	rec = do(srv, http.MethodGet, "/ui/api/info", "")
-	var after uiInfoDoc
-	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &after))
-	assert.Equal(t, map[string]any{"data-dir": "/data"}, after.Config)
 }

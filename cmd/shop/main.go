@@ -26,7 +26,6 @@ import (
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/cli"
-	"github.com/streamfold/streamfold/outbox"
 	"github.com/streamfold/streamfold/processors"
 	"github.com/streamfold/streamfold/serve"
 	"github.com/streamfold/streamfold/shop"
@@ -92,35 +91,6 @@ func (c Config) validateShop() error {
 	return errors.Join(errs...)
 }
 
-// dashboardInfo is the configuration GET /ui shows: every setting, the
-// secrets only as whether they are set, the database without its password.
-func (c Config) dashboardInfo() map[string]any {
-	set := func(s string) string {
-		if s == "" {
-			return "not set"
-		}
-		return "set (hidden)"
-	}
-	brokers := "embedded, listening on " + c.KafkaListen
-	if !c.Embedded() {
-		brokers = strings.Join(c.Brokers, ",")
-	}
-	groups := "all"
-	if c.Groups != nil {
-		groups = strings.Join(c.Groups, ",")
-	}
-	return map[string]any{
-		"data-dir": c.DataDir, "http": c.HTTPAddr, "brokers": brokers, "partitions": c.Partitions,
-		"replication": c.Replication, "log-level": c.LogLevel.String(), "session-timeout": c.SessionTimeout.String(),
-		"max-wait": c.MaxWait.String(), "dedup-horizon": c.DedupHorizon.String(), "store-memory-mib": c.StoreMemoryMiB,
-		"groups": groups, "no-query": c.NoQuery, "standby": c.Standby, "advertise-http": c.AdvertiseHTTP,
-		"admin-token": set(c.AdminToken), "write-token": set(c.WriteToken), "cursor-key": set(c.CursorKey),
-		"kafka-tls": c.Kafka.TLS, "kafka-sasl-mechanism": c.Kafka.SASLMechanism, "kafka-sasl-password": set(c.Kafka.SASLPassword),
-		"reply-timeout": c.ReplyTimeout.String(), "fraud-session-gap": c.FraudSessionGap.String(),
-		"database": outbox.Redact(c.DatabaseURL()), "outbox-relay": c.OutboxRelay,
-	}
-}
-
 // shopApp is the shop as package cli runs it; its own flags land in c.
 func shopApp(c *Config) cli.App {
 	return cli.App{
@@ -143,7 +113,6 @@ func shopApp(c *Config) cli.App {
 		Parsed:   func(cc cli.Config) { c.Config = cc },
 		Validate: func() error { return c.validateShop() },
 		Routes: func(srv *serve.Server, rt *streamfold.Runtime) (func() error, error) {
-			srv.SetInfo(c.dashboardInfo())
 			return routes(srv, rt, *c)
 		},
 	}
