@@ -38,22 +38,7 @@ var (
 // the runtime and the broker; everything stops with the test.
 func run(t *testing.T, g *processors.Group) (*streamfold.Runtime, *embedded.Broker) {
 	t.Helper()
-	broker, err := embedded.Start(embedded.Config{Listen: "127.0.0.1:0"})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = broker.Close() })
-	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
-	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-		assert.NoError(t, rt.Close())
-	})
-	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
-	return rt, broker
+	return tracedRun(t, g, nil)
 }
 
 func numberRecord(t *testing.T, key string, n int) *kgo.Record {
