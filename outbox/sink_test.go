@@ -207,10 +207,17 @@ func sinkAudited(table string) func(context.Context, *sql.Tx, outbox.Change[sink
 	}
 }
 
+// sinkQuerier is what the checks read through: the sink's *outbox.DB, or a
+// connection of the test's own where the test kills the others.
+type sinkQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // sinkContent reads the read model back.
-func sinkContent(t testing.TB, db *outbox.DB, table string) map[string]sinkCustomer {
+func sinkContent(t testing.TB, db sinkQuerier, table string) map[string]sinkCustomer {
 	t.Helper()
-	rows, err := db.Query(`SELECT id, name, email, state, version FROM ` + table)
+	rows, err := db.QueryContext(context.Background(), `SELECT id, name, email, state, version FROM `+table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,9 +239,9 @@ func sinkContent(t testing.TB, db *outbox.DB, table string) map[string]sinkCusto
 }
 
 // sinkStored reads the sink's stored next offsets.
-func sinkStored(t testing.TB, db *outbox.DB, sink string) map[int32]int64 {
+func sinkStored(t testing.TB, db sinkQuerier, sink string) map[int32]int64 {
 	t.Helper()
-	rows, err := db.Query(`SELECT partition, next_offset FROM `+outbox.SinkOffsetsTable+` WHERE sink = $1`, sink)
+	rows, err := db.QueryContext(context.Background(), `SELECT partition, next_offset FROM `+outbox.SinkOffsetsTable+` WHERE sink = $1`, sink)
 	if err != nil {
 		if strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "does not exist") {
 			return nil
@@ -256,7 +263,7 @@ func sinkStored(t testing.TB, db *outbox.DB, sink string) map[int32]int64 {
 
 // sinkCaughtUp says whether the stored offsets reached end on every
 // partition (an empty partition stays at -2: not read yet).
-func sinkCaughtUp(t testing.TB, db *outbox.DB, sink string, end map[int32]int64) bool {
+func sinkCaughtUp(t testing.TB, db sinkQuerier, sink string, end map[int32]int64) bool {
 	stored := sinkStored(t, db, sink)
 	for p, e := range end {
 		want := e
@@ -306,12 +313,12 @@ func sinkRunning[V any](t testing.TB, sink *outbox.Sink[V]) (stop func()) {
 
 // sinkAuditCounts returns how many records table_audit holds, and how many
 // of them applied a record already applied.
-func sinkAuditCounts(t testing.TB, db *outbox.DB, table string) (total, doubled int) {
+func sinkAuditCounts(t testing.TB, db sinkQuerier, table string) (total, doubled int) {
 	t.Helper()
-	if err := db.QueryRow(`SELECT count(*) FROM ` + table + `_audit`).Scan(&total); err != nil {
+	if err := db.QueryRowContext(context.Background(), `SELECT count(*) FROM `+table+`_audit`).Scan(&total); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.QueryRow(`SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM ` + table + `_audit GROUP BY part, off) AS a`).Scan(&doubled); err != nil {
+	if err := db.QueryRowContext(context.Background(), `SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM `+table+`_audit GROUP BY part, off) AS a`).Scan(&doubled); err != nil {
 		t.Fatal(err)
 	}
 	return total, doubled
@@ -781,11 +788,11 @@ func TestSink_GivenPostgreSQLConnectionsKilledWhileSinking_ThenNothingIsDeadLett
 			}
 			kills, last = kills+1, applied
 		}
-		return kills == 6 && sinkCaughtUp(t, db, sink.Name, end)
+		return kills == 6 && sinkCaughtUp(t, admin, sink.Name, end)
 	})
 	stop()
 	st := sink.Stats()
-	total, doubled := sinkAuditCounts(t, db, "customers")
+	total, doubled := sinkAuditCounts(t, admin, "customers")
 	t.Logf("%d backend terminations: %d retries, %d records applied, %d twice, %d dead-lettered", kills, st.Retries, total, doubled, st.DeadLettered)
 	if st.DeadLettered != 0 {
 		t.Errorf("%d records dead-lettered for a lost connection", st.DeadLettered)
@@ -793,5 +800,5 @@ func TestSink_GivenPostgreSQLConnectionsKilledWhileSinking_ThenNothingIsDeadLett
 	if total != len(records) || doubled != 0 {
 		t.Errorf("applied %d records (%d twice), want each of %d once", total, doubled, len(records))
 	}
-	sameContent(t, sinkContent(t, db, "customers"), fold)
+	sameContent(t, sinkContent(t, admin, "customers"), fold)
 }
