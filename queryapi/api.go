@@ -593,6 +593,14 @@ type served struct {
 	vars [4]string
 }
 
+// CountRequest counts a request answered in front of the API (a router that
+// forwarded it to another instance, or refused it) in the API's request
+// metrics, as the API counts those it answers: route is its route template.
+// A request the API answered itself is counted already.
+func (a *API) CountRequest(method, route string, status int, d time.Duration) {
+	a.requests.observe(method, route, status, d)
+}
+
 // ServeHTTP implements http.Handler. A panic in a handler is recovered into a
 // 500 problem (if nothing was written yet) and logged with its stack, except
 // http.ErrAbortHandler, which is re-raised for net/http to abort the

@@ -80,6 +80,11 @@ func (m *requestMetrics) start() { m.inFlight.Inc() }
 
 func (m *requestMetrics) done(method, route string, status int, d time.Duration) {
 	m.inFlight.Dec()
+	m.observe(method, route, status, d)
+}
+
+// observe counts one answered request.
+func (m *requestMetrics) observe(method, route string, status int, d time.Duration) {
 	k := seriesKey{method: methodLabel(method), route: route, status: status}
 	s, ok := m.series.Load(k)
 	if !ok {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,4 +249,39 @@ func TestMetrics_GivenARuntimeThatProcessedRecords_ThenItsCountersAndLagArePerPa
 	_, ok := fams.Sample("streamfold_dead_letters_total", label(1-pp)...)
 	assert.False(t, ok, "no dead letter on the other partition")
 	assert.Equal(t, 1.0, metricsSample(t, fams, "streamfold_restore_recovered", "table", "metrics-counter-table", "partition", "0"))
+}
+
+func TestMetrics_GivenKeyRoutesForwardedOrRefusedByTheRouting_ThenEachIsCountedOnceByItsRoute(t *testing.T) {
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	defer owner.Close()
+	var mode atomic.Value // "here", "owner" or "no-queries"
+	rt := &fakeRuntime{self: streamfold.Member{Instance: "a", Query: "a:1"}, place: func(string, string) streamfold.Placement {
+		switch mode.Load() {
+		case "owner":
+			return streamfold.Placement{OwnerKnown: true, Owner: streamfold.Member{Instance: "b", Query: strings.TrimPrefix(owner.URL, "http://")}}
+		case "no-queries":
+			return streamfold.Placement{OwnerKnown: true, Owner: streamfold.Member{Instance: "p"}}
+		}
+		return streamfold.Placement{Assigned: true, Local: true, Copy: true, Restored: true}
+	}}
+	srv := shopLike(t, rt)
+
+	mode.Store("here")
+	require.Equal(t, http.StatusOK, do(srv, http.MethodGet, "/customers/c1", "").Code)
+	mode.Store("owner")
+	require.Equal(t, http.StatusTeapot, do(srv, http.MethodGet, "/customers/c2", "").Code)
+	require.Equal(t, http.StatusTeapot, do(srv, http.MethodGet, "/customers/c3", "").Code)
+	mode.Store("no-queries")
+	require.Equal(t, http.StatusServiceUnavailable, do(srv, http.MethodGet, "/customers/c4", "").Code)
+	require.Equal(t, http.StatusBadRequest, do(srv, http.MethodGet, "/customers/c5", "", HeaderTimeout, "soon").Code)
+
+	fams := metricsScrape(t, srv)
+	const requests = "streamfold_http_requests_total"
+	assert.Equal(t, 1.0, metricsSample(t, fams, requests, "method", "GET", "route", "/customers/{id}", "status", "200"), "served here: counted by the API, once")
+	assert.Equal(t, 2.0, metricsSample(t, fams, requests, "method", "GET", "route", "/customers/{id}", "status", "418"), "forwarded: the owner's answer")
+	assert.Equal(t, 1.0, metricsSample(t, fams, requests, "method", "GET", "route", "/customers/{id}", "status", "503"), "refused by the routing")
+	assert.Equal(t, 1.0, metricsSample(t, fams, requests, "method", "GET", "route", "/customers/{id}", "status", "400"), "refused before routing")
+	assert.Equal(t, 2.0, metricsSample(t, fams, "streamfold_http_request_duration_seconds", "method", "GET", "route", "/customers/{id}", "status", "418"))
 }

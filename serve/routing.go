@@ -91,7 +91,7 @@ func (s *Server) matchKeyRoute(r *http.Request) (keyRoute, string, bool) {
 type router struct {
 	srv    *Server
 	rt     Runtime
-	next   *queryapi.API
+	next   localAPI
 	log    *slog.Logger
 	self   string // our advertised query address
 	client *http.Client
@@ -109,7 +109,7 @@ var forwardTransport = &http.Transport{
 // newRouter wraps the server's API so that key routes are answered by the
 // owner of the key's partition; every response says who served it.
 func newRouter(s *Server, self string) *router {
-	return &router{srv: s, rt: s.rt, next: s.api, log: s.log, self: self, client: &http.Client{Transport: forwardTransport}}
+	return &router{srv: s, rt: s.rt, next: localAPI{s.api}, log: s.log, self: self, client: &http.Client{Transport: forwardTransport}}
 }
 
 func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +122,7 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	kr, key, ok := ro.srv.matchKeyRoute(r)
 	if !ok {
-		ro.next.ServeHTTP(w, r)
+		ro.next.api.ServeHTTP(w, r)
 		return
 	}
 	if ro.srv.opts.TracerProvider != nil {
@@ -139,7 +139,7 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := headerValue(r.Header, HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			writeProblem(w, r, queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", HeaderTimeout, v)), 0)
+			ro.refuse(w, r, kr, time.Now(), queryapi.BadRequest(fmt.Sprintf("%s must be a positive duration such as 1.5s, got %q", HeaderTimeout, v)))
 			return
 		}
 		budget = d
@@ -154,11 +154,11 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// refused here in the same words, before it is forwarded.
 		b, err := io.ReadAll(io.LimitReader(r.Body, queryapi.MaxBodyBytes+1))
 		if err != nil {
-			writeProblem(w, r, queryapi.BadRequest("body: "+err.Error()), 0)
+			ro.refuse(w, r, kr, now, queryapi.BadRequest("body: "+err.Error()))
 			return
 		}
 		if len(b) > queryapi.MaxBodyBytes {
-			writeProblem(w, r, queryapi.ErrBodyTooLarge(), 0)
+			ro.refuse(w, r, kr, now, queryapi.ErrBodyTooLarge())
 			return
 		}
 		body = b
@@ -177,6 +177,61 @@ func (ro *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		key = doc.ID
 	}
 	ro.route(ctx, w, r, kr, key, body, now)
+}
+
+// refuse answers a key route's request with p before it is routed, and
+// counts it in the API's request metrics as the API counts its own.
+func (ro *router) refuse(w http.ResponseWriter, r *http.Request, kr keyRoute, start time.Time, p *queryapi.Problem) {
+	writeProblem(w, r, p, 0)
+	ro.next.api.CountRequest(r.Method, kr.template, p.Status, time.Since(start))
+}
+
+// localAPI is the API as the router hands it requests: it marks the
+// request's countedWriter as answered here, where the API counts it.
+type localAPI struct{ api *queryapi.API }
+
+func (l localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	markLocal(w)
+	l.api.ServeHTTP(w, r)
+}
+
+func (l localAPI) ServeWithContext(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	markLocal(w)
+	l.api.ServeWithContext(ctx, w, r)
+}
+
+// countedWriter is the writer of a key route's request: its status, and
+// whether the API answered it (and counted it).
+type countedWriter struct {
+	statusWriter
+	local bool
+}
+
+// count counts the request in api's metrics unless the API answered it.
+func (w *countedWriter) count(api *queryapi.API, method, route string, start time.Time) {
+	if w.local {
+		return
+	}
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK // what net/http sends for nothing written
+	}
+	api.CountRequest(method, route, status, time.Since(start))
+}
+
+// markLocal finds the countedWriter under w's wrappers, if any, and marks it.
+func markLocal(w http.ResponseWriter) {
+	for w != nil {
+		if cw, ok := w.(*countedWriter); ok {
+			cw.local = true
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
 }
 
 // membershipPath answers which instance owns which partition of each group,
@@ -203,15 +258,26 @@ func (ro *router) route(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		deadline = dl
 	}
 	var why unavailable
+	var cw *countedWriter
 	for {
 		pl, err := ro.rt.Place(kr.table, key)
-		if err != nil {
-			writeError(w, r, err)
+		if err == nil && (pl.Replica || pl.Local && pl.Restored) {
+			// The common case: r goes to the API as it is, with ctx (and
+			// w as it came: nothing to mark).
+			ro.next.api.ServeWithContext(ctx, w, r)
 			return
 		}
-		if pl.Replica || pl.Local && pl.Restored {
-			// The common case: r goes to the API as it is, with ctx.
-			ro.next.ServeWithContext(ctx, w, r)
+		if cw == nil {
+			// Not (yet) the API's to answer: what the routing answers
+			// (the owner's answer, or a refusal) is counted in the API's
+			// request metrics all the same. Not made in the common case,
+			// which costs a GET nothing.
+			cw = &countedWriter{statusWriter: statusWriter{ResponseWriter: w}}
+			defer cw.count(ro.next.api, r.Method, kr.template, now)
+			w = cw
+		}
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
 		if r.Context() != ctx {
