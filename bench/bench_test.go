@@ -25,6 +25,8 @@ import (
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamfold/streamfold"
 	"github.com/streamfold/streamfold/codecs"
@@ -847,17 +849,37 @@ func benchServe(b *testing.B, ctx context.Context, name string, h http.Handler) 
 // it.
 func benchOpen(b *testing.B, ctx context.Context, addrs []string, topo *streamfold.Topology, groups ...string) *streamfold.Runtime {
 	rt, err := streamfold.Open(ctx, topo, streamfold.Config{
-		Brokers:     addrs,
-		StateDir:    b.TempDir(),
-		Replication: 1,
-		ClientID:    "bench",
-		Groups:      groups,
+		Brokers:        addrs,
+		StateDir:       b.TempDir(),
+		Replication:    1,
+		ClientID:       "bench",
+		Groups:         groups,
+		TracerProvider: benchTracer(b),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	return rt
 }
+
+// benchTracer is nil (tracing off, the default) unless
+// STREAMFOLD_BENCH_TRACE=1: then every record is traced (always sampled)
+// through the SDK's batching span processor to an exporter that drops the
+// spans, so that a run costs what tracing costs short of the network.
+func benchTracer(b *testing.B) trace.TracerProvider {
+	if os.Getenv("STREAMFOLD_BENCH_TRACE") != "1" {
+		return nil
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(benchDiscard{}))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
+}
+
+// benchDiscard is a span exporter that drops what it is given.
+type benchDiscard struct{}
+
+func (benchDiscard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (benchDiscard) Shutdown(context.Context) error                             { return nil }
 
 // benchRunning is a Run(ctx) in its own goroutine.
 type benchRunning struct {
