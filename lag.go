@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/streamfold/streamfold/internal/groups"
 )
@@ -32,12 +35,52 @@ type PartitionLag struct {
 	Lag int64 `json:"lag"`
 }
 
+// lagFresh is how old an answer of Lag may be: every scrape of /metrics and
+// every open dashboard asks for it, and each new answer costs a request to
+// every group coordinator and partition leader.
+const lagFresh = time.Second
+
+// lagCache is Lag's last answer; concurrent callers share one request.
+type lagCache struct {
+	flight singleflight.Group
+	mu     sync.Mutex
+	at     time.Time
+	lags   []PartitionLag
+}
+
 // Lag is the consumer lag of every group of the topology, whichever
 // instance runs it, on every partition it consumes (its inputs, loop and
 // retry topics), sorted by group, topic and partition. It asks the group
 // coordinators and the partition leaders; it does not read the groups' own
-// progress, so it is the same on every instance.
+// progress, so it is the same on every instance. An answer is at most a
+// second old, and concurrent callers share one request.
 func (rt *Runtime) Lag(ctx context.Context) ([]PartitionLag, error) {
+	c := &rt.lags
+	c.mu.Lock()
+	if !c.at.IsZero() && time.Since(c.at) < lagFresh {
+		lags := slices.Clone(c.lags)
+		c.mu.Unlock()
+		return lags, nil
+	}
+	c.mu.Unlock()
+	v, err, _ := c.flight.Do("lag", func() (any, error) {
+		lags, err := rt.askLag(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.at, c.lags = time.Now(), lags
+		c.mu.Unlock()
+		return lags, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(v.([]PartitionLag)), nil
+}
+
+// askLag asks the coordinators and the leaders for every group's lag.
+func (rt *Runtime) askLag(ctx context.Context) ([]PartitionLag, error) {
 	admin, err := sarama.NewClusterAdminFromClient(rt.client)
 	if err != nil {
 		return nil, fmt.Errorf("lag: %w", err)

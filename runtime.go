@@ -131,6 +131,7 @@ type Runtime struct {
 	self       Member
 	members    *membership.Tracker[Member]
 	tracer     trace.Tracer // nil: tracing off; set in Open
+	lags       lagCache     // Lag's last answer, shared by its callers
 
 	mu         sync.Mutex
 	processors map[string]*goka.Processor
