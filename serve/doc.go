@@ -17,7 +17,7 @@
 //     streamfold_dead_letters_total, streamfold_retries_total, …), the
 //     records parked now (streamfold_records_parked), the
 //     consumer lag the brokers report (streamfold_consumer_lag_records;
-//     asked at scrape time, left out of a scrape they do not answer in 3 s),
+//     asked at scrape time, at most a second old, left out of a scrape they do not answer in 3 s),
 //     the tables' restore (streamfold_restore_remaining_records, …) and
 //     queryapi's request metrics (streamfold_http_*);
 //   - the operator endpoints: dead letters (/dlq) and parked records
