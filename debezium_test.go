@@ -2,7 +2,6 @@ package streamfold_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -50,17 +49,7 @@ func TestDebezium_GivenChangeEventsOfTwoDatabases_WhenFolded_ThenTheTablesMirror
 	t.Cleanup(func() { _ = broker.Close() })
 	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(pgGroup, myGroup).
 		WrittenBy(pgTopic, "debezium").WrittenBy(myTopic, "debezium")
-	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-		assert.NoError(t, rt.Close())
-	})
-	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
+	rt := runTopology(t, broker, topo, nil)
 
 	// The PostgreSQL topic's keys are plain ids, as the StringConverter
 	// writes them after ExtractField$Key; the MySQL topic's are the JSON

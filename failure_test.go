@@ -94,17 +94,7 @@ func readCounter(t *testing.T, rt *streamfold.Runtime, key string) (counter, boo
 
 func dlqRecords(t *testing.T, brokers []string, group string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(group+"-dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
-	var recs []*kgo.Record
-	require.Eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		recs = append(recs, cl.PollFetches(ctx).Records()...)
-		return len(recs) >= n
-	}, wait, time.Millisecond, "got %d dead letters, want %d", len(recs), n)
-	return recs
+	return readRecords(t, brokers, group+"-dlq", n)
 }
 
 func header(r *kgo.Record, key string) string {

@@ -30,6 +30,13 @@ func tracedRun(t *testing.T, g *processors.Group, tp trace.TracerProvider) (*str
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = broker.Close() })
 	topo := streamfold.NewTopology(streamfold.WithPartitions(2)).AddGroup(g).WrittenBy(numbers, "test")
+	return runTopology(t, broker, topo, tp), broker
+}
+
+// runTopology opens topo on broker, traced by tp (nil: off), runs it until
+// the test ends and returns it once it has recovered.
+func runTopology(t *testing.T, broker *embedded.Broker, topo *streamfold.Topology, tp trace.TracerProvider) *streamfold.Runtime {
+	t.Helper()
 	rt, err := streamfold.Open(context.Background(), topo, streamfold.Config{Brokers: broker.Addrs(), StateDir: t.TempDir(), Replication: 1, TracerProvider: tp})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -41,7 +48,7 @@ func tracedRun(t *testing.T, g *processors.Group, tp trace.TracerProvider) (*str
 		assert.NoError(t, rt.Close())
 	})
 	require.Eventually(t, rt.Recovered, wait, 10*time.Millisecond)
-	return rt, broker
+	return rt
 }
 
 // readRecords reads topic from the start until it holds n records.
