@@ -276,12 +276,7 @@ func (r *PollingRelay) Run(ctx context.Context) error {
 			p.backoff = c.minBackoff
 		}
 		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
+			sleep(ctx, wait)
 		}
 	}
 	return nil

@@ -201,12 +201,8 @@ func (r *sinkRun[V]) apply(ctx context.Context, batch []sinkRecord[V]) error {
 		s.stats.Retries++
 		s.mu.Unlock()
 		s.log().Warn("sink transaction failed; retrying", "sink", s.Name, "topic", r.topic, "records", len(batch), "backoff", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		wait = min(2*wait, maxWait)
 	}
@@ -338,12 +334,8 @@ func (r *sinkRun[V]) deadLetter(ctx context.Context, rec *sinkRecord[V], cause e
 			return ctx.Err()
 		}
 		s.log().Warn("dead letter not acknowledged; retrying", "sink", s.Name, "topic", s.DLQTopic(), "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
 		wait = min(2*wait, max(s.MaxBackoff, 10*time.Second))
 	}

@@ -305,7 +305,7 @@ func (r *LogRelay) Run(ctx context.Context) error {
 	}
 	s := &tailSession{relay: r, c: c}
 	defer s.closePublisher()
-	b := tailBackoff{min: c.backoff, max: c.maxBackoff}
+	b := backoff{min: c.backoff, max: c.maxBackoff}
 	for {
 		s.confirmed, err = r.prepare(ctx, c)
 		if err == nil {
@@ -318,7 +318,7 @@ func (r *LogRelay) Run(ctx context.Context) error {
 			return err
 		}
 		s.fail(err)
-		if !tailSleep(ctx, b.next()) {
+		if !sleep(ctx, b.next()) {
 			return nil
 		}
 	}
@@ -344,7 +344,7 @@ func (r *LogRelay) Run(ctx context.Context) error {
 			s.fail(err)
 			c.log.Warn("outbox log relay: replication stopped; reconnecting", "slot", c.slot, "err", err)
 		}
-		if !tailSleep(ctx, b.next()) {
+		if !sleep(ctx, b.next()) {
 			return nil
 		}
 	}
@@ -563,7 +563,7 @@ func (t *tailConn) due(now time.Time) (upTo int, ok bool) {
 // transactions whose rows are all acknowledged. While Kafka fails it backs
 // off without reading more, keeping the connection alive.
 func (t *tailConn) flush(ctx context.Context, upTo int) error {
-	b := tailBackoff{min: t.c.backoff, max: t.c.maxBackoff}
+	b := backoff{min: t.c.backoff, max: t.c.maxBackoff}
 	for upTo > 0 {
 		if t.pub == nil {
 			p, err := newPublisher(t.relay.Kafka)
@@ -642,11 +642,11 @@ func (t *tailConn) flush(ctx context.Context, upTo int) error {
 // retryLater records err and waits the next backoff, keeping the
 // replication connection alive meanwhile. It returns an error only if ctx
 // ended or the connection broke.
-func (t *tailConn) retryLater(ctx context.Context, err error, b *tailBackoff) error {
+func (t *tailConn) retryLater(ctx context.Context, err error, b *backoff) error {
 	t.fail(err)
 	d := b.next()
 	t.c.log.Warn("outbox log relay: Kafka unavailable; rows wait", "err", err, "retry_in", d, "waiting_rows", len(t.pending.rows))
-	t.keepAlive(func() { tailSleep(ctx, d) })
+	t.keepAlive(func() { sleep(ctx, d) })
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -687,32 +687,4 @@ func tailRefused(err error) bool {
 		return true
 	}
 	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidTopic) || errors.Is(err, sarama.ErrInvalidRecord)
-}
-
-// tailBackoff doubles from min up to max.
-type tailBackoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *tailBackoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *tailBackoff) reset() { b.cur = 0 }
-
-// tailSleep waits d; false if ctx ended first.
-func tailSleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
