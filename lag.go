@@ -3,7 +3,6 @@ package streamfold
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/streamfold/streamfold/internal/groups"
+	"github.com/streamfold/streamfold/internal/topics"
 )
 
 // PartitionLag is how far one group's committed position is behind the end
@@ -81,66 +81,42 @@ func (rt *Runtime) Lag(ctx context.Context) ([]PartitionLag, error) {
 
 // askLag asks the coordinators and the leaders for every group's lag.
 func (rt *Runtime) askLag(ctx context.Context) ([]PartitionLag, error) {
-	admin, err := sarama.NewClusterAdminFromClient(rt.client)
-	if err != nil {
-		return nil, fmt.Errorf("lag: %w", err)
-	}
-	// Closing admin would close the shared client; it holds nothing else.
 	var out []PartitionLag
-	want := map[string]map[int32]bool{} // topic -> partitions, for the end offsets
+	all := topics.Partitions{} // every consumed partition, for the log's offsets
 	for _, g := range rt.topo.hooks() {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lag: %w", err)
 		}
-		topics := consumedTopics(g)
-		req := map[string][]int32{}
-		for _, t := range topics {
-			for p := range int32(rt.partitions[t]) {
-				req[t] = append(req[t], p)
-			}
-		}
-		resp, err := admin.ListConsumerGroupOffsets(g.Name(), req)
-		// A group that never committed is unknown to some brokers (kfake);
-		// Kafka answers with no offsets. Both mean: nothing committed.
-		if errors.Is(err, sarama.ErrGroupIDNotFound) || (err == nil && errors.Is(resp.Err, sarama.ErrGroupIDNotFound)) {
-			resp, err = &sarama.OffsetFetchResponse{}, nil
-		}
+		consumed := consumedTopics(g)
+		want := topics.All(consumed, rt.partitions)
+		committed, err := topics.Committed(rt.client, g.Name(), want)
 		if err != nil {
-			return nil, fmt.Errorf("lag: offsets of group %s: %w", g.Name(), err)
+			return nil, fmt.Errorf("lag: %w", err)
 		}
-		if !errors.Is(resp.Err, sarama.ErrNoError) {
-			return nil, fmt.Errorf("lag: offsets of group %s: %w", g.Name(), resp.Err)
-		}
-		for _, t := range topics {
-			if want[t] == nil {
-				want[t] = map[int32]bool{}
-			}
-			for _, p := range req[t] {
-				want[t][p] = true
-				committed := int64(-1)
-				if b := resp.GetBlock(t, p); b != nil && errors.Is(b.Err, sarama.ErrNoError) {
-					committed = b.Offset
-				}
-				out = append(out, PartitionLag{Group: g.Name(), Topic: t, Partition: p, Committed: committed})
+		for _, t := range consumed {
+			all[t] = want[t]
+			for _, p := range want[t] {
+				c, _ := committed.Of(t, p)
+				out = append(out, PartitionLag{Group: g.Name(), Topic: t, Partition: p, Committed: c})
 			}
 		}
 	}
-	ends, err := rt.offsets(want, sarama.OffsetNewest)
+	ends, err := topics.LogOffsets(rt.client, all, sarama.OffsetNewest)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lag: %w", err)
 	}
-	var starts map[topicPartition]int64
+	var starts topics.Offsets
 	for i := range out {
 		l := &out[i]
-		tp := topicPartition{l.Topic, l.Partition}
-		l.End = ends[tp]
+		l.End, _ = ends.Of(l.Topic, l.Partition)
 		if l.Committed < 0 {
 			if starts == nil {
-				if starts, err = rt.offsets(want, sarama.OffsetOldest); err != nil {
-					return nil, err
+				if starts, err = topics.LogOffsets(rt.client, all, sarama.OffsetOldest); err != nil {
+					return nil, fmt.Errorf("lag: %w", err)
 				}
 			}
-			l.Lag = max(l.End-starts[tp], 0)
+			start, _ := starts.Of(l.Topic, l.Partition)
+			l.Lag = max(l.End-start, 0)
 			continue
 		}
 		l.Lag = max(l.End-l.Committed, 0)
@@ -149,11 +125,6 @@ func (rt *Runtime) askLag(ctx context.Context) ([]PartitionLag, error) {
 		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return out, nil
-}
-
-type topicPartition struct {
-	topic     string
-	partition int32
 }
 
 // consumedTopics are the topics a group's consumer reads: its inputs, its
@@ -167,44 +138,4 @@ func consumedTopics(g groups.Hooks) []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
-}
-
-// offsets asks each partition's leader for its newest or oldest offset, one
-// request per broker.
-func (rt *Runtime) offsets(want map[string]map[int32]bool, at int64) (map[topicPartition]int64, error) {
-	reqs := map[*sarama.Broker]*sarama.OffsetRequest{}
-	for t, ps := range want {
-		for p := range ps {
-			b, err := rt.client.Leader(t, p)
-			if err != nil {
-				return nil, fmt.Errorf("lag: leader of %s/%d: %w", t, p, err)
-			}
-			r := reqs[b]
-			if r == nil {
-				r = &sarama.OffsetRequest{Version: 1}
-				reqs[b] = r
-			}
-			r.AddBlock(t, p, at, 1)
-		}
-	}
-	out := map[topicPartition]int64{}
-	for b, r := range reqs {
-		resp, err := b.GetAvailableOffsets(r)
-		if err != nil {
-			return nil, fmt.Errorf("lag: offsets from broker %d: %w", b.ID(), err)
-		}
-		for t, ps := range want {
-			for p := range ps {
-				blk := resp.GetBlock(t, p)
-				if blk == nil {
-					continue
-				}
-				if !errors.Is(blk.Err, sarama.ErrNoError) {
-					return nil, fmt.Errorf("lag: offset of %s/%d: %w", t, p, blk.Err)
-				}
-				out[topicPartition{t, p}] = blk.Offset
-			}
-		}
-	}
-	return out, nil
 }

@@ -8,7 +8,6 @@ package bootstrap
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/streamfold/streamfold/internal/groups"
+	"github.com/streamfold/streamfold/internal/topics"
 )
 
 // bootstrapTargets is the record kept in <group>-bootstrap.
@@ -112,38 +112,23 @@ func read(client sarama.Client, topic string) (bootstrapTargets, bool, error) {
 // fresh reports a group with no committed offsets and an empty table: deployed
 // fresh, or one whose table was lost with its changelog.
 func fresh(client sarama.Client, g groups.Hooks, partitions map[string]int) (bool, error) {
-	admin, err := sarama.NewClusterAdminFromClient(client)
+	committed, err := topics.Committed(client, g.Name(), topics.All(groups.Inputs(g), partitions))
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("bootstrap %s: %w", g.Name(), err)
 	}
-	want := map[string][]int32{}
-	for _, e := range g.Edges() {
-		if e.Role == groups.RoleInput {
-			for p := range partitions[e.Spec.Name] {
-				want[e.Spec.Name] = append(want[e.Spec.Name], int32(p))
-			}
-		}
-	}
-	resp, err := admin.ListConsumerGroupOffsets(g.Name(), want)
-	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		resp, err = &sarama.OffsetFetchResponse{}, nil // a group the cluster has never seen
-	}
-	if err != nil {
-		return false, fmt.Errorf("bootstrap %s: committed offsets: %w", g.Name(), err)
-	}
-	for _, parts := range resp.Blocks {
-		for _, b := range parts {
-			if b != nil && b.Offset >= 0 {
+	for _, ps := range committed {
+		for _, off := range ps {
+			if off >= 0 {
 				return false, nil
 			}
 		}
 	}
 	if spec, _, ok := g.Table(); ok {
-		for p := range partitions[spec.Name] {
-			end, err := client.GetOffset(spec.Name, int32(p), sarama.OffsetNewest)
-			if err != nil {
-				return false, err
-			}
+		ends, err := topics.LogOffsets(client, topics.All([]string{spec.Name}, partitions), sarama.OffsetNewest)
+		if err != nil {
+			return false, fmt.Errorf("bootstrap %s: %w", g.Name(), err)
+		}
+		for _, end := range ends[spec.Name] {
 			if end > 0 {
 				return false, nil
 			}

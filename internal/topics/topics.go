@@ -2,7 +2,9 @@
 // creating a topology's missing topics (its partition counts, replication and
 // configs: streams kept forever, tables compacted) and reading the real
 // partition counts, and warning about committed offsets that fell out of a
-// topic's log.
+// topic's log. offsets.go reads a group's committed offsets and the logs'
+// first and end offsets (one request per broker) for that warning, the
+// bootstrap's "deployed fresh" check and the consumer lag.
 package topics
 
 import (
@@ -60,40 +62,33 @@ func Ensure(ctx context.Context, client sarama.Client, specs []tables.Spec, repl
 // the reset to the earliest offset skips. sarama performs the reset itself.
 // partitions are the real partition counts by topic.
 func WarnOutOfRange(client sarama.Client, group string, inputs []string, partitions map[string]int, log *slog.Logger) {
-	admin, err := sarama.NewClusterAdminFromClient(client)
+	want := All(inputs, partitions)
+	committed, err := Committed(client, group, want)
 	if err != nil {
 		return
 	}
-	want := map[string][]int32{}
-	for _, topic := range inputs {
-		for p := range partitions[topic] {
-			want[topic] = append(want[topic], int32(p))
-		}
-	}
-	resp, err := admin.ListConsumerGroupOffsets(group, want)
+	oldest, err := LogOffsets(client, want, sarama.OffsetOldest)
 	if err != nil {
 		return
 	}
-	for topic, parts := range resp.Blocks {
-		for p, b := range parts {
-			if b == nil || b.Offset < 0 {
+	newest, err := LogOffsets(client, want, sarama.OffsetNewest)
+	if err != nil {
+		return
+	}
+	for topic, parts := range committed {
+		for p, off := range parts {
+			if off < 0 {
 				continue
 			}
-			oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				continue
-			}
-			newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				continue
-			}
+			first, _ := oldest.Of(topic, p)
+			end, _ := newest.Of(topic, p)
 			switch {
-			case b.Offset < oldest:
+			case off < first:
 				log.Warn("committed offset out of range; resetting to earliest",
-					"group", group, "topic", topic, "partition", p, "committed", b.Offset, "earliest", oldest, "skipped", oldest-b.Offset)
-			case b.Offset > newest:
+					"group", group, "topic", topic, "partition", p, "committed", off, "earliest", first, "skipped", first-off)
+			case off > end:
 				log.Warn("committed offset beyond the end of the log (topic recreated?); resetting to earliest",
-					"group", group, "topic", topic, "partition", p, "committed", b.Offset, "end", newest, "earliest", oldest)
+					"group", group, "topic", topic, "partition", p, "committed", off, "end", end, "earliest", first)
 			}
 		}
 	}
