@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -174,4 +175,53 @@ func spanNames(spans []sdktrace.ReadOnlySpan) []string {
 		names[i] = sp.Name()
 	}
 	return names
+}
+
+// librdkafkaTraceScript produces one registration through librdkafka (a
+// client nobody here wrote) with the plain W3C traceparent header that the
+// OpenTelemetry instrumentations of Kafka clients write.
+const librdkafkaTraceScript = `
+import json, sys
+from confluent_kafka import Producer
+
+p = Producer({"bootstrap.servers": sys.argv[1], "partitioner": "murmur2_random"})
+value = json.dumps({"specversion": "1.0", "id": "rdk-traced-1", "source": "urn:librdkafka",
+                    "type": "CustomerRegistered", "subject": "rdk-traced",
+                    "data": {"name": "R", "email": "r@example.com"}})
+p.produce("customer-events", key="rdk-traced", value=value, headers=[("traceparent", sys.argv[2])])
+if p.flush(30) != 0:
+    sys.exit("not delivered")
+print("done")
+`
+
+// A record another client wrote under its own trace: the group that folds
+// it continues that trace, a child of the producer's span.
+func TestTracing_GivenALibrdkafkaRecordWithAPlainTraceparent_ThenTheProjectionContinuesItsTrace(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
+		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
+	}
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	cfg := testConfig(t.TempDir())
+	cfg.TracerProvider = tp
+	s := startShop(t, cfg)
+
+	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaTraceScript, strings.Join(s.brokers(), ","),
+		"00-"+tracingTestTraceID+"-"+tracingTestSpanID+"-01").CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	name := "customers process " + shop.CustomerEvents.Name
+	var fold sdktrace.ReadOnlySpan
+	require.Eventually(t, func() bool {
+		for _, sp := range spans.Ended() {
+			if sp.Name() == name && sp.SpanContext().TraceID().String() == tracingTestTraceID {
+				fold = sp
+				return true
+			}
+		}
+		return false
+	}, wait, 10*time.Millisecond, "no %s span in the producer's trace: %v", name, spanNames(spans.Ended()))
+	assert.Equal(t, tracingTestSpanID, fold.Parent().SpanID().String(), "a child of the producer's span")
+	assert.True(t, fold.Parent().IsRemote())
 }
