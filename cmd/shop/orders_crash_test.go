@@ -36,6 +36,15 @@ func TestOrders_GivenProcessKilledMidFlow_ThenNoOrderIsReservedTwiceAndNoneEmail
 	for _, pr := range []string{"p0", "p1"} {
 		putJSON(t, p.base+"/inventory/"+pr, `{"stock":1000}`, http.StatusAccepted)
 	}
+	// The stock is applied before the first order is placed: the inventory
+	// check reads the stock topic and the orders independently, so an order
+	// racing its product's first stock level would rightly fail.
+	for _, pr := range []string{"p0", "p1"} {
+		var got struct{ Stock int }
+		require.Eventually(t, func() bool {
+			return httpGetJSON(t, p.base+"/inventory/"+pr, &got) == http.StatusOK && got.Stock == 1000
+		}, wait, 10*time.Millisecond, "stock of %s: %d", pr, got.Stock)
+	}
 
 	// The flow: orders placed one after another against whichever instance
 	// runs, each retried until accepted, and paid at once.
