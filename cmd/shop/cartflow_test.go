@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamfold/streamfold/codecs"
 	"github.com/streamfold/streamfold/shop"
@@ -108,9 +109,9 @@ func (f *cartFlow) finish() {
 // the number of records and of re-appended copies.
 func (f *cartFlow) checkCarts(t *testing.T, brokers []string, base string) (records, copies int) {
 	t.Helper()
-	events := readCartEvents(t, brokers)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	events := f.readCartEvents(t, brokers)
 	for _, cart := range f.carts {
 		distinct := map[string]codecs.Event{}
 		var order []codecs.Event
@@ -166,16 +167,31 @@ func containsID(have []codecs.Event, evs []codecs.Event) bool {
 	return false
 }
 
-// readCartEvents reads all of cart-events, by cart.
-func readCartEvents(t *testing.T, brokers []string) map[string][]codecs.Event {
+// readCartEvents reads cart-events, by cart, until every accepted event is
+// there (or for at most wait: what is missing then is lost). The last
+// answers can come before their events are sent: a command retried after
+// a 504 is answered from its snapshot, while the relay that sends the
+// decision's events may still wait for a killed member's partitions.
+func (f *cartFlow) readCartEvents(t *testing.T, brokers []string) map[string][]codecs.Event {
 	t.Helper()
-	total := int(endOffsets(t, brokers, shop.CartEvents.Name))
-	recs := consumeAll(t, brokers, shop.CartEvents.Name, total)
-	out := map[string][]codecs.Event{}
-	for _, r := range recs {
-		ev, err := codecs.DecodeEvent(r.Value, nil)
-		require.NoError(t, err)
-		out[string(r.Key)] = append(out[string(r.Key)], ev)
+	want := map[string]bool{}
+	for _, evs := range f.accepted {
+		for _, ev := range evs {
+			want[ev.ID] = true
+		}
 	}
+	out := map[string][]codecs.Event{}
+	read, began := 0, time.Now()
+	recs, _ := pollUntil(t, brokers, shop.CartEvents.Name, func(recs []*kgo.Record) bool {
+		for _, r := range recs[read:] {
+			ev, err := codecs.DecodeEvent(r.Value, nil)
+			require.NoError(t, err)
+			out[string(r.Key)] = append(out[string(r.Key)], ev)
+			delete(want, ev.ID)
+		}
+		read = len(recs)
+		return len(want) == 0
+	})
+	t.Logf("cart-events: %d records read in %v, %d accepted events not there", len(recs), time.Since(began).Round(time.Millisecond), len(want))
 	return out
 }

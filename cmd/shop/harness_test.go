@@ -326,16 +326,28 @@ func consumeUpTo(t *testing.T, brokers []string, topic string, n int) []*kgo.Rec
 // says it has them all.
 func consumeUntil(t *testing.T, brokers []string, topic string, done func([]*kgo.Record) bool) []*kgo.Record {
 	t.Helper()
+	recs, ok := pollUntil(t, brokers, topic, done)
+	require.True(t, ok, "%s: %d records, not all there", topic, len(recs))
+	return recs
+}
+
+// pollUntil reads a topic's committed records from the start until done
+// says it has them all, or for at most wait; ok says which.
+func pollUntil(t *testing.T, brokers []string, topic string, done func([]*kgo.Record) bool) (recs []*kgo.Record, ok bool) {
+	t.Helper()
 	cl := kafkaClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	var recs []*kgo.Record
-	require.Eventually(t, func() bool {
+	for deadline := time.Now().Add(wait); ; {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
 		recs = append(recs, cl.PollFetches(ctx).Records()...)
-		return done(recs)
-	}, wait, time.Millisecond, "%s: %d records, not all there", topic, len(recs))
-	return recs
+		cancel()
+		if done(recs) {
+			return recs, true
+		}
+		if time.Now().After(deadline) {
+			return recs, false
+		}
+	}
 }
 
 // loggedAttr reads a line the shop logged off a terminal (one JSON object): if
