@@ -863,14 +863,26 @@ func benchOpen(b *testing.B, ctx context.Context, addrs []string, topo *streamfo
 }
 
 // benchTracer is nil (tracing off, the default) unless
-// STREAMFOLD_BENCH_TRACE=1: then every record is traced (always sampled)
-// through the SDK's batching span processor to an exporter that drops the
-// spans, so that a run costs what tracing costs short of the network.
+// STREAMFOLD_BENCH_TRACE is set: 1 traces every record (always sampled), a
+// fraction such as 0.01 samples that share of the traces (parent-based on
+// a trace id ratio, as OTEL_TRACES_SAMPLER=parentbased_traceidratio does).
+// The spans go through the SDK's batching span processor to an exporter
+// that drops them, so that a run costs what tracing costs short of the
+// network.
 func benchTracer(b *testing.B) trace.TracerProvider {
-	if os.Getenv("STREAMFOLD_BENCH_TRACE") != "1" {
+	v := os.Getenv("STREAMFOLD_BENCH_TRACE")
+	if v == "" || v == "0" {
 		return nil
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(benchDiscard{}))
+	ratio, err := strconv.ParseFloat(v, 64)
+	if err != nil || ratio <= 0 || ratio > 1 {
+		b.Fatalf("STREAMFOLD_BENCH_TRACE=%q: want 1 or a fraction in (0, 1]", v)
+	}
+	sampler := sdktrace.AlwaysSample()
+	if ratio < 1 {
+		sampler = sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(benchDiscard{}))
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp
 }
