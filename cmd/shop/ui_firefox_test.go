@@ -26,23 +26,6 @@ import (
 // driven over WebDriver BiDi (the W3C protocol Firefox speaks natively):
 // the page's script runs in Gecko as it does in Chromium.
 
-// uiFirefoxBinary is the browser binary: Debian's firefox-esr, or a firefox
-// on PATH. Without one the test skips, unless STREAMFOLD_REQUIRE_BROWSER=1
-// (set by .ci/run), where it fails.
-func uiFirefoxBinary(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"firefox-esr", "firefox"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("STREAMFOLD_REQUIRE_BROWSER") == "1" {
-		t.Fatal("no firefox found (apt-get install firefox-esr), and STREAMFOLD_REQUIRE_BROWSER=1")
-	}
-	t.Skip("Firefox test skips: no firefox found (apt-get install firefox-esr)")
-	return ""
-}
-
 // bidiListening is the line Firefox writes to stderr once its WebDriver
 // BiDi server listens.
 var bidiListening = regexp.MustCompile(`WebDriver BiDi listening on (ws://\S+)`)
@@ -62,7 +45,7 @@ type firefoxPage struct {
 // screen size, and opens a BiDi session on its tab; both go with the test.
 func uiFirefox(t *testing.T) *firefoxPage {
 	t.Helper()
-	bin := uiFirefoxBinary(t)
+	bin := uiBrowser(t, "firefox-esr", "firefox-esr", "firefox")
 	profile := t.TempDir()
 	// No updates, telemetry or first-run pages: the machine has no network.
 	prefs := `user_pref("app.update.disabledForTesting", true);

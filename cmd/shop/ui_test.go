@@ -29,22 +29,25 @@ import (
 // package, driven over the DevTools protocol: what an operator sees.
 
 // uiChromium is the browser binary: the Debian package's, or one on PATH.
-// Without one the browser tests skip, unless STREAMFOLD_REQUIRE_BROWSER=1
-// (set by .ci/run), where they fail: CI must not pass by skipping them.
 func uiChromium(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
+	return uiBrowser(t, "chromium", "/usr/bin/chromium", "chromium", "chromium-browser")
+}
+
+// uiBrowser is the first of names found (a path or a command on PATH).
+// Without one the browser tests skip, unless STREAMFOLD_REQUIRE_BROWSER=1
+// (set by .ci/run), where they fail: CI must not pass by skipping them.
+func uiBrowser(t *testing.T, pkg string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
 	if os.Getenv("STREAMFOLD_REQUIRE_BROWSER") == "1" {
-		t.Fatal("no chromium found (apt-get install chromium), and STREAMFOLD_REQUIRE_BROWSER=1")
+		t.Fatalf("no %s found (apt-get install %s), and STREAMFOLD_REQUIRE_BROWSER=1", pkg, pkg)
 	}
-	t.Skip("browser tests skip: no chromium found (apt-get install chromium)")
+	t.Skipf("browser tests skip: no %s found (apt-get install %s)", pkg, pkg)
 	return ""
 }
 
