@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +69,8 @@ user_pref("browser.startup.homepage_override.mstone", "ignore");
 		_ = cmd.Wait()
 	})
 	addr := make(chan string, 1)
+	var said []string // what it wrote before, for a failed start
+	var saidMu sync.Mutex
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -76,13 +80,20 @@ user_pref("browser.startup.homepage_override.mstone", "ignore");
 				default:
 				}
 			}
+			saidMu.Lock()
+			if len(said) < 50 {
+				said = append(said, sc.Text())
+			}
+			saidMu.Unlock()
 		}
 	}()
 	var url string
 	select {
 	case url = <-addr:
 	case <-time.After(wait):
-		t.Fatal("firefox did not say where its WebDriver BiDi server listens")
+		saidMu.Lock()
+		defer saidMu.Unlock()
+		t.Fatalf("firefox did not say where its WebDriver BiDi server listens; it said:\n%s", strings.Join(said, "\n"))
 	}
 	cfg, err := websocket.NewConfig(url+"/session", "http://127.0.0.1")
 	require.NoError(t, err)
