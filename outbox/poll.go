@@ -257,7 +257,7 @@ func (r *PollingRelay) Run(ctx context.Context) error {
 		return errors.New("outbox: polling relay is already running")
 	}
 	defer r.running.Store(false)
-	p := &pollRun{relay: r, cfg: c, db: r.DB, backoff: c.minBackoff, maxBytes: sarama.NewConfig().Producer.MaxMessageBytes}
+	p := &pollRun{relay: r, cfg: c, db: r.DB, backoff: backoff{min: c.minBackoff, max: c.maxBackoff}, maxBytes: sarama.NewConfig().Producer.MaxMessageBytes}
 	if r.Kafka.Config != nil {
 		p.maxBytes = r.Kafka.Config.Producer.MaxMessageBytes
 	}
@@ -269,11 +269,10 @@ func (r *PollingRelay) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			p.failed(err)
-			wait = p.backoff
-			p.backoff = min(2*p.backoff, c.maxBackoff)
+			wait = p.backoff.next()
 		} else {
 			p.recovered()
-			p.backoff = c.minBackoff
+			p.backoff.reset()
 		}
 		if wait > 0 {
 			sleep(ctx, wait)
@@ -288,8 +287,8 @@ type pollRun struct {
 	cfg     pollConfig
 	db      *DB
 	pub     *publisher
-	ready   bool // the dead (and lease) tables exist
-	backoff time.Duration
+	ready   bool    // the dead (and lease) tables exist
+	backoff backoff // between failed steps
 
 	failing   string // what fails ("kafka", "database"), "" while all is well
 	failSince time.Time

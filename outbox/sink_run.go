@@ -170,13 +170,12 @@ func (r *sinkRun[V]) apply(ctx context.Context, batch []sinkRecord[V]) error {
 			}
 		}
 	}
-	wait := s.Backoff
-	if wait <= 0 {
-		wait = 100 * time.Millisecond
+	b := backoff{min: s.Backoff, max: s.MaxBackoff}
+	if b.min <= 0 {
+		b.min = 100 * time.Millisecond
 	}
-	maxWait := s.MaxBackoff
-	if maxWait <= 0 {
-		maxWait = 10 * time.Second
+	if b.max <= 0 {
+		b.max = 10 * time.Second
 	}
 	for {
 		commit, err := r.try(ctx, batch)
@@ -200,11 +199,11 @@ func (r *sinkRun[V]) apply(ctx context.Context, batch []sinkRecord[V]) error {
 		s.mu.Lock()
 		s.stats.Retries++
 		s.mu.Unlock()
+		wait := b.next()
 		s.log().Warn("sink transaction failed; retrying", "sink", s.Name, "topic", r.topic, "records", len(batch), "backoff", wait, "err", err)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
-		wait = min(2*wait, maxWait)
 	}
 }
 
@@ -324,7 +323,7 @@ func (r *sinkRun[V]) deadLetter(ctx context.Context, rec *sinkRecord[V], cause e
 	}
 	s.log().Warn("dead-lettered record", "sink", s.Name, "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "key", string(m.Key), "class", class, "err", cause)
-	wait := max(s.Backoff, time.Millisecond)
+	b := backoff{min: max(s.Backoff, time.Millisecond), max: max(s.MaxBackoff, 10*time.Second)}
 	for {
 		_, _, err := r.dead.Send(ctx, msg)
 		if err == nil {
@@ -334,10 +333,9 @@ func (r *sinkRun[V]) deadLetter(ctx context.Context, rec *sinkRecord[V], cause e
 			return ctx.Err()
 		}
 		s.log().Warn("dead letter not acknowledged; retrying", "sink", s.Name, "topic", s.DLQTopic(), "err", err)
-		if !sleep(ctx, wait) {
+		if !sleep(ctx, b.next()) {
 			return ctx.Err()
 		}
-		wait = min(2*wait, max(s.MaxBackoff, 10*time.Second))
 	}
 	rec.dead = true
 	s.mu.Lock()
