@@ -43,13 +43,10 @@ print("done")
 `
 
 func TestCustomers_GivenALibrdkafkaTransactionalProducerThatAborts_ThenOnlyItsCommittedEventsAreServed(t *testing.T) {
-	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
-		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
-	}
+	librdkafkaNeeded(t)
 	s := startShop(t, testConfig(t.TempDir()))
 
-	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaTxnScript, strings.Join(s.brokers(), ",")).CombinedOutput()
-	require.NoError(t, err, "librdkafka producer: %s", out)
+	librdkafka(t, librdkafkaTxnScript, strings.Join(s.brokers(), ","))
 
 	// The rename committed after the aborted one is version 2: had the
 	// aborted rename been applied, it would be version 2 (named "Aborted")
@@ -91,10 +88,25 @@ c.close()
 // Debian's python3-confluent-kafka (.ci/run installs it).
 func librdkafkaRead(t *testing.T, brokers []string, topic string) []string {
 	t.Helper()
+	librdkafkaNeeded(t)
+	out := librdkafka(t, librdkafkaReadScript, strings.Join(brokers, ","), topic)
+	return strings.Split(strings.TrimSpace(out), "\n")
+}
+
+// librdkafkaNeeded skips t without Debian's python3-confluent-kafka
+// (.ci/run installs it). Call it before starting what the script needs.
+func librdkafkaNeeded(t *testing.T) {
+	t.Helper()
 	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
 		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
 	}
-	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaReadScript, strings.Join(brokers, ","), topic).CombinedOutput()
-	require.NoError(t, err, "librdkafka consumer: %s", out)
-	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+// librdkafka runs a Python script of confluent-kafka (librdkafka) with
+// args and returns what it printed; it fails t if the script does.
+func librdkafka(t *testing.T, script string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", append([]string{"-c", script}, args...)...).CombinedOutput()
+	require.NoError(t, err, "librdkafka script: %s", out)
+	return string(out)
 }

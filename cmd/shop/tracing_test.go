@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -77,12 +76,7 @@ func ofKey(recs []*kgo.Record, key string) []*kgo.Record {
 // hop further (the events re-keyed by customer and folded into
 // customer-carts).
 func TestTracing_GivenAPostWithATraceparent_ThenItsTraceIDIsOnTheCommandItsEventsItsReplyAndTheProjectionsSpans(t *testing.T) {
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	cfg := testConfig(t.TempDir())
-	cfg.TracerProvider = tp
-	s := startShop(t, cfg)
+	s, spans := startTracedShop(t)
 	addProducts(t, s, "apple")
 
 	commandID := tracingCommand(t, s, "traced", "00-"+tracingTestTraceID+"-"+tracingTestSpanID+"-01")
@@ -169,6 +163,17 @@ func TestTracing_GivenNoTracerProvider_WhenAPostCarriesATraceparent_ThenNoRecord
 	}
 }
 
+// startTracedShop starts a shop whose spans the recorder keeps.
+func startTracedShop(t *testing.T) (*shopRun, *tracetest.SpanRecorder) {
+	t.Helper()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	cfg := testConfig(t.TempDir())
+	cfg.TracerProvider = tp
+	return startShop(t, cfg), spans
+}
+
 func spanNames(spans []sdktrace.ReadOnlySpan) []string {
 	names := make([]string, len(spans))
 	for i, sp := range spans {
@@ -197,19 +202,10 @@ print("done")
 // A record another client wrote under its own trace: the group that folds
 // it continues that trace, a child of the producer's span.
 func TestTracing_GivenALibrdkafkaRecordWithAPlainTraceparent_ThenTheProjectionContinuesItsTrace(t *testing.T) {
-	if exec.Command("/usr/bin/python3", "-c", "import confluent_kafka").Run() != nil {
-		t.Skip("needs Debian's python3-confluent-kafka (librdkafka); .ci/run installs it")
-	}
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	cfg := testConfig(t.TempDir())
-	cfg.TracerProvider = tp
-	s := startShop(t, cfg)
+	librdkafkaNeeded(t)
+	s, spans := startTracedShop(t)
 
-	out, err := exec.Command("/usr/bin/python3", "-c", librdkafkaTraceScript, strings.Join(s.brokers(), ","),
-		"00-"+tracingTestTraceID+"-"+tracingTestSpanID+"-01").CombinedOutput()
-	require.NoError(t, err, string(out))
+	librdkafka(t, librdkafkaTraceScript, strings.Join(s.brokers(), ","), "00-"+tracingTestTraceID+"-"+tracingTestSpanID+"-01")
 
 	name := "customers process " + shop.CustomerEvents.Name
 	var fold sdktrace.ReadOnlySpan
