@@ -193,7 +193,7 @@ func (p *firefoxPage) until(what, expr string) {
 		}
 		if time.Now().After(deadline) {
 			var said []string
-			p.eval(`[...document.querySelectorAll('#status, .message')].map((e) => '#' + e.id + ': ' + e.textContent)`, &said)
+			p.eval(uiSaysScript, &said)
 			p.screenshot("firefox-failed")
 			p.t.Fatalf("the page never showed %s (%s); it says %q; errors: %q", what, expr, said, p.errors)
 		}
@@ -275,8 +275,9 @@ func TestUI_GivenTheShop_ThenTheDashboardWorksInFirefox(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 	s.awaitVersion(created.ID, 1)
 	p.until("the customers group's counter move", fmt.Sprintf(`%s !== %q`, processed, before))
-	p.eval(`(() => { const s = document.getElementById('lookup-route'); s.value = '/customers/{id}';
-		s.dispatchEvent(new Event('change', { bubbles: true })); return s.value; })()`, new(string))
+	var chosen bool
+	p.eval(uiChooseScript("lookup-route", "/customers/{id}"), &chosen)
+	require.True(t, chosen, "the lookup offers /customers/{id}")
 	p.typeInto("lookup-key", created.ID+enter)
 	p.until("the customer", `document.getElementById('browser-result').textContent.includes('Grace Hopper')`)
 	var doc string

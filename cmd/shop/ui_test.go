@@ -153,8 +153,7 @@ func (p *uiPage) until(what, expr string) {
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(wait)))
 	if err != nil {
 		// What the page says instead: its status line and messages.
-		said, _ := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](
-			`[...document.querySelectorAll('#status, .message')].map((e) => '#' + e.id + ': ' + e.textContent)`))
+		said, _ := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](uiSaysScript))
 		p.screenshot("failed")
 		p.mu.Lock()
 		errs := slices.Clone(p.errors)
@@ -176,13 +175,22 @@ func (p *uiPage) press(sel string) {
 	p.do(chromedp.Focus(chromedp.CSS(sel)), chromedp.KeyEvent("\r"))
 }
 
-// choose picks value in a <select> as a user would: it changes, and says so.
+// uiSaysScript is what the page says when a wait failed: its status line
+// and messages.
+const uiSaysScript = `[...document.querySelectorAll('#status, .message')].map((e) => '#' + e.id + ': ' + e.textContent)`
+
+// uiChooseScript picks value in the <select> with id as a user would: it
+// changes, and says so. It is false when there is no such option.
+func uiChooseScript(id, value string) string {
+	return fmt.Sprintf(`(() => { const s = document.getElementById(%q);
+		if (![...s.options].some((o) => o.value === %q)) return false;
+		s.value = %q; s.dispatchEvent(new Event('change', { bubbles: true })); return true; })()`, id, value, value)
+}
+
+// choose picks value in a <select> (uiChooseScript).
 func (p *uiPage) choose(id, value string) {
 	p.t.Helper()
-	ok := uiEval[bool](p, fmt.Sprintf(`(() => { const s = document.getElementById(%q);
-		if (![...s.options].some((o) => o.value === %q)) return false;
-		s.value = %q; s.dispatchEvent(new Event('change', { bubbles: true })); return true; })()`, id, value, value))
-	require.True(p.t, ok, "no option %q in #%s", value, id)
+	require.True(p.t, uiEval[bool](p, uiChooseScript(id, value)), "no option %q in #%s", value, id)
 }
 
 // screenshot saves the whole page as ui-<name>.png.
