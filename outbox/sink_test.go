@@ -214,6 +214,17 @@ type sinkQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// sinkConn is a connection of the test's own, closed when the test ends.
+func sinkConn(t testing.TB, db *outbox.DB) *sql.Conn {
+	t.Helper()
+	c, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // sinkContent reads the read model back.
 func sinkContent(t testing.TB, db sinkQuerier, table string) map[string]sinkCustomer {
 	t.Helper()
@@ -757,43 +768,55 @@ func TestSink_GivenAStreamOfPlainJSONWithTombstones_WhenSunk_ThenEachKeysLastVal
 }
 
 func TestSink_GivenPostgreSQLConnectionsKilledWhileSinking_ThenNothingIsDeadLetteredLostOrAppliedTwice(t *testing.T) {
+	const every, kills = 40, 6
 	brokers := startBroker(t)
 	db := openDB(t, pgtest.Database(t))
 	tbl := sinkTable(t, brokers, "terminated")
 	records, fold := sinkHistory(40, 10)
 	end := sinkProduce(t, brokers, tbl.Name, records)
 	sinkSchema(t, db, "customers")
-	sink := &outbox.Sink[sinkCustomer]{
-		Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
-		Source: outbox.TableSource(tbl), Apply: sinkAudited("customers"), Batch: 8,
-		Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
-	}
-	// The test's own queries go through a connection of their own, so that
-	// terminating every other backend hits only the sink's.
-	admin, err := db.Conn(context.Background())
-	if err != nil {
+	// The test's own queries go through connections of their own, so that
+	// terminating every other backend hits only the sink's: admin reads,
+	// killer terminates.
+	admin, killer := sinkConn(t, db), sinkConn(t, db)
+	var adminPID int
+	if err := admin.QueryRowContext(context.Background(), `SELECT pg_backend_pid()`).Scan(&adminPID); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	stop := sinkRunning(t, sink)
-	kills, last := 0, 0
-	sinkEventually(t, "the sink reached the end through the kills", func() bool {
-		var applied int
-		if err := admin.QueryRowContext(context.Background(), `SELECT count(*) FROM customers_audit`).Scan(&applied); err != nil {
-			t.Fatal(err)
-		}
-		if applied-last >= 40 && kills < 6 {
-			if _, err := admin.ExecContext(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
-				t.Fatal(err)
+	// Every 40th record Apply sees (retries count too), up to six times,
+	// every backend but the test's is terminated while the sink's
+	// transaction is open: the kills follow the sink's progress, not how
+	// often the test looks, so all six happen however fast it runs.
+	apply := sinkAudited("customers")
+	var calls, killed int
+	sink := &outbox.Sink[sinkCustomer]{
+		Name: "customers-sql", DB: db, Kafka: outbox.Kafka{Brokers: brokers},
+		Source: outbox.TableSource(tbl), Batch: 8,
+		Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		Apply: func(ctx context.Context, tx *sql.Tx, c outbox.Change[sinkCustomer]) error {
+			if err := apply(ctx, tx, c); err != nil {
+				return err
 			}
-			kills, last = kills+1, applied
-		}
-		return kills == 6 && sinkCaughtUp(t, admin, sink.Name, end)
+			if calls++; calls%every == 0 && killed < kills {
+				if _, err := killer.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> $1`, adminPID); err != nil {
+					return fmt.Errorf("terminating the sink's backends: %w", err)
+				}
+				killed++
+			}
+			return nil
+		},
+	}
+	stop := sinkRunning(t, sink)
+	sinkEventually(t, "the sink reached the end through the kills", func() bool {
+		return sinkCaughtUp(t, admin, sink.Name, end)
 	})
 	stop()
 	st := sink.Stats()
 	total, doubled := sinkAuditCounts(t, admin, "customers")
-	t.Logf("%d backend terminations: %d retries, %d records applied, %d twice, %d dead-lettered", kills, st.Retries, total, doubled, st.DeadLettered)
+	t.Logf("%d backend terminations: %d retries, %d records applied, %d twice, %d dead-lettered", killed, st.Retries, total, doubled, st.DeadLettered)
+	if killed != kills {
+		t.Errorf("the sink's backends were terminated %d times, want %d", killed, kills)
+	}
 	if st.DeadLettered != 0 {
 		t.Errorf("%d records dead-lettered for a lost connection", st.DeadLettered)
 	}
