@@ -162,6 +162,16 @@ func (p *uiPage) until(what, expr string) {
 	}
 }
 
+// polled waits until the page has drawn its status n more times: every
+// poll but the last has refreshed the rest of the page too.
+func (p *uiPage) polled(n int) {
+	p.t.Helper()
+	for range n {
+		before := uiEval[string](p, `document.getElementById('status').textContent`)
+		p.until("a poll", fmt.Sprintf(`document.getElementById('status').textContent !== %q`, before))
+	}
+}
+
 func uiEval[T any](p *uiPage, expr string) T {
 	p.t.Helper()
 	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr))
@@ -392,9 +402,14 @@ func TestUI_GivenTheShop_ThenTheDashboardShowsItLiveInABrowser(t *testing.T) {
 			return uiEval[string](p, fmt.Sprintf(`document.querySelector('%s .redrive-state').textContent`, row))
 		}
 
-		// When the re-drive is not confirmed, nothing is re-driven.
+		// When the re-drive is not confirmed, nothing is re-driven, and
+		// the page says so until the next re-drive: the polls that
+		// refresh the dead letters' count do not replace it.
 		redrive(false, false)
 		p.until("the cancel said", `document.getElementById('dlq-message').textContent === 'Re-drive cancelled.'`)
+		p.polled(2)
+		assert.Equal(t, "Re-drive cancelled.", uiEval[string](p, `document.getElementById('dlq-message').textContent`))
+		assert.Contains(t, uiEval[string](p, `document.getElementById('dlq-count').textContent`), "1 dead letter(s) in customers-dlq")
 		assert.Equal(t, "never", state())
 
 		// When the customer is registered and the update re-driven from the page.

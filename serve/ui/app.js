@@ -124,6 +124,7 @@
       ev.preventDefault();
       state.dlqGroup = $('dlq-group').value;
       state.dlqSeen = state.parkedSeen = '';
+      say('dlq-message', '');
       refreshDLQ();
     });
     $('lookup-form').addEventListener('submit', (ev) => { ev.preventDefault(); lookup(); });
@@ -529,12 +530,10 @@
       if (g !== state.dlqGroup) return;
       drawDLQ(g, page);
       drawParked(parked.items);
-      if (!$('dlq-message').classList.contains('keep')) {
-        say('dlq-message', `${page.items.length} dead letter(s) in ${g}-dlq` +
-          (page.next ? ' (first 200 shown)' : '') + `, ${parked.items.length} parked record(s).`);
-      }
+      say('dlq-count', `${page.items.length} dead letter(s) in ${g}-dlq` +
+        (page.next ? ' (first 200 shown)' : '') + `, ${parked.items.length} parked record(s).`);
     } catch (e) {
-      say('dlq-message', `Cannot read the dead letters of ${g}: ${e.message}`, true);
+      say('dlq-count', `Cannot read the dead letters of ${g}: ${e.message}`, true);
     }
   }
 
@@ -615,8 +614,6 @@
     } catch (e) {
       say('dlq-message', 'Re-drive failed: ' + e.message, true);
     }
-    $('dlq-message').classList.add('keep');
-    setTimeout(() => $('dlq-message').classList.remove('keep'), 3 * POLL_MS);
     state.dlqSeen = '';
     refreshDLQ();
   }
