@@ -158,6 +158,20 @@ type sinkPoison struct {
 func (e *sinkPoison) Error() string { return e.err.Error() }
 func (e *sinkPoison) Unwrap() error { return e.err }
 
+// backoff is the wait between a sink's tries, of a transaction or of a
+// dead letter: Backoff doubling up to MaxBackoff, 100 ms and 10 s when 0.
+func (s *Sink[V]) backoff() backoff {
+	b := backoff{min: s.Backoff, max: s.MaxBackoff}
+	if b.min <= 0 {
+		b.min = 100 * time.Millisecond
+	}
+	if b.max <= 0 {
+		b.max = 10 * time.Second
+	}
+	b.max = max(b.max, b.min)
+	return b
+}
+
 // apply commits batch: every record's effect and the partitions' next
 // offsets in one transaction, retrying transient failures and
 // dead-lettering poison records first.
@@ -170,13 +184,7 @@ func (r *sinkRun[V]) apply(ctx context.Context, batch []sinkRecord[V]) error {
 			}
 		}
 	}
-	b := backoff{min: s.Backoff, max: s.MaxBackoff}
-	if b.min <= 0 {
-		b.min = 100 * time.Millisecond
-	}
-	if b.max <= 0 {
-		b.max = 10 * time.Second
-	}
+	b := s.backoff()
 	for {
 		commit, err := r.try(ctx, batch)
 		if err == nil {
@@ -323,7 +331,7 @@ func (r *sinkRun[V]) deadLetter(ctx context.Context, rec *sinkRecord[V], cause e
 	}
 	s.log().Warn("dead-lettered record", "sink", s.Name, "topic", m.Topic, "partition", m.Partition,
 		"offset", m.Offset, "key", string(m.Key), "class", class, "err", cause)
-	b := backoff{min: max(s.Backoff, time.Millisecond), max: max(s.MaxBackoff, 10*time.Second)}
+	b := s.backoff()
 	for {
 		_, _, err := r.dead.Send(ctx, msg)
 		if err == nil {
