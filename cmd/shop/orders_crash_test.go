@@ -41,10 +41,7 @@ func TestOrders_GivenProcessKilledMidFlow_ThenNoOrderIsReservedTwiceAndNoneEmail
 	// check reads the stock topic and the orders independently, so an order
 	// racing its product's first stock level would rightly fail.
 	for _, pr := range []string{"p0", "p1"} {
-		var got struct{ Stock int }
-		require.Eventually(t, func() bool {
-			return httpGetJSON(t, p.base+"/inventory/"+pr, &got) == http.StatusOK && got.Stock == 1000
-		}, wait, 10*time.Millisecond, "stock of %s: %d", pr, got.Stock)
+		awaitInventory(t, p.base, pr, "a stock of 1000", func(got stockAnswer) bool { return got.Stock == 1000 })
 	}
 
 	// The flow: orders placed one after another against whichever instance
@@ -91,10 +88,8 @@ func TestOrders_GivenProcessKilledMidFlow_ThenNoOrderIsReservedTwiceAndNoneEmail
 		want[o.Product] += o.Quantity
 	}
 	for product, reserved := range want {
-		var got struct{ Stock, Reserved int }
-		require.Eventually(t, func() bool {
-			return httpGetJSON(t, p.base+"/inventory/"+product, &got) == http.StatusOK && got.Reserved == reserved
-		}, wait, 10*time.Millisecond, "%s reserved %d, want %d (each validated order once)", product, got.Reserved, reserved)
+		awaitInventory(t, p.base, product, fmt.Sprintf("%d reserved (each validated order once)", reserved),
+			func(got stockAnswer) bool { return got.Reserved == reserved })
 	}
 
 	// One e-mail per order: every order has one, and all copies of an
@@ -150,4 +145,16 @@ func putJSON(t *testing.T, url, body string, status int) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, status, resp.StatusCode, url)
+}
+
+// awaitInventory waits until GET base/inventory/product answers what ok
+// accepts (want says what that is).
+func awaitInventory(t *testing.T, base, product, want string, ok func(stockAnswer) bool) {
+	t.Helper()
+	// EventuallyWithT reports the last answer, not the first.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var got stockAnswer
+		status := httpGetJSON(t, base+"/inventory/"+product, &got)
+		assert.True(c, status == http.StatusOK && ok(got), "inventory of %s: %d %+v, want %s", product, status, got, want)
+	}, wait, 10*time.Millisecond)
 }
